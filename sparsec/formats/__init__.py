@@ -1,0 +1,44 @@
+"""Registry of weight formats by preset name: ``dense``, ``csr``, ``bsr:RxC``, ``nm:N:M`` (docs/internals.md)."""
+
+from __future__ import annotations
+
+import re
+
+from .base import Format, Packed
+from .bsr import Bsr
+from .csr import Csr
+from .dense import Dense
+from .nm import NM
+
+__all__ = ["Format", "Packed", "get_format", "list_presets", "BLOCK_SHAPES", "NM_PATTERNS"]
+
+BLOCK_SHAPES: tuple[tuple[int, int], ...] = ((1, 16), (16, 1), (4, 4), (8, 1), (1, 8), (2, 2), (4, 1), (1, 4))
+NM_PATTERNS: tuple[tuple[int, int], ...] = ((1, 2), (2, 4), (1, 4), (2, 8), (4, 8))
+
+_BSR = re.compile(r"^bsr:(\d+)x(\d+)$")
+_NM = re.compile(r"^nm:(\d+):(\d+)$")
+
+
+def get_format(name: str) -> Format:
+    """The format for a preset name; raises ValueError with the accepted spellings otherwise."""
+    if name == "dense":
+        return Dense()
+    if name == "csr":
+        return Csr()
+    if m := _BSR.match(name):
+        r, c = int(m[1]), int(m[2])
+        if not (1 <= r <= 64 and 1 <= c <= 64):
+            raise ValueError(f"block shape {r}x{c} out of range (1..64)")
+        return Bsr(r, c)
+    if m := _NM.match(name):
+        return NM(int(m[1]), int(m[2]))
+    raise ValueError(f"unknown format {name!r}: expected dense, csr, bsr:RxC or nm:N:M")
+
+
+def list_presets() -> list[str]:
+    """The presets the compiler considers in ``auto`` mode."""
+    return (
+        ["dense", "csr"]
+        + [f"bsr:{r}x{c}" for r, c in BLOCK_SHAPES]
+        + [f"nm:{n}:{m}" for n, m in NM_PATTERNS]
+    )

@@ -1,0 +1,77 @@
+"""``bsr:RxC``: block sparsity with R output rows x C input columns per block.
+
+Sizes that are not multiples of the block shape are handled without padding the activations: the last block
+row starts at N-R (its rows overlap the previous block row and carry the same true values, so writing them
+twice is idempotent) and the last block column starts at K-C with the already-covered columns zeroed. Block
+column indices are therefore element offsets, not block numbers (docs/internals.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Format, Packed, check_weight, specs_of
+
+
+def _starts(total: int, size: int) -> np.ndarray:
+    """Start offset of each block along one axis, the last one shifted back to stay in bounds."""
+    count = -(-total // size)
+    return np.minimum(np.arange(count) * size, total - size)
+
+
+class Bsr(Format):
+    def __init__(self, r: int, c: int) -> None:
+        if r < 1 or c < 1:
+            raise ValueError(f"block shape must be positive, got {r}x{c}")
+        self.r, self.c = r, c
+        self.name = f"bsr:{r}x{c}"
+
+    def fits(self, w: np.ndarray) -> bool:
+        return w.ndim == 2 and w.shape[0] >= self.r and w.shape[1] >= self.c
+
+    def blocks(self, w: np.ndarray) -> np.ndarray:
+        """All blocks as [rows, cols, R, C], shifted/zeroed as the layout says."""
+        n, k = w.shape
+        r, c = self.r, self.c
+        rs, cs = _starts(n, r), _starts(k, c)
+        ridx = rs[:, None] + np.arange(r)  # [nbr, R]
+        cidx = cs[:, None] + np.arange(c)  # [nbc, C]
+        blk = w[ridx[:, None, :, None], cidx[None, :, None, :]].copy()  # [nbr, nbc, R, C]
+        if k % c:  # last block column: zero the columns the previous block column already covers
+            blk[:, -1, :, : c - k % c] = 0.0
+        return blk
+
+    def pack(self, w: np.ndarray) -> Packed:
+        w = check_weight(w)
+        if not self.fits(w):
+            raise ValueError(f"{self.name} needs N >= {self.r} and K >= {self.c}, weight is {w.shape}")
+        blk = self.blocks(w)
+        keep = np.any(blk != 0, axis=(2, 3))  # [nbr, nbc]
+        cs = _starts(w.shape[1], self.c)
+        indptr = np.zeros(keep.shape[0] + 1, np.int32)
+        np.cumsum(keep.sum(axis=1), out=indptr[1:])
+        bi, bj = np.nonzero(keep)
+        return {
+            "data": np.ascontiguousarray(blk[bi, bj], np.float32).reshape(-1, self.r, self.c),
+            "indices": cs[bj].astype(np.int32),
+            "indptr": indptr,
+        }
+
+    def unpack(self, packed: Packed, n: int, k: int) -> np.ndarray:
+        w = np.zeros((n, k), np.float32)
+        rs = _starts(n, self.r)
+        indptr, indices, data = packed["indptr"], packed["indices"], packed["data"]
+        # Later (shifted) block rows first, so the earlier rows overwrite the overlap with identical values.
+        for i in reversed(range(len(rs))):
+            rowblk = np.zeros((self.r, k), np.float32)
+            for e in range(indptr[i], indptr[i + 1]):
+                c0 = int(indices[e])
+                rowblk[:, c0 : c0 + self.c] += data[e]  # the shifted last block holds zeros where it overlaps
+            w[rs[i] : rs[i] + self.r] = rowblk
+        return w
+
+    def array_specs(self, n: int, k: int, packed: Packed) -> list[tuple[str, tuple[int, ...], str]]:
+        return specs_of(packed)
+
+    def nnz_stored(self, packed: Packed) -> int:
+        return int(packed["data"].size)
