@@ -54,8 +54,15 @@ class SparseNodeInfo:
         kv = dict(p.split("=", 1) for p in text.split(";") if "=" in p)
         if kv.get("sparsec") != "1":
             raise ValueError("not a sparsec node configuration")
-        conv = {"K": int, "N": int, "bias": lambda s: s == "1", "residual": lambda s: s == "1",
-                "clip_min": float, "clip_max": float, "region": int}
+        conv = {
+            "K": int,
+            "N": int,
+            "bias": lambda s: s == "1",
+            "residual": lambda s: s == "1",
+            "clip_min": float,
+            "clip_max": float,
+            "region": int,
+        }
         args = {f.name: conv.get(f.name, str)(kv[f.name]) for f in fields(cls) if f.name in kv}
         return cls(**args)
 

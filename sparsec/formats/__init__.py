@@ -37,8 +37,4 @@ def get_format(name: str) -> Format:
 
 def list_presets() -> list[str]:
     """The presets the compiler considers in ``auto`` mode."""
-    return (
-        ["dense", "csr"]
-        + [f"bsr:{r}x{c}" for r, c in BLOCK_SHAPES]
-        + [f"nm:{n}:{m}" for n, m in NM_PATTERNS]
-    )
+    return ["dense", "csr"] + [f"bsr:{r}x{c}" for r, c in BLOCK_SHAPES] + [f"nm:{n}:{m}" for n, m in NM_PATTERNS]

@@ -16,6 +16,7 @@ class Format(ABC):
     """A named weight layout with pack / unpack and a conformance check."""
 
     name: str
+    array_names: tuple[str, ...]  # packed arrays, in kernel argument order
 
     @abstractmethod
     def pack(self, w: np.ndarray) -> Packed:

@@ -20,6 +20,8 @@ def _starts(total: int, size: int) -> np.ndarray:
 
 
 class Bsr(Format):
+    array_names = ("data", "indices", "indptr")
+
     def __init__(self, r: int, c: int) -> None:
         if r < 1 or c < 1:
             raise ValueError(f"block shape must be positive, got {r}x{c}")

@@ -9,6 +9,7 @@ from .base import Format, Packed, check_weight, specs_of
 
 class Csr(Format):
     name = "csr"
+    array_names = ("values", "indices", "indptr")
 
     def pack(self, w: np.ndarray) -> Packed:
         w = check_weight(w)

@@ -9,6 +9,7 @@ from .base import Format, Packed, check_weight, specs_of
 
 class Dense(Format):
     name = "dense"
+    array_names = ("weight",)
 
     def pack(self, w: np.ndarray) -> Packed:
         return {"weight": check_weight(w).copy()}

@@ -12,6 +12,8 @@ from .base import Format, Packed, check_weight, specs_of
 
 
 class NM(Format):
+    array_names = ("values", "positions")
+
     def __init__(self, n: int, m: int) -> None:
         if not (1 <= n < m <= 255):
             raise ValueError(f"N:M needs 1 <= N < M <= 255, got {n}:{m}")

@@ -1,0 +1,84 @@
+"""Run a sparsec artifact: an ``onnxruntime.InferenceSession`` with the sparsec plugin EP registered.
+
+The artifact is verified (sha256 of every file, versions, target) before ORT sees any of it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+from pathlib import Path
+from typing import Any
+
+from ..errors import SparsecError
+
+EP_NAME = "SparsecEP"
+_registered: dict[str, str] = {}
+
+
+def ep_library() -> Path:
+    """The built plugin EP library (``make setup`` / ``python -m sparsec.runtime.build_ep`` builds it)."""
+    lib = Path(__file__).with_name("lib") / "libsparsec_ep.so"
+    if not lib.is_file():
+        raise SparsecError(
+            f"sparsec EP library not built ({lib}); run `make setup` or `python -m sparsec.runtime.build_ep`"
+        )
+    return lib
+
+
+def tvm_runtime_library() -> Path:
+    """libtvm_runtime.so from the installed apache-tvm wheel, located without importing tvm (slow)."""
+    spec = importlib.util.find_spec("tvm")
+    if spec is None or not spec.submodule_search_locations:
+        raise SparsecError("apache-tvm is not installed")
+    lib = Path(list(spec.submodule_search_locations)[0]) / "lib" / "libtvm_runtime.so"
+    if not lib.is_file():
+        raise SparsecError(f"TVM runtime library not found at {lib}")
+    return lib
+
+
+def _register(ort: Any) -> None:
+    lib = str(ep_library())
+    if _registered.get(EP_NAME) == lib:
+        return
+    try:
+        ort.register_execution_provider_library(EP_NAME, lib)
+    except Exception as e:
+        raise SparsecError(f"cannot register the sparsec EP from {lib}: {str(e).splitlines()[0]}") from None
+    _registered[EP_NAME] = lib
+
+
+def host_target_ok(manifest: dict[str, Any]) -> None:
+    kind = manifest.get("target", {}).get("name")
+    if kind != "x86" or platform.machine() not in ("x86_64", "AMD64"):
+        raise SparsecError(f"artifact targets {kind!r}; this host ({platform.machine()}) runs x86 artifacts only")
+
+
+def InferenceSession(artifact: str | Path, sess_options: Any = None, **kwargs: Any) -> Any:  # noqa: N802
+    """An ``onnxruntime.InferenceSession`` running ``artifact``'s model with the sparsec EP.
+
+    Sparse layers run on the artifact's kernels through the EP; every other node on ORT's CPU EP.
+    """
+    import onnxruntime as ort
+
+    from ..artifact import MODEL, check_versions, read_manifest
+    from ..options import toolchain_versions
+
+    d = Path(artifact)
+    manifest = read_manifest(d)
+    check_versions(manifest, toolchain_versions())
+    host_target_ok(manifest)
+    _register(ort)
+    devices = [dev for dev in ort.get_ep_devices() if dev.ep_name == EP_NAME]
+    if not devices:
+        raise SparsecError("the sparsec EP registered but offers no device on this host")
+    so = sess_options if sess_options is not None else ort.SessionOptions()
+    ep_options = {"tvm_runtime": str(tvm_runtime_library())}
+    kernel_lib = manifest.get("kernel_library")
+    if kernel_lib:
+        ep_options["kernel_library"] = str((d / kernel_lib).resolve())
+    so.add_provider_for_devices(devices, ep_options)
+    try:
+        return ort.InferenceSession(str(d / MODEL), so, **kwargs)
+    except Exception as e:
+        raise SparsecError(f"{d}: cannot load the artifact in ONNX Runtime: {str(e).splitlines()[0]}") from None

@@ -1,0 +1,155 @@
+"""The ``sparsec`` command line: parses arguments and calls the Python API (imports are lazy: --help is instant)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+FORMAT_HELP = "auto | dense | csr | bsr:RxC | nm:N:M"
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(2)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn every failure into one line on stderr and a non-zero exit (SPARSEC_DEBUG=1 shows the traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import SparsecError
+
+        try:
+            return fn(*args, **kwargs)
+        except SparsecError as e:
+            _fail(str(e))
+        except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as e:  # an internal bug: still one line, never a traceback dump
+            if os.environ.get("SPARSEC_DEBUG"):
+                raise
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            _fail(f"internal error ({type(e).__name__}: {first}); rerun with SPARSEC_DEBUG=1 for details")
+
+    return wrapper
+
+
+def _dims(values: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        name, sep, num = v.partition("=")
+        if not sep or not num.isdigit() or int(num) < 1:
+            _fail(f"bad --dim {v!r}: expected NAME=POSITIVE_INT")
+        out[name] = int(num)
+    return out
+
+
+def progress(msg: str) -> None:
+    click.echo(f"[sparsec] {msg}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sparsec")
+def main() -> None:
+    """sparsec: compile pruned ONNX models into sparse kernels that run inside ONNX Runtime."""
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", default="x86", show_default=True, help="x86 (more targets to come)")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="artifact directory [MODEL.sparsec]")
+@click.option("--format", "fmt", default="auto", show_default=True, help=FORMAT_HELP)
+@click.option("--verify/--no-verify", default=True, show_default=True, help="compare with ORT on random inputs")
+@click.option("--dump-dir", type=click.Path(file_okay=False, path_type=Path), help="write the model after each stage")
+@click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims during --verify")
+@_guard
+def compile_cmd(
+    model: Path, target: str, output: Path | None, fmt: str, verify: bool, dump_dir: Path | None, dims: tuple[str, ...]
+) -> None:
+    """Compile MODEL.onnx into an artifact directory."""
+    from .compiler import compile_model
+    from .options import CompileOptions
+
+    opts = CompileOptions(target=target, format=fmt, verify=verify)
+    out = output or model.with_suffix(".sparsec")
+    result = compile_model(model, out, opts, dump_dir=dump_dir, dims=_dims(dims), progress=progress)
+    click.echo(result.summary())
+
+
+@main.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", default="x86", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON document")
+@_guard
+def inspect_cmd(model: Path, target: str, as_json: bool) -> None:
+    """Per constant weight: shape, density, N:M conformity, block fit, zero rows/cols, the format it would get."""
+    from .inspect import format_table, inspect_model
+
+    report = inspect_model(model, target)
+    click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
+
+
+@main.command("prune")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--pattern", required=True, help="unstructured:0.9 | block:RxC:0.9 | nm:2:4")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_guard
+def prune_cmd(model: Path, pattern: str, output: Path) -> None:
+    """Magnitude-prune MatMul/Gemm/Conv weights (for trying the compiler; no substitute for fine-tuned pruning)."""
+    from .prune_cli import prune_file
+
+    click.echo(prune_file(model, pattern, output))
+
+
+@main.command("run")
+@click.argument("artifact", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--input", "inputs", multiple=True, help="NAME=FILE.npy (repeat per input)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write outputs to OUT.npz")
+@_guard
+def run_cmd(artifact: Path, inputs: tuple[str, ...], output: Path | None) -> None:
+    """Run an artifact on inputs from .npy files."""
+    from .run import load_inputs, run_artifact
+
+    outs = run_artifact(artifact, load_inputs(inputs))
+    if output:
+        import numpy as np
+
+        np.savez(output, **outs)
+        click.echo(f"wrote {len(outs)} outputs to {output}")
+    else:
+        for name, v in outs.items():
+            click.echo(f"{name}: shape={list(v.shape)} dtype={v.dtype} mean={float(v.mean()):.6g}")
+
+
+@main.command("bench")
+@click.argument("artifact", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), required=True, help="original model")
+@click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims")
+@click.option("--threads", type=int, default=0, help="intra-op threads for both (0: all cores)")
+@click.option("--repeat", type=int, default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def bench_cmd(artifact: Path, baseline: Path, dims: tuple[str, ...], threads: int, repeat: int, as_json: bool) -> None:
+    """Median latency of ORT on the baseline vs the artifact (same inputs and threads, interleaved runs)."""
+    from .bench import bench
+
+    r = bench(artifact, baseline, _dims(dims), threads=threads, repeat=repeat)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+    else:
+        click.echo(
+            f"ORT dense {r['ort_ms']:.3f} ms | sparsec {r['sparsec_ms']:.3f} ms | speedup {r['speedup']:.2f}x "
+            f"| max rel err {r['max_rel_error']:.2e}"
+        )
+
+
+if __name__ == "__main__":
+    main()

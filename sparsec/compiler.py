@@ -1,0 +1,151 @@
+"""The compile driver: frontend -> passes -> target kernels -> artifact -> verification.
+
+Each stage is named; with ``dump_dir`` the model after every graph stage is written there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from .errors import SparsecError
+from .options import CompileOptions, toolchain_versions
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class CompileResult:
+    artifact: Path
+    layers: list[dict[str, Any]]
+    errors: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        sparse = [la for la in self.layers if la["format"] != "dense"]
+        err = f", max rel error {max(self.errors.values()):.2e}" if self.errors else ""
+        return f"wrote {self.artifact} ({len(sparse)}/{len(self.layers)} layers sparse{err}, {self.seconds:.1f} s)"
+
+
+def _noop(msg: str) -> None:
+    pass
+
+
+def kernel_specs(model: onnx.ModelProto) -> list[Any]:
+    """The kernel each sparsec node needs, read back from the rewritten graph (the single source of truth)."""
+    from .formats import get_format
+    from .node import SparseNodeInfo, is_sparsec
+    from .targets.base import KernelSpec
+
+    inits = {i.name: i for i in model.graph.initializer}
+    specs = []
+    for node in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if not is_sparsec(node.op_type, node.domain, attrs):
+            continue
+        ctx = attrs["ep_cache_context"]
+        info = SparseNodeInfo.decode(ctx.decode() if isinstance(ctx, bytes) else ctx)
+        names = get_format(info.format).array_names
+        arrays = []
+        for array_name, input_name in zip(names, node.input[1 : 1 + len(names)], strict=True):
+            t = inits[input_name]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+            arrays.append((array_name, tuple(int(d) for d in t.dims), str(dtype)))
+        specs.append(
+            KernelSpec(
+                symbol=info.kernel,
+                format=info.format,
+                K=info.K,
+                N=info.N,
+                arrays=tuple(arrays),
+                bias=info.bias,
+                residual=info.residual,
+                act=info.act,
+                clip_min=info.clip_min,
+                clip_max=info.clip_max,
+            )
+        )
+    return specs
+
+
+def compile_model(
+    model_path: str | Path,
+    out_dir: str | Path,
+    options: CompileOptions,
+    dump_dir: str | Path | None = None,
+    dims: dict[str, int] | None = None,
+    progress: Progress | None = None,
+) -> CompileResult:
+    """Compile ``model_path`` into the artifact directory ``out_dir`` (written atomically)."""
+    from .artifact import MODEL, ArtifactWriter
+    from .frontend import load_model
+    from .pipeline import run_graph_passes
+    from .targets.base import get_target
+
+    say = progress or _noop
+    t0 = time.perf_counter()
+    target = get_target(options.target)  # unknown targets fail before any work
+    say(f"loading {model_path}")
+    original = load_model(model_path)
+    versions = toolchain_versions()
+    say("analysing weights and choosing formats")
+    rewritten, layers = run_graph_passes(original, target, options, dump_dir=dump_dir)
+    specs = kernel_specs(rewritten)
+    out = Path(out_dir)
+    errors: dict[str, float] = {}
+    with ArtifactWriter(out) as writer:
+        if specs:
+            say(f"generating {len(specs)} {target.name} kernels with TVM")
+            target.build(specs, writer.path(target.library_name), say)
+        onnx.save(rewritten, str(writer.path(MODEL)))
+        manifest = {
+            "versions": versions,
+            "target": target.describe(),
+            "options": {k: v for k, v in options.to_json().items() if k != "versions"},
+            "options_hash": options.digest(),
+            "kernel_library": target.library_name if specs else None,
+            "layers": layers,
+            "inputs": _value_infos(rewritten.graph.input, rewritten),
+            "outputs": _value_infos(rewritten.graph.output, rewritten),
+        }
+        sealed = writer.seal(manifest)
+        if options.verify:
+            errors = _verify(original, sealed, dims or {}, options.seed, say)
+        artifact = writer.commit()
+    return CompileResult(artifact, layers, errors, time.perf_counter() - t0)
+
+
+def _value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for v in values:
+        if v.name in inits:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in v.type.tensor_type.shape.dim]
+        out.append(
+            {"name": v.name, "elem_type": onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type), "shape": dims}
+        )
+    return out
+
+
+def _verify(
+    original: onnx.ModelProto, artifact: Path, dims: dict[str, int], seed: int, say: Progress
+) -> dict[str, float]:
+    """Run original and compiled model on fresh random inputs; a mismatch fails the compile."""
+    from .verify import TOLERANCE, compare_artifact, random_feeds
+
+    say("verifying against ONNX Runtime on random inputs")
+    feeds = random_feeds(original, dims, seed=seed + 1)
+    errors = compare_artifact(original, artifact, feeds)
+    bad = {k: v for k, v in errors.items() if not v <= TOLERANCE}
+    if bad:
+        name, err = max(bad.items(), key=lambda kv: kv[1])
+        raise SparsecError(
+            f"verification failed: output {name!r} differs from ORT (max rel error {err:.3g} > {TOLERANCE})"
+        )
+    return errors

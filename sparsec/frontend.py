@@ -1,0 +1,62 @@
+"""Load and validate an ONNX model: clear one-line errors, external data only from inside the model's folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from .errors import SparsecError
+
+MAX_BYTES = 2**31 - 1  # protobuf's hard limit for one message
+
+
+def _check_external_paths(model: onnx.ModelProto, base: Path) -> None:
+    """Refuse external-data locations that escape the model's directory (absolute, '..', symlinks out)."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    root = base.resolve()
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entry = {e.key: e.value for e in tensor.external_data}
+        loc = entry.get("location", "")
+        target = (root / loc).resolve()
+        if not loc or Path(loc).is_absolute() or not target.is_relative_to(root):
+            raise SparsecError(f"tensor {tensor.name!r}: external data path {loc!r} is outside the model directory")
+        if not target.is_file():
+            raise SparsecError(f"tensor {tensor.name!r}: external data file {loc!r} not found")
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    """Read, check and shape-infer a model; every failure is a SparsecError with one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise SparsecError(f"{p}: no such file")
+    if p.stat().st_size > MAX_BYTES:
+        raise SparsecError(f"{p}: larger than 2 GiB; store the weights as external data")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise SparsecError(f"{p}: not a valid ONNX model ({_first_line(e)})") from None
+    if not model.graph.node:
+        raise SparsecError(f"{p}: not a valid ONNX model (empty graph)")
+    _check_external_paths(model, p.parent)
+    try:
+        onnx.load_external_data_for_model(model, str(p.parent))
+    except Exception as e:
+        raise SparsecError(f"{p}: cannot read external data ({_first_line(e)})") from None
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise SparsecError(f"{p}: invalid ONNX model ({_first_line(e)})") from None
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as e:
+        raise SparsecError(f"{p}: shape inference failed ({_first_line(e)})") from None
+    return model
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__

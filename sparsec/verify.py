@@ -1,0 +1,100 @@
+"""Numeric checks: random feeds for a model's inputs, and the compiled artifact compared with ORT on the original.
+
+The error measure is per output ``max|compiled - reference| / max(max|reference|, 1e-30)``: relative to the
+output's magnitude, so values near zero do not make it meaningless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .errors import SparsecError
+
+_NP = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+TOLERANCE = 1e-4
+
+
+def _gather_bounds(model: onnx.ModelProto) -> dict[str, int]:
+    """Integer inputs used as Gather indices into a constant table: their valid range is the table's rows."""
+    rows = {i.name: int(i.dims[0]) for i in model.graph.initializer if len(i.dims) >= 1}
+    bounds: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in rows:
+            bounds[node.input[1]] = rows[node.input[0]]
+    return bounds
+
+
+def random_feeds(
+    model: onnx.ModelProto, dims: dict[str, int] | None = None, seed: int = 0, default_dim: int = 2
+) -> dict[str, np.ndarray]:
+    """Fresh random inputs for every graph input; symbolic dims take ``dims[name]`` or ``default_dim``."""
+    rng = np.random.default_rng(seed)
+    dims = dims or {}
+    inits = {i.name for i in model.graph.initializer}
+    bounds = _gather_bounds(model)
+    feeds: dict[str, np.ndarray] = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        if tt.elem_type not in _NP:
+            raise SparsecError(
+                f"input {vi.name!r}: unsupported element type {onnx.TensorProto.DataType.Name(tt.elem_type)}"
+            )
+        shape = [d.dim_value if d.HasField("dim_value") else dims.get(d.dim_param, default_dim) for d in tt.shape.dim]
+        dt = _NP[tt.elem_type]
+        if np.issubdtype(dt, np.floating):
+            feeds[vi.name] = rng.standard_normal(shape).astype(dt)
+        elif dt is np.bool_:
+            feeds[vi.name] = rng.random(shape) < 0.5
+        elif "mask" in vi.name.lower():
+            feeds[vi.name] = np.ones(shape, dt)
+        else:
+            feeds[vi.name] = rng.integers(0, bounds.get(vi.name, 2), size=shape).astype(dt)
+    return feeds
+
+
+def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
+    got64, ref64 = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got64.shape != ref64.shape:
+        return float("inf")
+    if got64.size == 0:
+        return 0.0
+    if not np.all(np.isfinite(got64) == np.isfinite(ref64)):
+        return float("inf")
+    fin = np.isfinite(ref64)
+    scale = max(float(np.max(np.abs(ref64[fin]))) if fin.any() else 0.0, 1e-30)
+    return float(np.max(np.abs(got64[fin] - ref64[fin]), initial=0.0)) / scale
+
+
+def reference_outputs(model: onnx.ModelProto | str | Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """ORT (CPU EP) on the original model."""
+    import onnxruntime as ort
+
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def compare_artifact(
+    original: onnx.ModelProto | str | Path, artifact: str | Path, feeds: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Max relative error per output of the artifact (through the sparsec EP) against ORT on the original."""
+    from .runtime import InferenceSession
+
+    ref = reference_outputs(original, feeds)
+    sess: Any = InferenceSession(artifact)
+    got = sess.run(None, feeds)
+    names = [o.name for o in sess.get_outputs()]
+    return {n: relative_error(g, r) for n, g, r in zip(names, got, ref, strict=True)}
