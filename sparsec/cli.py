@@ -116,9 +116,9 @@ def prune_cmd(model: Path, pattern: str, output: Path) -> None:
 @_guard
 def run_cmd(artifact: Path, inputs: tuple[str, ...], output: Path | None) -> None:
     """Run an artifact on inputs from .npy files."""
-    from .run import load_inputs, run_artifact
+    from .run import run_artifact
 
-    outs = run_artifact(artifact, load_inputs(inputs))
+    outs = run_artifact(artifact, inputs)
     if output:
         import numpy as np
 

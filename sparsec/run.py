@@ -24,11 +24,12 @@ def load_inputs(specs: tuple[str, ...] | list[str]) -> dict[str, np.ndarray]:
     return feeds
 
 
-def run_artifact(artifact: str | Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Check the feeds against the model's inputs, run, and return outputs by name."""
+def run_artifact(artifact: str | Path, inputs: tuple[str, ...] | list[str]) -> dict[str, np.ndarray]:
+    """Load the artifact (verified first), read NAME=FILE.npy inputs, check them, run; outputs by name."""
     from .runtime import InferenceSession
 
     sess: Any = InferenceSession(artifact)
+    feeds = load_inputs(inputs)
     expected = {i.name: i for i in sess.get_inputs()}
     missing = sorted(set(expected) - set(feeds))
     unknown = sorted(set(feeds) - set(expected))
