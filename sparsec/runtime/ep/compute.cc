@@ -1,0 +1,197 @@
+#include "compute.h"
+
+#include <dlpack/dlpack.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace sparsec {
+namespace {
+
+constexpr uintptr_t kAlign = 64;  // what TVM assumes for tensor data
+
+// One operand as the kernel will see it for this call.
+struct View {
+  const void* data = nullptr;
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::vector<int64_t> shape;
+  int64_t NumElements() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+ONNXTensorElementDataType OnnxType(DType t) {
+  switch (t) {
+    case DType::kF32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    case DType::kI32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case DType::kU8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+  }
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+}
+
+DLDataType DlType(DType t) {
+  switch (t) {
+    case DType::kF32: return DLDataType{kDLFloat, 32, 1};
+    case DType::kI32: return DLDataType{kDLInt, 32, 1};
+    case DType::kU8: return DLDataType{kDLUInt, 8, 1};
+  }
+  return DLDataType{kDLFloat, 32, 1};
+}
+
+OrtStatus* Fail(const NodeKernel& k, OrtErrorCode code, const std::string& msg) {
+  return MakeStatus(code, "node '" + k.node_name + "': " + msg);
+}
+
+OrtStatus* Resolve(const NodeKernel& k, const Operand& op, const char* what, OrtKernelContext* ctx, View* v) {
+  if (op.constant) {
+    v->data = op.value.data.get();
+    v->type = OnnxType(op.value.dtype);
+    v->shape = op.value.shape;
+    return nullptr;
+  }
+  const OrtValue* val = nullptr;
+  SPARSEC_RETURN_IF_ERROR(g_api->KernelContext_GetInput(ctx, op.input_index, &val));
+  if (!val) return Fail(k, ORT_INVALID_ARGUMENT, std::string("input ") + what + " is missing");
+  TensorInfo info;
+  SPARSEC_RETURN_IF_ERROR(GetTensorInfo(val, &info));
+  v->type = info.type;
+  v->shape = std::move(info.shape);
+  return g_api->GetTensorData(val, &v->data);
+}
+
+DLTensor MakeDl(const void* data, DLDataType dtype, std::vector<int64_t>* shape) {
+  DLTensor t{};
+  t.data = const_cast<void*>(data);
+  t.device = DLDevice{kDLCPU, 0};
+  t.ndim = static_cast<int32_t>(shape->size());
+  t.dtype = dtype;
+  t.shape = shape->data();
+  t.strides = nullptr;  // C-contiguous
+  t.byte_offset = 0;
+  return t;
+}
+
+// ORT's own buffers are 64-byte aligned, but a caller's input may not be (e.g. a numpy slice passed through
+// without copy). Copy those into a call-local aligned buffer rather than hand TVM a pointer it assumes aligned.
+const void* Aligned(const void* p, size_t bytes, std::vector<std::shared_ptr<void>>* keep) {
+  if (reinterpret_cast<uintptr_t>(p) % kAlign == 0) return p;
+  std::shared_ptr<void> buf = AllocAligned(bytes);
+  if (!buf) return nullptr;
+  std::memcpy(buf.get(), p, bytes);
+  keep->push_back(buf);
+  return buf.get();
+}
+
+OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
+  const int64_t K = k.cfg.K, N = k.cfg.N;
+  View x;
+  SPARSEC_RETURN_IF_ERROR(Resolve(k, k.x, "X", ctx, &x));
+  if (x.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+    return Fail(k, ORT_INVALID_ARGUMENT, std::string("X must be float32, got ") + ElementTypeName(x.type));
+  if (x.shape.empty() || x.shape.back() != K)
+    return Fail(k, ORT_INVALID_ARGUMENT,
+                "X has shape " + ShapeToString(x.shape) + ", its last dimension must be K=" + std::to_string(K));
+  int64_t M = 1;
+  for (size_t i = 0; i + 1 < x.shape.size(); ++i) M *= x.shape[i];
+  std::vector<int64_t> y_shape = x.shape;
+  y_shape.back() = N;
+
+  View bias, residual;
+  if (k.bias.present) {
+    SPARSEC_RETURN_IF_ERROR(Resolve(k, k.bias, "bias", ctx, &bias));
+    if (bias.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || bias.NumElements() != N)
+      return Fail(k, ORT_INVALID_ARGUMENT, std::string("bias must be float32 with N=") + std::to_string(N) +
+                                               " elements, got " + ElementTypeName(bias.type) +
+                                               ShapeToString(bias.shape));
+  }
+  if (k.residual.present) {
+    SPARSEC_RETURN_IF_ERROR(Resolve(k, k.residual, "residual", ctx, &residual));
+    if (residual.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || residual.shape != y_shape)
+      return Fail(k, ORT_INVALID_ARGUMENT, "residual must be float32" + ShapeToString(y_shape) + " like the output, got " +
+                                               ElementTypeName(residual.type) + ShapeToString(residual.shape));
+  }
+
+  OrtValue* y_val = nullptr;
+  SPARSEC_RETURN_IF_ERROR(g_api->KernelContext_GetOutput(ctx, 0, y_shape.data(), y_shape.size(), &y_val));
+  void* y = nullptr;
+  SPARSEC_RETURN_IF_ERROR(g_api->GetTensorMutableData(y_val, &y));
+  if (M == 0) return nullptr;  // empty batch: nothing to compute (the kernel ABI promises M >= 1 only)
+
+  std::vector<std::shared_ptr<void>> keep;  // call-local copies; no state shared between concurrent calls
+  const size_t y_bytes = static_cast<size_t>(M * N) * sizeof(float);
+  const void* xp = Aligned(x.data, static_cast<size_t>(M * K) * sizeof(float), &keep);
+  const void* bp = k.bias.present ? Aligned(bias.data, static_cast<size_t>(N) * sizeof(float), &keep) : nullptr;
+  const void* rp = k.residual.present ? Aligned(residual.data, y_bytes, &keep) : nullptr;
+  void* yp = y;
+  if (reinterpret_cast<uintptr_t>(y) % kAlign != 0) {
+    keep.push_back(AllocAligned(y_bytes));
+    yp = keep.back().get();
+  }
+  if (!xp || (k.bias.present && !bp) || (k.residual.present && !rp) || !yp)
+    return Fail(k, ORT_FAIL, "out of memory for aligned copies");
+
+  // Shapes must outlive the DLTensors that point at them: reserve so push_back never reallocates.
+  std::vector<std::vector<int64_t>> shapes;
+  shapes.reserve(k.packed.size() + 4);
+  std::vector<DLTensor> tensors;
+  tensors.reserve(k.packed.size() + 4);
+  const DLDataType f32{kDLFloat, 32, 1};
+  shapes.push_back({M, K});
+  tensors.push_back(MakeDl(xp, f32, &shapes.back()));
+  for (const HostArray& a : k.packed) {
+    shapes.push_back(a.shape);
+    tensors.push_back(MakeDl(a.data.get(), DlType(a.dtype), &shapes.back()));
+  }
+  if (k.bias.present) {
+    shapes.push_back({N});
+    tensors.push_back(MakeDl(bp, f32, &shapes.back()));
+  }
+  if (k.residual.present) {
+    shapes.push_back({M, N});
+    tensors.push_back(MakeDl(rp, f32, &shapes.back()));
+  }
+  shapes.push_back({M, N});
+  tensors.push_back(MakeDl(yp, f32, &shapes.back()));
+
+  std::vector<DLTensor*> args;
+  for (DLTensor& t : tensors) args.push_back(&t);
+  std::string err;
+  if (!k.fn->Call(args.data(), static_cast<int>(args.size()), &err))
+    return Fail(k, ORT_FAIL, "kernel '" + k.cfg.kernel + "' failed: " + err);
+  if (yp != y) std::memcpy(y, yp, y_bytes);
+  return nullptr;
+}
+
+struct ComputeInfo : OrtNodeComputeInfo {
+  std::shared_ptr<const NodeKernel> kernel;
+
+  explicit ComputeInfo(std::shared_ptr<const NodeKernel> k) : OrtNodeComputeInfo{}, kernel(std::move(k)) {
+    ort_version_supported = ORT_API_VERSION;
+    // No per-state data: the NodeKernel is immutable, so the "state" is the info itself.
+    CreateState = [](OrtNodeComputeInfo* self, OrtNodeComputeContext*, void** state) noexcept -> OrtStatus* {
+      *state = self;
+      return nullptr;
+    };
+    ReleaseState = [](OrtNodeComputeInfo*, void*) noexcept {};
+    Compute = [](OrtNodeComputeInfo* self, void*, OrtKernelContext* ctx) noexcept -> OrtStatus* {
+      const NodeKernel& k = *static_cast<ComputeInfo*>(self)->kernel;
+      try {
+        return RunNode(k, ctx);
+      } catch (const std::exception& e) {  // e.g. std::bad_alloc: never let an exception cross the C ABI
+        return Fail(k, ORT_FAIL, std::string("internal error: ") + e.what());
+      }
+    };
+  }
+};
+
+}  // namespace
+
+OrtNodeComputeInfo* NewComputeInfo(std::shared_ptr<const NodeKernel> kernel) {
+  return new ComputeInfo(std::move(kernel));
+}
+
+void DeleteComputeInfo(OrtNodeComputeInfo* info) { delete static_cast<ComputeInfo*>(info); }
+
+}  // namespace sparsec

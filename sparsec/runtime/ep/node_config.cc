@@ -1,0 +1,122 @@
+#include "node_config.h"
+
+#include <cctype>
+#include <map>
+
+namespace sparsec {
+namespace {
+
+// Strict non-negative decimal integer (std::stoll would accept "12abc" and leading spaces).
+bool ParseInt(const std::string& s, int64_t* out) {
+  if (s.empty() || s.size() > 18) return false;
+  int64_t v = 0;
+  for (char c : s) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+    v = v * 10 + (c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+bool ParseFlag(const std::string& s, bool* out) {
+  if (s == "0" || s == "1") {
+    *out = s == "1";
+    return true;
+  }
+  return false;
+}
+
+bool IsIdentifier(const std::string& s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+}  // namespace
+
+bool IsSparsecContext(const std::string& ctx) {
+  static const std::string kPrefix = "sparsec=1";
+  return ctx.compare(0, kPrefix.size(), kPrefix) == 0 && (ctx.size() == kPrefix.size() || ctx[kPrefix.size()] == ';');
+}
+
+bool ParseFormat(const std::string& text, FormatSpec* out, std::string* err) {
+  out->text = text;
+  if (text == "csr") {
+    out->kind = FormatKind::kCsr;
+    return true;
+  }
+  if (text.rfind("bsr:", 0) == 0) {
+    std::string rc = text.substr(4);
+    size_t x = rc.find('x');
+    if (x != std::string::npos && ParseInt(rc.substr(0, x), &out->a) && ParseInt(rc.substr(x + 1), &out->b) &&
+        out->a > 0 && out->b > 0) {
+      out->kind = FormatKind::kBsr;
+      return true;
+    }
+  } else if (text.rfind("nm:", 0) == 0) {
+    std::string nm = text.substr(3);
+    size_t c = nm.find(':');
+    // positions are uint8, so M <= 256 keeps every in-group offset representable.
+    if (c != std::string::npos && ParseInt(nm.substr(0, c), &out->a) && ParseInt(nm.substr(c + 1), &out->b) &&
+        out->a > 0 && out->a <= out->b && out->b <= 256) {
+      out->kind = FormatKind::kNm;
+      return true;
+    }
+  }
+  *err = "unsupported format '" + text + "' (expected csr, bsr:RxC or nm:N:M)";
+  return false;
+}
+
+bool ParseNodeConfig(const std::string& ctx, NodeConfig* out, std::string* err) {
+  std::map<std::string, std::string> kv;
+  size_t pos = 0;
+  while (pos <= ctx.size()) {
+    size_t end = ctx.find(';', pos);
+    if (end == std::string::npos) end = ctx.size();
+    std::string item = ctx.substr(pos, end - pos);
+    size_t eq = item.find('=');
+    if (eq != std::string::npos) kv[item.substr(0, eq)] = item.substr(eq + 1);
+    pos = end + 1;
+  }
+  if (kv["sparsec"] != "1") {
+    *err = "ep_cache_context does not start with sparsec=1";
+    return false;
+  }
+  for (const char* key : {"kernel", "format", "K", "N"}) {
+    if (!kv.count(key)) {
+      *err = std::string("ep_cache_context lacks required key '") + key + "'";
+      return false;
+    }
+  }
+  out->kernel = kv["kernel"];
+  if (!IsIdentifier(out->kernel)) {
+    *err = "kernel symbol '" + out->kernel + "' is not a C identifier";
+    return false;
+  }
+  if (!ParseFormat(kv["format"], &out->format, err)) return false;
+  if (!ParseInt(kv["K"], &out->K) || out->K <= 0) {
+    *err = "K='" + kv["K"] + "' is not a positive integer";
+    return false;
+  }
+  if (!ParseInt(kv["N"], &out->N) || out->N <= 0) {
+    *err = "N='" + kv["N"] + "' is not a positive integer";
+    return false;
+  }
+  if (kv.count("bias") && !ParseFlag(kv["bias"], &out->bias)) {
+    *err = "bias='" + kv["bias"] + "' is not 0 or 1";
+    return false;
+  }
+  if (kv.count("residual") && !ParseFlag(kv["residual"], &out->residual)) {
+    *err = "residual='" + kv["residual"] + "' is not 0 or 1";
+    return false;
+  }
+  if (kv.count("act")) out->act = kv["act"];
+  if (out->act != "none" && out->act != "relu" && out->act != "gelu" && out->act != "sigmoid" && out->act != "clip") {
+    *err = "unknown activation '" + out->act + "'";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace sparsec

@@ -1,0 +1,39 @@
+// The per-node configuration of a sparsec node: the flat "key=value;..." string in the EPContext attribute
+// ep_cache_context (docs/internals.md, "sparsec nodes"). Pure C++, no ORT types, so it is easy to reason about.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace sparsec {
+
+enum class FormatKind { kCsr, kBsr, kNm };
+
+struct FormatSpec {
+  FormatKind kind = FormatKind::kCsr;
+  int64_t a = 0;  // bsr: R (output rows per block); nm: N (kept per group)
+  int64_t b = 0;  // bsr: C (input columns per block); nm: M (group size)
+  std::string text;  // as written in the node, for messages
+};
+
+struct NodeConfig {
+  std::string kernel;  // PackedFunc symbol in the kernel library
+  FormatSpec format;
+  int64_t K = 0;  // input features
+  int64_t N = 0;  // output features
+  bool bias = false;
+  bool residual = false;
+  std::string act = "none";  // applied by the kernel; the EP only checks it is known
+};
+
+// True when the string announces a sparsec configuration (the node is ours to claim).
+bool IsSparsecContext(const std::string& ctx);
+
+// Parses "csr" | "bsr:RxC" | "nm:N:M". Returns false and sets *err on anything else.
+bool ParseFormat(const std::string& text, FormatSpec* out, std::string* err);
+
+// Parses the whole ep_cache_context. Unknown keys are ignored (forward compatibility); required keys:
+// sparsec=1, kernel, format, K, N. Returns false and sets *err with the offending key on failure.
+bool ParseNodeConfig(const std::string& ctx, NodeConfig* out, std::string* err);
+
+}  // namespace sparsec
