@@ -94,7 +94,7 @@ def compile_model(
     original = load_model(model_path)
     versions = toolchain_versions()
     say("analysing weights and choosing formats")
-    rewritten, layers = run_graph_passes(original, target, options, dump_dir=dump_dir)
+    rewritten, layers = run_graph_passes(original, target, options, dump_dir=dump_dir, progress=say)
     specs = kernel_specs(rewritten)
     out = Path(out_dir)
     errors: dict[str, float] = {}

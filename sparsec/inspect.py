@@ -20,7 +20,7 @@ def inspect_model(model_path: str | Path, target_name: str = "x86") -> dict[str,
 
 
 def _fmt_best(d: dict[str, float], limit: int = 2) -> str:
-    best = sorted(d.items(), key=lambda kv: kv[1])[:limit]
+    best = sorted(d.items(), key=lambda kv: -kv[1])[:limit]
     return " ".join(f"{k}:{v:.2f}" for k, v in best) or "-"
 
 

@@ -6,6 +6,7 @@ The artifact is verified (sha256 of every file, versions, target) before ORT see
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,20 @@ def host_target_ok(manifest: dict[str, Any]) -> None:
         raise SparsecError(f"artifact targets {kind!r}; this host ({platform.machine()}) runs x86 artifacts only")
 
 
+def default_session_options() -> Any:
+    """ORT's defaults, except that idle intra-op threads sleep instead of spinning.
+
+    ORT's spinning workers compete with TVM's kernel threads for the same cores: measured on MiniLM at batch 1 on
+    2 cores, 136 ms per run with spinning vs 12.8 ms without (benchmarks/threads.py).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3  # the EP leaves shape ops to the CPU EP by design: ORT's warning about that is noise
+    return so
+
+
 def InferenceSession(artifact: str | Path, sess_options: Any = None, **kwargs: Any) -> Any:  # noqa: N802
     """An ``onnxruntime.InferenceSession`` running ``artifact``'s model with the sparsec EP.
 
@@ -72,7 +87,9 @@ def InferenceSession(artifact: str | Path, sess_options: Any = None, **kwargs: A
     devices = [dev for dev in ort.get_ep_devices() if dev.ep_name == EP_NAME]
     if not devices:
         raise SparsecError("the sparsec EP registered but offers no device on this host")
-    so = sess_options if sess_options is not None else ort.SessionOptions()
+    so = sess_options if sess_options is not None else default_session_options()
+    # TVM's pool sizes itself on first use: give it ORT's intra-op thread count so the two pools do not oversubscribe.
+    os.environ.setdefault("TVM_NUM_THREADS", str(so.intra_op_num_threads or os.cpu_count() or 1))
     ep_options = {"tvm_runtime": str(tvm_runtime_library())}
     kernel_lib = manifest.get("kernel_library")
     if kernel_lib:

@@ -1,0 +1,184 @@
+"""Analysis (read-only): find the layers with constant weights and profile each weight's sparsity.
+
+A *layer* is a MatMul or Gemm whose weight operand is a constant float32 matrix (or a Conv, listed so reports are
+complete but left on ORT until sparse convolutions exist). Every weight is brought to the W[N, K] orientation of
+docs/internals.md; Gemm's alpha is folded into W and beta * C becomes a bias vector.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from sparsec.formats import BLOCK_SHAPES, NM_PATTERNS, get_format
+from sparsec.formats.bsr import Bsr
+
+from .graph import GraphIndex, attr
+
+
+@dataclass
+class Layer:
+    """One candidate layer of the graph (``skip`` says why it cannot become a sparse node, empty when it can)."""
+
+    name: str  # unique, safe for initializer names
+    index: int  # position in graph.node when found
+    node: onnx.NodeProto
+    op: str
+    weight_name: str
+    w: np.ndarray  # W[N, K] float32 (Gemm: alpha folded in)
+    bias: np.ndarray | None = None  # Gemm: beta * C as f32[N]
+    trans_a: bool = False
+    rows: int | None = None  # M when the activation's leading dims are static
+    skip: str = ""
+    profile: WeightProfile | None = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.w.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.w.shape[1])
+
+
+@dataclass
+class WeightProfile:
+    """The sparsity structure of W[N, K]: what each format would store."""
+
+    n: int
+    k: int
+    nnz: int
+    nm: dict[str, float]  # "2:4" -> fraction of groups that conform
+    block_fill: dict[str, float]  # "16x1" -> nonzeros / values stored in nonzero blocks (1.0: perfectly blocked)
+    block_count: dict[str, int]  # "16x1" -> nonzero blocks
+    zero_rows: int
+    zero_cols: int
+
+    @property
+    def density(self) -> float:
+        return self.nnz / max(1, self.n * self.k)
+
+    def stored(self, fmt: str, w: np.ndarray | None = None) -> int:
+        """Values a format stores for this weight (explicit zeros in blocks and N:M slots included)."""
+        if fmt == "dense":
+            return self.n * self.k
+        if fmt == "csr":
+            return self.nnz
+        f = get_format(fmt)
+        if fmt.startswith("bsr:"):
+            key = f"{f.r}x{f.c}"
+            if key not in self.block_count:
+                if w is None:
+                    raise KeyError(fmt)
+                self.block_count[key] = _nonzero_blocks(w, f.r, f.c)
+            return self.block_count[key] * f.r * f.c
+        return self.n * (-(-self.k // f.m)) * f.n  # nm
+
+
+def _nonzero_blocks(w: np.ndarray, r: int, c: int) -> int:
+    if w.shape[0] < r or w.shape[1] < c:
+        return 0
+    return int(np.count_nonzero(np.any(Bsr(r, c).blocks(w) != 0, axis=(2, 3))))
+
+
+def profile_weight(w: np.ndarray) -> WeightProfile:
+    """Sparsity profile of W[N, K] for every N:M pattern and block shape in the registry."""
+    n, k = w.shape
+    nz = w != 0
+    nnz = int(np.count_nonzero(nz))
+    nm = {f"{a}:{b}": get_format(f"nm:{a}:{b}").conformity(w) for a, b in NM_PATTERNS}
+    fill: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for r, c in BLOCK_SHAPES:
+        if n < r or k < c:
+            continue
+        blocks = _nonzero_blocks(w, r, c)
+        count[f"{r}x{c}"] = blocks
+        fill[f"{r}x{c}"] = nnz / (blocks * r * c) if blocks else 1.0
+    zero_rows = int(np.count_nonzero(~nz.any(axis=1)))
+    zero_cols = int(np.count_nonzero(~nz.any(axis=0)))
+    return WeightProfile(n, k, nnz, nm, fill, count, zero_rows, zero_cols)
+
+
+def _safe(name: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.]", "_", name).strip("_.") or "layer"
+    out, i = base, 1
+    while out in taken:
+        i += 1
+        out = f"{base}_{i}"
+    taken.add(out)
+    return out
+
+
+def _rows(idx: GraphIndex, x: str) -> int | None:
+    shape = idx.shapes.get(x)
+    if not shape or any(not isinstance(d, int) for d in shape[:-1]):
+        return None
+    return int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+
+
+def _matmul(idx: GraphIndex, index: int, node: onnx.NodeProto, name: str, b: np.ndarray) -> Layer:
+    x = node.input[0]
+    layer = Layer(
+        name, index, node, "MatMul", node.input[1], np.ascontiguousarray(b.T, np.float32) if b.ndim == 2 else b
+    )
+    rank = idx.rank(x)
+    if b.ndim != 2:
+        layer.skip = f"weight has rank {b.ndim}, only 2-D weights are supported"
+    elif rank is None:
+        layer.skip = "the activation's rank is unknown after shape inference"
+    elif rank < 2:
+        layer.skip = "the activation is a vector (rank 1)"
+    layer.rows = _rows(idx, x)
+    return layer
+
+
+def _gemm(idx: GraphIndex, index: int, node: onnx.NodeProto, name: str, b: np.ndarray) -> Layer:
+    alpha = float(attr(node, "alpha", 1.0))
+    beta = float(attr(node, "beta", 1.0))
+    w = b if attr(node, "transB", 0) else b.T
+    layer = Layer(name, index, node, "Gemm", node.input[1], np.ascontiguousarray(alpha * w, np.float32))
+    layer.trans_a = bool(attr(node, "transA", 0))
+    shape = idx.shapes.get(node.input[0])
+    if shape and len(shape) == 2:
+        layer.rows = shape[1] if layer.trans_a else shape[0]
+        layer.rows = layer.rows if isinstance(layer.rows, int) else None
+    if len(node.input) > 2 and node.input[2]:
+        c = idx.constant(node.input[2])
+        n = layer.n
+        if c is None:
+            layer.skip = "Gemm's C is not a constant"
+        elif c.dtype != np.float32 or c.size not in (1, n) or (c.ndim >= 1 and c.shape[-1] not in (1, n)):
+            layer.skip = f"Gemm's C has shape {list(c.shape)}, not broadcastable to a bias of {n}"
+        else:
+            layer.bias = np.ascontiguousarray(np.broadcast_to(beta * c.reshape(-1), (n,)), np.float32)
+    return layer
+
+
+def find_layers(model: onnx.ModelProto) -> list[Layer]:
+    """Every MatMul/Gemm/Conv whose weight is a constant, in graph order, with its weight profiled."""
+    idx = GraphIndex(model)
+    names: set[str] = set()
+    layers: list[Layer] = []
+    for i, node in enumerate(model.graph.node):
+        if node.domain not in ("", "ai.onnx") or node.op_type not in ("MatMul", "Gemm", "Conv") or len(node.input) < 2:
+            continue
+        b = idx.constant(node.input[1])
+        if b is None:
+            continue  # activation x activation (e.g. attention scores): not a weight
+        name = _safe(node.name or f"{node.op_type}_{i}", names)
+        if node.op_type == "Conv":
+            w = np.ascontiguousarray(b.reshape(b.shape[0], -1), np.float32)
+            layer = Layer(name, i, node, "Conv", node.input[1], w, skip="sparse convolutions are not supported yet")
+        elif b.dtype != np.float32:
+            w = np.zeros((0, 0), np.float32)
+            layer = Layer(name, i, node, node.op_type, node.input[1], w, skip=f"weight is {b.dtype}, not float32")
+        else:
+            layer = (_matmul if node.op_type == "MatMul" else _gemm)(idx, i, node, name, b)
+        if layer.w.ndim == 2 and layer.w.size:
+            layer.profile = profile_weight(layer.w)
+        layers.append(layer)
+    return layers

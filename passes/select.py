@@ -1,0 +1,85 @@
+"""Select: the format of each layer, from the target's cost model (a layer stays dense unless sparse is faster).
+
+``auto`` ranks every format preset the target has a kernel for and the weight fits, by predicted latency at the
+layer's M (static leading dims, else ``options.representative_m``). A sparse format is chosen only when it is
+predicted at least ``MARGIN`` times faster than ORT's dense MatMul. A forced ``--format`` applies to every layer
+it fits; a layer it does not fit stays dense with the reason recorded (and reported by the compiler).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sparsec.errors import SparsecError
+from sparsec.formats import get_format, list_presets
+
+from .analysis import Layer
+from .cost_model import CostModel
+
+MARGIN = 1.1  # predicted speedup a sparse format needs over dense before it replaces it
+
+
+@dataclass(frozen=True)
+class Choice:
+    format: str
+    reason: str
+    speedup: float | None = None  # predicted, vs ORT dense
+
+
+def fits(layer: Layer, fmt: str) -> str:
+    """Why ``fmt`` cannot represent the layer's weight ("" when it can)."""
+    f = get_format(fmt)
+    p = layer.profile
+    if fmt.startswith("bsr:") and (layer.n < f.r or layer.k < f.c):
+        return f"{fmt} needs N >= {f.r} and K >= {f.c}, weight is {layer.n}x{layer.k}"
+    if fmt.startswith("nm:") and p is not None:
+        conform = p.nm.get(f"{f.n}:{f.m}")
+        if conform is None:
+            conform = f.conformity(layer.w)
+        if conform < 1.0:
+            return f"weight does not conform to {fmt} ({conform:.0%} of groups do)"
+    return ""
+
+
+def candidates(target_supports: object, cost: CostModel) -> list[str]:
+    """Sparse presets with a kernel on the target and a cost-model entry."""
+    return [p for p in list_presets() if p != "dense" and target_supports(p) and cost.knows(p)]  # type: ignore[operator]
+
+
+def choose(layer: Layer, fmt_option: str, presets: list[str], cost: CostModel, rows: int) -> Choice:
+    """The format of one layer and the reason, for ``--format fmt_option``."""
+    if layer.skip:
+        return Choice("dense", f"stays dense: {layer.skip}")
+    if fmt_option == "dense":
+        return Choice("dense", "stays dense: --format dense")
+    p = layer.profile
+    assert p is not None
+    dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
+
+    def speedup(fmt: str) -> float:
+        return dense_us / cost.predict_us(fmt, layer.k, layer.n, p.stored(fmt, layer.w), rows)
+
+    if fmt_option != "auto":
+        why = fits(layer, fmt_option)
+        if why:
+            return Choice("dense", f"stays dense: {why}")
+        if not cost.knows(fmt_option):
+            return Choice(fmt_option, "forced by --format")
+        return Choice(
+            fmt_option, f"forced by --format (predicted {speedup(fmt_option):.2f}x of dense)", speedup(fmt_option)
+        )
+    ranked = sorted(((speedup(f), f) for f in presets if not fits(layer, f)), reverse=True)
+    if not ranked:
+        return Choice("dense", "stays dense: no sparse format fits")
+    best, fmt = ranked[0]
+    if best >= MARGIN:
+        return Choice(fmt, f"predicted {best:.1f}x of dense at M={rows}", best)
+    return Choice("dense", f"stays dense: predicted {best:.2f}x of dense at M={rows} (best: {fmt})", best)
+
+
+def check_forced(fmt_option: str, target_supports: object, target_name: str) -> None:
+    """A forced format must have a kernel on the target (fails before any work)."""
+    if fmt_option in ("auto", "dense"):
+        return
+    if not target_supports(fmt_option):  # type: ignore[operator]
+        raise SparsecError(f"--format {fmt_option}: no {target_name} kernel for this format")

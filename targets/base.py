@@ -1,0 +1,96 @@
+"""The target protocol and registry: the ONE place that dispatches on a target name.
+
+Importing this module must stay cheap (no TVM): ``sparsec --help`` and option validation use it. Targets import
+TVM lazily inside ``build``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sparsec.errors import SparsecError
+
+ACTIVATIONS = ("none", "relu", "gelu", "sigmoid", "clip")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Everything a target needs to generate one sparse layer kernel (docs/internals.md, "Kernel ABI").
+
+    ``arrays`` are the packed weight arrays as (name, shape, dtype) in the format's order, which is also the
+    kernel argument order. ``variant`` optionally forces a schedule variant (e.g. chosen by measurement); empty
+    means the target's default choice for the format and shape.
+    """
+
+    symbol: str
+    format: str
+    K: int
+    N: int
+    arrays: tuple[tuple[str, tuple[int, ...], str], ...]
+    bias: bool = False
+    residual: bool = False
+    act: str = "none"
+    clip_min: float = 0.0
+    clip_max: float = 0.0
+    variant: str = ""
+
+    def __post_init__(self) -> None:
+        if self.act not in ACTIVATIONS:
+            raise SparsecError(
+                f"kernel {self.symbol}: unknown activation {self.act!r} (known: {', '.join(ACTIVATIONS)})"
+            )
+
+    def array(self, name: str) -> tuple[tuple[int, ...], str]:
+        """(shape, dtype) of the packed array ``name``."""
+        for n, shape, dtype in self.arrays:
+            if n == name:
+                return shape, dtype
+        raise KeyError(f"kernel {self.symbol} ({self.format}) has no packed array {name!r}")
+
+
+class Target(Protocol):
+    """A code-generation target: turns kernel specs into one loadable kernel library."""
+
+    name: str
+    library_name: str  # file name inside the artifact, e.g. "kernels.so"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able facts for the manifest: kind, cpu, ISA features, vector width, TVM target JSON."""
+        ...
+
+    def supports(self, fmt: str) -> bool:
+        """Whether this target has a kernel template for the format name (e.g. ``bsr:16x1``)."""
+        ...
+
+    def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
+        """Generate every kernel into ONE library at ``out_path`` (deterministic for equal specs)."""
+        ...
+
+
+def _x86() -> Target:
+    from .x86.target import X86Target
+
+    return X86Target()
+
+
+# arm / wasm / cuda: planned (see /work/shared/DESIGN.md); not registered until they build and run.
+_TARGETS: dict[str, Callable[[], Target]] = {"x86": _x86}
+
+
+def known_targets() -> list[str]:
+    """Names accepted by ``get_target``."""
+    return sorted(_TARGETS)
+
+
+def get_target(name: str) -> Target:
+    """The target called ``name``; unknown names raise a one-line SparsecError listing the known ones."""
+    try:
+        factory = _TARGETS[name]
+    except KeyError:
+        raise SparsecError(f"unknown target {name!r} (known targets: {', '.join(known_targets())})") from None
+    return factory()

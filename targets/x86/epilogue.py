@@ -1,0 +1,106 @@
+"""Kernel epilogue as TIR expressions: ``Y = act(acc + bias + residual)`` (docs/internals.md).
+
+Every activation is built from arithmetic, selects and bit casts only, so LLVM vectorizes it (libm calls would be
+scalarized: ~10 ns per element, more than the sparse product itself for a 768-wide layer).
+Why not ``T.erf``/``T.exp``: TVM lowers float32 erf to a fast rational approximation whose *absolute* error is
+~4e-8, so ``0.5*x*(1+erf(x/sqrt(2)))`` loses all relative precision for x < -3 (cancellation in 1+erf).
+GELU here uses erfc for negative inputs (relative error ~3e-7 everywhere) and a Cody-Waite exp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Epilogue = Callable[[Any, Any, Any, Any, Any], Any]  # (acc, bias, residual, m, n) -> value
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693145751953125  # ln 2 split so that n * _LN2_HI is exact for |n| < 2**11
+_LN2_LO = 1.4286068203094173e-06
+# Numerical Recipes erfcc: erfc(z) = t * exp(-z*z + P(t)), t = 1 / (1 + z/2), fractional error < 1.2e-7 for z >= 0.
+_ERFC_P = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+           0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)  # fmt: skip
+
+
+def _f(v: float) -> Any:
+    from tvm import tirx
+
+    return tirx.const(v, "float32")
+
+
+def exp_f32(x: Any) -> Any:
+    """exp(x) for float32 x, relative error ~2e-7 on [-87, 88]; inputs are clamped to that range."""
+    from tvm import tirx
+
+    x = tirx.max(tirx.min(x, _f(88.0)), _f(-87.0))
+    n = tirx.floor(x * _f(_LOG2E) + _f(0.5))
+    r = x - n * _f(_LN2_HI) - n * _f(_LN2_LO)
+    p = _f(1.0 / 5040.0)
+    for c in (1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0):
+        p = p * r + _f(c)
+    bits = tirx.shift_left(tirx.Cast("int32", n) + tirx.const(127, "int32"), tirx.const(23, "int32"))
+    return p * tirx.reinterpret("float32", bits)
+
+
+def _split12(x: Any) -> Any:
+    """x with its low 12 mantissa bits cleared: the product of two such numbers is exact in float32."""
+    from tvm import tirx
+
+    return tirx.reinterpret("float32", tirx.bitwise_and(tirx.reinterpret("int32", x), tirx.const(-4096, "int32")))
+
+
+def gelu_f32(x: Any) -> Any:
+    """0.5 * x * (1 + erf(x / sqrt(2))), precise to ~3e-7 relative also in the negative tail.
+
+    x < 0 uses erfc(z), z = -x/sqrt(2), in the Numerical Recipes form t * exp(-z*z + P(t)). The exponent is formed
+    from x*x/2 with x split into exact halves: rounding z (or z*z) first would cost ~1e-5 relative near x = -11.
+    """
+    from tvm import tirx
+
+    z = x * _f(0.7071067811865476)
+    pos = _f(0.5) * x * (_f(1.0) + tirx.erf(z))  # 1 + erf(z) >= 1: the absolute erf error is a relative one
+    t = _f(1.0) / (_f(1.0) - _f(0.5) * z)
+    poly = _f(_ERFC_P[-1])
+    for c in reversed(_ERFC_P[:-1]):
+        poly = poly * t + _f(c)
+    xh = _split12(x)
+    xl = x - xh
+    erfc = t * exp_f32(_f(-0.5) * (xh * xh)) * exp_f32(poly - _f(0.5) * ((_f(2.0) * xh + xl) * xl))
+    return tirx.Select(x >= _f(0.0), pos, _f(0.5) * x * erfc)
+
+
+def sigmoid_f32(x: Any) -> Any:
+    """1 / (1 + exp(-x)) without overflow: e = exp(-|x|) <= 1 in both branches."""
+    from tvm import tirx
+
+    e = exp_f32(-tirx.abs(x))
+    return tirx.Select(x >= _f(0.0), _f(1.0) / (_f(1.0) + e), e / (_f(1.0) + e))
+
+
+def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], Any]:
+    """The activation as a function on a float32 TIR expression."""
+    from tvm import tirx
+
+    table: dict[str, Callable[[Any], Any]] = {
+        "none": lambda x: x,
+        "relu": lambda x: tirx.max(x, _f(0.0)),
+        "gelu": gelu_f32,
+        "sigmoid": sigmoid_f32,
+        "clip": lambda x: tirx.min(tirx.max(x, _f(clip_min)), _f(clip_max)),
+    }
+    return table[act]
+
+
+def make_epilogue(bias: bool, residual: bool, act: str, clip_min: float = 0.0, clip_max: float = 0.0) -> Epilogue:
+    """``epi(acc, bias_buf, residual_buf, m, n)``; buffers that the spec does not have are never touched."""
+    fn = activation(act, clip_min, clip_max)
+
+    def epi(acc: Any, bias_buf: Any, res_buf: Any, m: Any, n: Any) -> Any:
+        x = acc
+        if bias:
+            x = x + bias_buf[n]
+        if residual:
+            x = x + res_buf[m, n]
+        return fn(x)
+
+    return epi

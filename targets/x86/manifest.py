@@ -1,0 +1,97 @@
+"""The x86 kernel table: which template variants exist per format family, when each applies, and its parameters.
+
+This one table drives kernel choice (``choose``), instantiation (``instantiate``) and the parametrized kernel tests
+(tests/targets/test_x86_kernels.py), in the spirit of XNNPACK's f32-spmm manifest: variants come from a table, not
+from copies of kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sparsec.errors import SparsecError
+from sparsec.formats import get_format, list_presets
+
+from ..base import KernelSpec
+
+ACC_REGISTERS = 8  # vector accumulators per tile: enough independent FMA chains, leaves registers for operands
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One schedule of one format template; ``applies(fmt, vw)`` says whether it can run that format."""
+
+    family: str  # "csr" | "bsr" | "nm": the template module
+    name: str  # the template function
+    applies: Callable[[Any, int], bool]
+    mu: Callable[[Any, int], int]  # tile size along the batch (in vectors for "xt", in rows of X for "rows")
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("csr", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
+    Variant("nm", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
+    # rows first: when the block height is a whole number of vectors it needs no transpose and no padding of M.
+    Variant(
+        "bsr",
+        "rows",
+        lambda f, vw: f.r % vw == 0 and f.r <= 2 * vw,
+        lambda f, vw: max(1, min(8, ACC_REGISTERS * vw // f.r)),
+    ),
+    Variant("bsr", "xt", lambda f, vw: f.r <= ACC_REGISTERS, lambda f, vw: max(1, ACC_REGISTERS // f.r)),
+)
+
+
+def family(fmt_name: str) -> str:
+    """``bsr:16x1`` -> ``bsr``."""
+    return fmt_name.split(":", 1)[0]
+
+
+def variants_for(fmt_name: str, vw: int) -> list[Variant]:
+    """Applicable variants in preference order (empty for dense or unknown formats)."""
+    if family(fmt_name) not in {v.family for v in VARIANTS}:
+        return []
+    fmt = get_format(fmt_name)
+    return [v for v in VARIANTS if v.family == family(fmt_name) and v.applies(fmt, vw)]
+
+
+def supported_presets(vw: int) -> list[str]:
+    """The format presets that have at least one kernel variant here."""
+    return [p for p in list_presets() if variants_for(p, vw)]
+
+
+def choose(spec: KernelSpec, vw: int) -> Variant:
+    """The variant named by ``spec.variant``, else the first applicable one."""
+    options = variants_for(spec.format, vw)
+    if not options:
+        raise SparsecError(f"kernel {spec.symbol}: no x86 kernel for format {spec.format!r}")
+    if not spec.variant:
+        return options[0]
+    for v in options:
+        if v.name == spec.variant:
+            return v
+    names = ", ".join(v.name for v in options)
+    raise SparsecError(f"kernel {spec.symbol}: variant {spec.variant!r} does not apply to {spec.format} ({names})")
+
+
+def instantiate(spec: KernelSpec, vw: int) -> Any:
+    """The PrimFunc for one spec (named ``spec.symbol``, ABI argument list exactly as internals.md says)."""
+    import importlib
+
+    from .epilogue import make_epilogue
+    from .templates.common import finish
+
+    variant = choose(spec, vw)
+    fmt = get_format(spec.format)
+    template = getattr(importlib.import_module(f".templates.{variant.family}", __package__), variant.name)
+    epi = make_epilogue(spec.bias, spec.residual, spec.act, spec.clip_min, spec.clip_max)
+    mu = variant.mu(fmt, vw)
+    K, N = spec.K, spec.N  # noqa: N806
+    if variant.family == "csr":
+        func = template(K, N, spec.array("values")[0][0], vw, epi, mu=mu)
+    elif variant.family == "nm":
+        func = template(K, N, fmt.n, fmt.m, vw, epi, mu=mu)
+    else:
+        func = template(K, N, fmt.r, fmt.c, spec.array("data")[0][0], vw, epi, mu=mu)
+    return finish(func, spec.symbol, spec.bias, spec.residual)

@@ -1,0 +1,51 @@
+"""Pieces shared by the templates: the padded X transpose and trimming the optional epilogue arguments.
+
+Templates are written with the full ABI argument list (X, packed arrays, bias, residual, Y) because a TVMScript
+signature cannot be conditional; ``finish`` then drops bias / residual when the spec has none, which is safe since
+the epilogue never touches a buffer the spec does not have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+XT_BLOCK = 8  # columns of X copied per inner step of the transpose (one contiguous read of a row of X)
+
+
+def padded(m: Any, vw: int) -> Any:
+    """M rounded up to the vector width (the row count of the transposed workspace)."""
+    return (m + vw - 1) // vw * vw
+
+
+def transpose_macro() -> Any:
+    """``transpose_x(X, XT, M, K, Mp)``: XT[k, m] = X[m, k], zero for the padding rows M <= m < Mp."""
+    from tvm.script import tirx as T
+
+    @T.macro
+    def transpose_x(X, XT, M, K, Mp):  # noqa: N803 (buffer names follow the ABI)
+        for kb in T.parallel((K + XT_BLOCK - 1) // XT_BLOCK):
+            for m in range(Mp):
+                for kk in T.unroll(XT_BLOCK):
+                    if kb * XT_BLOCK + kk < K:
+                        XT[kb * XT_BLOCK + kk, m] = T.if_then_else(
+                            m < M, X[T.min(m, M - 1), kb * XT_BLOCK + kk], T.float32(0)
+                        )
+
+    return transpose_x
+
+
+def finish(func: Any, symbol: str, bias: bool, residual: bool) -> Any:
+    """Drop the unused optional parameters and name the function."""
+    from tvm import tirx
+
+    drop = set()
+    params = list(func.params)
+    # Parameter order is X, arrays..., bias, residual, Y.
+    if not bias:
+        drop.add(params[-3])
+    if not residual:
+        drop.add(params[-2])
+    keep = [p for p in params if p not in drop]
+    # TVM 0.27: parameters are buffer-typed Vars (no separate buffer_map), so dropping the Var drops the buffer.
+    out = tirx.PrimFunc(keep, func.body, func.ret_type, func.attrs)
+    return out.with_attr("global_symbol", symbol)

@@ -1,0 +1,86 @@
+"""analysis: which nodes are layers, their W[N, K] orientation, the sparsity profile, and why some are skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from models.synthetic import transformer_ffn
+from sparsec.passes.analysis import find_layers, profile_weight
+from sparsec.passes.graph import GraphIndex
+from tests.passes.graphs import K, N, const, model, weight
+
+
+def test_transformer_ffn_orientation_and_gemm_folding() -> None:
+    m = onnx.shape_inference.infer_shapes(transformer_ffn(d=48, hidden=96, out=20))
+    idx = GraphIndex(m)
+    layers = find_layers(m)
+    assert [la.name for la in layers] == ["fc1", "fc2", "head"]
+    np.testing.assert_array_equal(layers[0].w, idx.constant("w1").T)  # MatMul: W = B.T
+    assert layers[0].w.shape == (96, 48) and layers[1].w.shape == (48, 96)
+    head = layers[2]
+    np.testing.assert_allclose(head.w, 0.5 * idx.constant("w3"))  # Gemm transB=1, alpha=0.5
+    np.testing.assert_allclose(head.bias, 2.0 * idx.constant("b3"))  # beta=2
+    assert all(la.skip == "" for la in layers)
+
+
+def test_profile_counts() -> None:
+    w = np.zeros((8, 8), np.float32)
+    w[0, :4] = 1.0  # one row, 4 consecutive columns
+    w[5, 0] = 2.0
+    p = profile_weight(w)
+    assert (p.nnz, p.zero_rows, p.zero_cols) == (5, 6, 4)
+    assert p.density == 5 / 64
+    assert p.nm["2:4"] == 15 / 16  # 16 groups of 4, only row 0's first group has 4 nonzeros
+    assert p.nm["1:2"] == 30 / 32  # row 0's groups (0, 1) and (2, 3) break 1:2
+    assert p.block_count["1x8"] == 2 and p.block_fill["1x8"] == 5 / 16
+    assert p.block_count["1x4"] == 2 and p.block_fill["1x4"] == 5 / 8
+    assert p.stored("csr") == 5 and p.stored("bsr:1x4") == 8 and p.stored("nm:2:4") == 8 * 2 * 2
+    assert p.stored("bsr:2x3", w) == 3 * 6  # not a preset: counted on demand (blocks at cols 0, 3 and 5 of row 0)
+
+
+def test_skips_are_reported_not_dropped() -> None:
+    rng = np.random.default_rng(0)
+    w = weight(rng)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "c"], ["y1"], name="gemm_dyn_c", transB=1),
+        helper.make_node("Transpose", ["x"], ["x_t"]),
+        helper.make_node("MatMul", ["x", "x_t"], ["y2"], name="act_x_act"),  # no constant operand: not a layer
+        helper.make_node("Conv", ["img", "k"], ["y3"], name="conv"),
+        const("vec", rng.standard_normal(K)),
+        helper.make_node("MatMul", ["vec", "wm"], ["y4"], name="vector_x"),
+    ]
+    inits = {"w": w, "k": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "wm": w.T.copy()}
+    m = model(
+        nodes,
+        inits,
+        {"x": [3, K], "c": [3, N], "img": [1, 3, 8, 8]},
+        {"y1": [3, N], "y2": [3, 3], "y3": [1, 4, 6, 6], "y4": [N]},
+    )
+    layers = {la.name: la for la in find_layers(m)}
+    assert set(layers) == {"gemm_dyn_c", "conv", "vector_x"}
+    assert "not a constant" in layers["gemm_dyn_c"].skip
+    assert "convolutions" in layers["conv"].skip and layers["conv"].w.shape == (4, 27)
+    assert "vector" in layers["vector_x"].skip
+
+
+def test_unnamed_and_colliding_names_are_made_unique() -> None:
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="a/b"),
+        helper.make_node("MatMul", ["h", "w2"], ["y"], name="a:b"),
+        helper.make_node("MatMul", ["y", "w3"], ["z"]),
+    ]
+    inits = {"w": weight(rng, K, K).T.copy(), "w2": weight(rng, K, K).T.copy(), "w3": weight(rng).T.copy()}
+    m = model(nodes, inits, {"x": ["batch", K]}, {"z": ["batch", N]})
+    names = [la.name for la in find_layers(m)]
+    assert names == ["a_b", "a_b_2", "MatMul_2"]
+    assert find_layers(m)[2].rows is None  # symbolic batch
+
+
+def test_static_rows() -> None:
+    w = weight(np.random.default_rng(2))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")]
+    m = model(nodes, {"w": w.T.copy()}, {"x": [2, 5, K]}, {"y": [2, 5, N]})
+    assert find_layers(m)[0].rows == 10

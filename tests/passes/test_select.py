@@ -1,0 +1,81 @@
+"""select: a layer goes sparse only when predicted faster than dense; forced formats; reasons are recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparsec.errors import SparsecError
+from sparsec.passes.analysis import find_layers
+from sparsec.passes.cost_model import CostModel
+from sparsec.passes.select import MARGIN, candidates, check_forced, choose
+from tests.passes.graphs import matmul_model, weight
+
+# dense: 1 ns per MAC; csr: 4 ns per stored value; bsr: 1.5 ns; nm: 2 ns (no per-row or fixed cost).
+COST = CostModel(
+    "x86",
+    "test",
+    {
+        "dense": {"128": [1.0, 0.0, 0.0]},
+        "csr": {"128": [4.0, 0.0, 0.0]},
+        "bsr": {"128": [1.5, 0.0, 0.0]},
+        "nm": {"128": [2.0, 0.0, 0.0]},
+    },
+    "test",
+)
+
+
+def layer_with(w: np.ndarray):  # type: ignore[no-untyped-def]
+    return find_layers(matmul_model(w))[0]
+
+
+def test_stays_dense_when_sparse_is_predicted_slower() -> None:
+    la = layer_with(weight(np.random.default_rng(0), density=0.5))  # csr 2x the work, bsr ~no zero blocks
+    c = choose(la, "auto", ["csr", "bsr:4x4", "nm:2:4"], COST, 128)
+    assert c.format == "dense" and c.reason.startswith("stays dense: predicted") and c.speedup < MARGIN
+
+
+def test_picks_fastest_predicted_format() -> None:
+    w = weight(np.random.default_rng(1), density=0.05)
+    la = layer_with(w)
+    c = choose(la, "auto", ["csr", "bsr:4x4"], COST, 128)
+    # csr: 4 * nnz vs dense K*N -> speedup 1 / (4 * 0.05) = 5; bsr:4x4 stores far more values at 5% density.
+    assert c.format == "csr"
+    assert c.speedup == pytest.approx(w.size / (4 * np.count_nonzero(w)))
+    assert "predicted 5" in c.reason or f"{c.speedup:.1f}x" in c.reason
+
+
+def test_nm_only_when_the_weight_conforms() -> None:
+    w = weight(np.random.default_rng(2), density=1.0)
+    w.reshape(w.shape[0], -1)[:, 1::2] = 0.0  # 1:2 everywhere (K is odd: the last group is partial)
+    la = layer_with(w)
+    assert la.profile is not None and la.profile.nm["1:2"] == 1.0 and la.profile.nm["2:4"] == 1.0
+    cheap_nm = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.0, 0.0, 0.0]}}, "")
+    c = choose(la, "auto", ["nm:1:2", "csr"], cheap_nm, 128)
+    assert c.format == "nm:1:2"
+    assert c.speedup == pytest.approx(37 / 19)  # 19 groups of 2 along K = 37, one slot each
+    w[0, 0] = w[0, 1] = 1.0  # one group breaks 1:2
+    c = choose(layer_with(w), "auto", ["nm:1:2"], cheap_nm, 128)
+    assert c.format == "dense" and "no sparse format fits" in c.reason
+
+
+def test_forced_format_that_does_not_fit_stays_dense_with_reason() -> None:
+    la = layer_with(weight(np.random.default_rng(3), density=0.9))
+    c = choose(la, "nm:2:4", [], COST, 128)
+    assert c.format == "dense" and "does not conform to nm:2:4" in c.reason
+    forced = choose(la, "csr", [], COST, 128)
+    assert forced.format == "csr" and "forced" in forced.reason  # forced even when predicted slower
+
+
+def test_forced_format_without_kernel_fails_early() -> None:
+    with pytest.raises(SparsecError, match="no x86 kernel"):
+        check_forced("bsr:3x5", lambda f: False, "x86")
+    check_forced("auto", lambda f: False, "x86")
+
+
+def test_candidates_need_kernel_and_cost_entry() -> None:
+    only_csr = CostModel("x86", "t", {"dense": {"1": [1, 0, 0]}, "csr": {"1": [1, 0, 0]}}, "")
+    assert candidates(lambda f: True, only_csr) == ["csr"]
+    assert candidates(lambda f: f.startswith("bsr"), COST) == [
+        p for p in candidates(lambda f: True, COST) if "bsr" in p
+    ]
