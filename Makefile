@@ -34,6 +34,7 @@ test: setup
 	$(VENV)/bin/pytest -q
 
 bench: setup
+	bash benchmarks/setup_deepsparse.sh
 	$(VPY) -m benchmarks.run
 
 clean:
