@@ -27,8 +27,9 @@ def sparse_weight(fmt: str, n: int, k: int, density: float, rng: np.random.Gener
     f = get_format(fmt)
     if fmt.startswith("nm:"):
         g = w.reshape(n, -1, f.m)
-        cut = np.sort(np.abs(g), axis=2)[:, :, -f.n][..., None]
-        return (g * (np.abs(g) >= cut)).reshape(n, k)
+        keep = np.zeros(g.shape, bool)  # the n largest per group by rank (a >= threshold keeps ties: > n)
+        np.put_along_axis(keep, np.argsort(-np.abs(g), axis=2)[:, :, : f.n], True, axis=2)
+        return (g * keep).reshape(n, k)
     if fmt.startswith("bsr:"):
         blocks = np.abs(w.reshape(n // f.r, f.r, k // f.c, f.c)).sum(axis=(1, 3))
         keep = blocks >= np.quantile(blocks, 1 - density)

@@ -68,4 +68,5 @@ def cost_model(target: str, isa: str) -> CostModel:
     data = _load(path)
     tables = data["isa"]
     chosen = isa if isa in tables else sorted(tables)[0]
-    return CostModel(target, chosen, tables[chosen], str(data.get("source", "")))
+    source = data.get("sources", {}).get(chosen, data.get("source", ""))  # per-ISA source when tables were merged
+    return CostModel(target, chosen, tables[chosen], str(source))

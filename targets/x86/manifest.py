@@ -30,7 +30,9 @@ class Variant:
 
 
 VARIANTS: tuple[Variant, ...] = (
+    Variant("csr", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
     Variant("csr", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
+    Variant("nm", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
     Variant("nm", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
     # rows first: when the block height is a whole number of vectors it needs no transpose and no padding of M.
     Variant(

@@ -20,7 +20,7 @@ from sparsec.targets.x86.manifest import family, supported_presets, variants_for
 from sparsec.targets.x86.target import X86Target
 
 K, N = 37, 29
-MS = (1, 3, 64)
+MS = (1, 3, 5, 64, 133)  # both sides of the small-M split; 133: full tiles plus a ragged one
 DENSITIES = (0.0, 0.01, 0.1, 0.5, 1.0)
 # (bias, residual, act): every activation, every optional input; the density sweep cycles through them too.
 EPILOGUES = (

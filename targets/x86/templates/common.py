@@ -49,3 +49,41 @@ def finish(func: Any, symbol: str, bias: bool, residual: bool) -> Any:
     # TVM 0.27: parameters are buffer-typed Vars (no separate buffer_map), so dropping the Var drops the buffer.
     out = tirx.PrimFunc(keep, func.body, func.ret_type, func.attrs)
     return out.with_attr("global_symbol", symbol)
+
+
+def group_rows(n_out: int, vw: int) -> int:
+    """Output rows per row group: a vector of outputs (fewer when the layer itself is narrower)."""
+    return min(vw, n_out)
+
+
+def blocked_transpose_macro(K: int, vw: int) -> Any:  # noqa: N803
+    """``transpose_blocks(X, XT, M, Mp)``: XT[k, m] = X[m, k] for m < M, vw x vw blocks held in registers.
+
+    Padding rows M <= m < Mp hold copies of row M-1 (their outputs are never stored, so no zero fill). The last
+    block column is shifted back to K-vw (rewrites identical values) so every block is a full vector; K < vw falls
+    back to the scalar copy.
+    """
+    from tvm.script import tirx as T
+
+    if K < vw:
+        scalar = transpose_macro()
+
+        @T.macro
+        def transpose_small(X, XT, M, Mp):  # noqa: N803
+            scalar(X, XT, M, K, Mp)
+
+        return transpose_small
+
+    @T.macro
+    def transpose_blocks(X, XT, M, Mp):  # noqa: N803
+        for kb in T.parallel((K + vw - 1) // vw):
+            for mb in range(Mp // vw):
+                blk = T.alloc_buffer((vw, vw), "float32", scope="local")
+                for i in T.unroll(vw):
+                    for v in T.vectorized(vw):
+                        blk[i, v] = X[T.min(mb * vw + i, M - 1), T.min(kb * vw, K - vw) + v]
+                for j in T.unroll(vw):
+                    for v in T.vectorized(vw):
+                        XT[T.min(kb * vw, K - vw) + j, mb * vw + v] = blk[v, j]
+
+    return transpose_blocks
