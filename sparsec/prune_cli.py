@@ -55,9 +55,7 @@ def summarize(stats: list[PruneStats], pattern: PrunePattern, out: Path) -> str:
     before = sum(s["density_before"] * n for s, n in zip(stats, sizes, strict=True)) / total
     after = sum(s["density_after"] * n for s, n in zip(stats, sizes, strict=True)) / total
     noun = "weight" if len(stats) == 1 else "weights"
-    return (
-        f"pruned {len(stats)} {noun} ({pattern}): {total:,} values, density {before:.1%} -> {after:.1%}; wrote {out}"
-    )
+    return f"pruned {len(stats)} {noun} ({pattern}): {total:,} values, density {before:.1%} -> {after:.1%}; wrote {out}"
 
 
 def prune_file(model_path: str | Path, pattern_text: str, out_path: str | Path) -> str:

@@ -1,74 +1,421 @@
-"""sparsec prune: exact magnitude pruning per pattern, in the W[N, K] orientation, and one-line errors."""
+"""sparsec prune: exact magnitude pruning per pattern, in the W[N, K] orientation, atomic output, one-line errors."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
-from onnx import numpy_helper
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
 
 from models.synthetic import transformer_ffn
+from sparsec import prune_cli
+from sparsec.cli import main
 from sparsec.errors import SparsecError
-from sparsec.prune import parse_pattern, prune_model, prune_weight
+from sparsec.prune import PrunePattern, parse_pattern, prune_model, prune_weight
 from sparsec.prune_cli import prune_file
 
-W = np.random.default_rng(0).standard_normal((37, 53)).astype(np.float32)
+
+def rand(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("bad", ["random:0.5", "unstructured:1.0", "block:0x4:0.9", "nm:4:2", "nm:2", ""])
-def test_bad_patterns(bad: str) -> None:
-    with pytest.raises(SparsecError, match="pattern"):
+# ------------------------------------------------------------------------------------------------ parse_pattern
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("unstructured:0.9", PrunePattern("unstructured", sparsity=0.9)),
+        ("unstructured:0", PrunePattern("unstructured", sparsity=0.0)),
+        ("unstructured:.5", PrunePattern("unstructured", sparsity=0.5)),
+        (" unstructured:0.25 ", PrunePattern("unstructured", sparsity=0.25)),
+        ("block:4x4:0.9", PrunePattern("block", sparsity=0.9, rows=4, cols=4)),
+        ("block:1x64:0.5", PrunePattern("block", sparsity=0.5, rows=1, cols=64)),
+        ("nm:2:4", PrunePattern("nm", n=2, m=4)),
+        ("nm:1:255", PrunePattern("nm", n=1, m=255)),
+    ],
+)
+def test_parse_pattern_good(text: str, expected: PrunePattern) -> None:
+    got = parse_pattern(text)
+    assert got == expected
+    assert parse_pattern(str(got)) == got  # str() is a valid spelling of the same pattern
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "random:0.5",
+        "",
+        "unstructured",
+        "unstructured:1.0",
+        "unstructured:1",
+        "unstructured:-0.1",
+        "unstructured:.",
+        "unstructured:0.5.1",
+        "unstructured:nan",
+        "block:0x4:0.9",
+        "block:4x65:0.9",
+        "block:4x4",
+        "block:4:0.9",
+        "nm:4:2",
+        "nm:2:2",
+        "nm:0:4",
+        "nm:2:256",
+        "nm:2",
+        "NM:2:4",
+        "unstructured:0.5\nnm:2:4",
+    ],
+)
+def test_parse_pattern_bad_is_one_line(bad: str) -> None:
+    with pytest.raises(SparsecError) as e:
         parse_pattern(bad)
+    msg = str(e.value)
+    assert "pattern" in msg and "\n" not in msg
+    for spelling in ("unstructured:S", "block:RxC:S", "nm:N:M"):
+        assert spelling in msg
 
 
-def test_unstructured_exact_and_largest() -> None:
-    out = prune_weight(W, parse_pattern("unstructured:0.9"))
-    kept = np.count_nonzero(out)
-    assert kept == round(0.1 * W.size)
-    assert np.abs(W[out == 0]).max() <= np.abs(out[out != 0]).min()
+# ------------------------------------------------------------------------------------------------ prune_weight
 
 
-def test_block_pattern() -> None:
-    out = prune_weight(W, parse_pattern("block:4x4:0.75"))
-    pad = np.zeros((40, 56), np.float32)
-    pad[:37, :53] = out
-    blocks = np.abs(pad.reshape(10, 4, 14, 4)).sum(axis=(1, 3)) > 0
-    assert blocks.sum() == round(0.25 * blocks.size)
-    kept = np.kron(blocks, np.ones((4, 4), bool))[:37, :53]
-    np.testing.assert_array_equal(out[kept], W[kept])
+@pytest.mark.parametrize("shape", [(37, 53), (1, 7), (64, 64), (5, 1)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99])
+def test_unstructured_exact_count_and_largest(shape: tuple[int, int], sparsity: float) -> None:
+    w = rand(*shape)
+    out = prune_weight(w, parse_pattern(f"unstructured:{sparsity}"))
+    assert out.dtype == np.float32 and out.shape == w.shape
+    kept = out != 0
+    assert kept.sum() == round((1 - sparsity) * w.size)
+    np.testing.assert_array_equal(out[kept], w[kept])  # kept values untouched
+    if kept.any() and not kept.all():
+        assert np.abs(w[~kept]).max() <= np.abs(w[kept]).min()
 
 
-def test_nm_groups_along_k() -> None:
-    out = prune_weight(W, parse_pattern("nm:2:4"))
-    pad = np.zeros((37, 56), np.float32)
-    pad[:, :53] = out
-    assert (np.count_nonzero(pad.reshape(37, 14, 4), axis=2) <= 2).all()
-    g = np.abs(W[:, :4])
-    np.testing.assert_array_equal(out[:, :4] != 0, g >= np.sort(g, axis=1)[:, [2]])
+def test_unstructured_ties_are_deterministic() -> None:
+    w = np.ones((6, 7), np.float32)
+    w[0, 0] = 5.0
+    out = prune_weight(w, parse_pattern("unstructured:0.5"))
+    keep = round(0.5 * w.size)
+    assert np.count_nonzero(out) == keep
+    assert out[0, 0] == 5.0
+    # among equal magnitudes the earliest positions (row-major) win
+    assert np.flatnonzero(out.ravel()).tolist() == list(range(keep))
+    np.testing.assert_array_equal(out, prune_weight(w, parse_pattern("unstructured:0.5")))
 
 
-def test_model_orientation_and_ort_runs(tmp_path: Path) -> None:
-    m = transformer_ffn(density=1.0)
-    pruned, stats = prune_model(m, parse_pattern("nm:2:4"))
-    assert [s["name"] for s in stats] == ["w1", "w2", "w3"]
-    inits = {t.name: numpy_helper.to_array(t) for t in pruned.graph.initializer}
-    w1 = inits["w1"].T  # MatMul: W = B.T, groups run along B's rows
-    w3 = inits["w3"]  # Gemm transB=1: W = B
-    for w in (w1, w3):
-        assert (np.count_nonzero(w.reshape(w.shape[0], -1, 4), axis=2) <= 2).all()
-    import onnxruntime as ort
-
-    x = np.ones((2, 3, 48), np.float32)
-    ort.InferenceSession(pruned.SerializeToString()).run(None, {"x": x})
+def test_prune_weight_does_not_modify_input() -> None:
+    w = rand(8, 8)
+    copy = w.copy()
+    prune_weight(w, parse_pattern("unstructured:0.9"))
+    np.testing.assert_array_equal(w, copy)
 
 
-def test_prune_file_errors_and_output(tmp_path: Path) -> None:
-    src = tmp_path / "m.onnx"
-    onnx.save(transformer_ffn(density=1.0), str(src))
-    with pytest.raises(SparsecError, match="does not exist"):
-        prune_file(src, "unstructured:0.5", tmp_path / "nope" / "o.onnx")
-    msg = prune_file(src, "unstructured:0.5", tmp_path / "o.onnx")
-    assert "pruned 3 weights" in msg and (tmp_path / "o.onnx").is_file()
-    assert list(tmp_path.glob(".prune-*")) == []
+def blocks_of(a: np.ndarray, r: int, c: int) -> list[tuple[slice, slice]]:
+    """The (partial at the edges) RxC tiles of a 2-D array, row-major."""
+    n, k = a.shape
+    return [(slice(i, i + r), slice(j, j + c)) for i in range(0, n, r) for j in range(0, k, c)]
+
+
+@pytest.mark.parametrize("shape", [(32, 48), (37, 53), (3, 70)])
+@pytest.mark.parametrize("r,c", [(4, 4), (1, 16), (8, 1), (3, 5)])
+def test_block_all_or_nothing_and_block_sparsity(shape: tuple[int, int], r: int, c: int) -> None:
+    w = rand(*shape, seed=1)
+    out = prune_weight(w, parse_pattern(f"block:{r}x{c}:0.75"))
+    tiles = blocks_of(w, r, c)
+    kept, dropped = [], []
+    for t in tiles:
+        if np.any(out[t] != 0):
+            np.testing.assert_array_equal(out[t], w[t])  # a kept block is untouched
+            kept.append(float(np.linalg.norm(w[t])))
+        else:
+            dropped.append(float(np.linalg.norm(w[t])))
+    assert len(kept) == round(0.25 * len(tiles))
+    assert max(dropped) <= min(kept)  # ranked by L2 norm
+
+
+def test_block_prunes_by_norm_not_single_values() -> None:
+    w = np.zeros((4, 8), np.float32)
+    w[:2, :2] = 10.0  # one big value block
+    w[2:, 2:4] = [[1.0, 1.0], [1.0, 1.0]]
+    w[0, 6] = 3.0  # a single large value in an otherwise empty block: norm 3 < norm 20 and > norm 2
+    out = prune_weight(w, parse_pattern("block:2x2:0.75"))  # 8 blocks, keep 2
+    assert np.count_nonzero(out) == 5
+    assert out[0, 0] == 10.0 and out[0, 6] == 3.0 and out[2, 2] == 0.0
+
+
+def check_nm(w: np.ndarray, out: np.ndarray, n: int, m: int) -> None:
+    """Every group of m consecutive inputs along K keeps at most n values: the largest ones, untouched."""
+    rows, k = w.shape
+    for i in range(rows):
+        for g in range(0, k, m):
+            src, got = w[i, g : g + m], out[i, g : g + m]
+            kept = got != 0
+            assert kept.sum() == min(n, src.size), (i, g)
+            np.testing.assert_array_equal(got[kept], src[kept])
+            if not kept.all():
+                assert np.abs(src[~kept]).max() <= np.abs(src[kept]).min()
+
+
+@pytest.mark.parametrize("shape", [(16, 64), (37, 53), (3, 2)])
+@pytest.mark.parametrize("n,m", [(2, 4), (1, 4), (4, 8), (1, 2), (3, 7)])
+def test_nm_groups_along_k(shape: tuple[int, int], n: int, m: int) -> None:
+    w = rand(*shape, seed=2)
+    out = prune_weight(w, parse_pattern(f"nm:{n}:{m}"))
+    check_nm(w, out, n, m)
+
+
+def test_nm_partial_last_group_keeps_real_values() -> None:
+    w = np.array([[1.0, 2.0, 3.0, 4.0, -0.5]], np.float32)  # K = 5: second group has one real entry
+    out = prune_weight(w, parse_pattern("nm:2:4"))
+    np.testing.assert_array_equal(out, [[0.0, 0.0, 3.0, 4.0, -0.5]])
+
+
+# ------------------------------------------------------------------------------------------------ prune_model
+
+
+def layer_model() -> onnx.ModelProto:
+    """MatMul B[K, N], Gemm transB=0 and transB=1, Conv, a shared weight (MatMul then Gemm transB=1) and a computed
+    weight (Transpose of an initializer). K and N differ so a wrong orientation changes the result."""
+    inits = {
+        "mm": rand(8, 6, seed=10),  # MatMul: [K=8, N=6]
+        "g0": rand(6, 12, seed=11),  # Gemm transB=0: [K=6, N=12]
+        "g1": rand(5, 12, seed=12),  # Gemm transB=1: [N=5, K=12]
+        "conv": rand(3, 2, 3, 3, seed=13),  # Conv: [Cout=3, Cin=2, 3, 3] -> W[3, 18]
+        "shared": rand(8, 8, seed=14),  # MatMul (W = B.T) first, then Gemm transB=1 (W = B)
+        "raw": rand(4, 8, seed=15),  # Transpose(raw) -> MatMul: computed, not pruned
+        "bias": rand(12, seed=16),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "mm"], ["h0"], name="mm"),
+        helper.make_node("Gemm", ["h0", "g0", "bias"], ["h1"], name="g0", transB=0),
+        helper.make_node("Gemm", ["h1", "g1"], ["y0"], name="g1", transB=1, alpha=0.5),
+        helper.make_node("Conv", ["img", "conv"], ["y1"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("MatMul", ["x", "shared"], ["s0"], name="s_mm"),
+        helper.make_node("Gemm", ["s0", "shared"], ["y2"], name="s_gemm", transB=1),
+        helper.make_node("Transpose", ["raw"], ["raw_t"], name="t"),
+        helper.make_node("MatMul", ["x", "raw_t"], ["y3"], name="computed"),
+    ]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "layers",
+        [helper.make_tensor_value_info("x", f, [2, 8]), helper.make_tensor_value_info("img", f, [1, 2, 5, 5])],
+        [
+            helper.make_tensor_value_info("y0", f, [2, 5]),
+            helper.make_tensor_value_info("y1", f, [1, 3, 5, 5]),
+            helper.make_tensor_value_info("y2", f, [2, 8]),
+            helper.make_tensor_value_info("y3", f, [2, 4]),
+        ],
+        initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+def test_prune_model_orientation_per_op() -> None:
+    model = layer_model()
+    before = initializers(model)
+    pruned, stats = prune_model(model, parse_pattern("nm:2:4"))
+    after = initializers(pruned)
+    assert [(s["name"], s["op"]) for s in stats] == [
+        ("mm", "MatMul"),
+        ("g0", "Gemm"),
+        ("g1", "Gemm"),
+        ("conv", "Conv"),
+        ("shared", "MatMul"),
+    ]
+    # W[N, K] of each layer: the N:M groups must run along K
+    check_nm(before["mm"].T, after["mm"].T, 2, 4)  # MatMul: groups run down the rows of B[K, N]
+    check_nm(before["g0"].T, after["g0"].T, 2, 4)  # Gemm transB=0: W = B.T
+    check_nm(before["g1"], after["g1"], 2, 4)  # Gemm transB=1: W = B
+    check_nm(before["conv"].reshape(3, -1), after["conv"].reshape(3, -1), 2, 4)  # Conv: W = weight.reshape(Cout, -1)
+    check_nm(before["shared"].T, after["shared"].T, 2, 4)  # pruned once, as its first use (MatMul) sees it
+    np.testing.assert_array_equal(after["raw"], before["raw"])  # computed weight left alone
+    np.testing.assert_array_equal(after["bias"], before["bias"])
+    for s in stats:
+        w = after[s["name"]]
+        assert s["shape"] == list(w.shape) == list(before[s["name"]].shape)
+        assert s["density_before"] == 1.0 and s["density_after"] == np.count_nonzero(w) / w.size <= 2 / 3
+    # the input model is untouched
+    np.testing.assert_array_equal(initializers(model)["mm"], before["mm"])
+
+
+def test_shared_weight_pruned_once() -> None:
+    model = layer_model()
+    shared = initializers(model)["shared"]
+    pruned, stats = prune_model(model, parse_pattern("nm:1:4"))
+    assert [s["name"] for s in stats].count("shared") == 1
+    got = initializers(pruned)["shared"]
+    np.testing.assert_array_equal(got, prune_weight(shared.T, parse_pattern("nm:1:4")).T)
+    # pruning it again as the Gemm transB=1 use sees it would have removed more values
+    assert np.count_nonzero(prune_weight(got, parse_pattern("nm:1:4"))) < np.count_nonzero(got)
+
+
+def test_pruned_model_runs_on_ort_and_matches_numpy() -> None:
+    model = layer_model()
+    pruned, _ = prune_model(model, parse_pattern("unstructured:0.5"))
+    w = initializers(pruned)
+    x = rand(2, 8, seed=20)
+    img = rand(1, 2, 5, 5, seed=21)
+    sess = ort.InferenceSession(pruned.SerializeToString(), providers=["CPUExecutionProvider"])
+    y0, y1, y2, y3 = sess.run(None, {"x": x, "img": img})
+    ref0 = 0.5 * ((x @ w["mm"] @ w["g0"] + w["bias"]) @ w["g1"].T)
+    np.testing.assert_allclose(y0, ref0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y2, (x @ w["shared"]) @ w["shared"].T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y3, x @ w["raw"].T, rtol=1e-4, atol=1e-5)
+    assert y1.shape == (1, 3, 5, 5)
+    dense = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert not np.allclose(dense.run(["y0"], {"x": x, "img": img})[0], y0)  # pruning changed the weights
+
+
+def test_transformer_ffn_all_three_layers() -> None:
+    pruned, stats = prune_model(transformer_ffn(density=1.0), parse_pattern("block:4x4:0.5"))
+    assert [(s["name"], s["op"]) for s in stats] == [("w1", "MatMul"), ("w2", "MatMul"), ("w3", "Gemm")]
+    assert all(s["density_after"] == pytest.approx(0.5) for s in stats)  # shapes are multiples of 4
+    x = rand(2, 3, 48)
+    y, z = ort.InferenceSession(pruned.SerializeToString()).run(None, {"x": x})
+    assert y.shape == (2, 3, 48) and z.shape == (6, 20)
+
+
+def test_non_float_and_wrong_rank_weights_are_skipped() -> None:
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["xd", "wd"], ["yd"]),  # float64 weight
+            helper.make_node("MatMul", ["x3", "w3"], ["y3"]),  # rank-3 (batched) weight
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info("xd", TensorProto.DOUBLE, [2, 4]),
+            helper.make_tensor_value_info("x3", f, [2, 3, 4]),
+        ],
+        [helper.make_tensor_value_info("yd", TensorProto.DOUBLE, [2, 4]), helper.make_tensor_value_info("y3", f, None)],
+        initializer=[
+            numpy_helper.from_array(np.ones((4, 4)), "wd"),
+            numpy_helper.from_array(np.ones((2, 4, 4), np.float32), "w3"),
+        ],
+    )
+    with pytest.raises(SparsecError, match=r"^no MatMul/Gemm/Conv weight to prune in toy\.onnx"):
+        prune_model(helper.make_model(graph), parse_pattern("nm:2:4"), label="toy.onnx")
+
+
+# ------------------------------------------------------------------------------------------------ prune_file
+
+
+@pytest.fixture
+def dense_model(tmp_path: Path) -> Path:
+    p = tmp_path / "dense.onnx"
+    onnx.save(transformer_ffn(density=1.0), str(p))
+    return p
+
+
+def test_prune_file_writes_model_and_summary(dense_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.onnx"
+    msg = prune_file(dense_model, "nm:2:4", out)
+    assert msg == f"pruned 3 weights (nm:2:4): 10,176 values, density 100.0% -> 50.0%; wrote {out}"
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    w = initializers(model)
+    check_nm(initializers(onnx.load(str(dense_model)))["w1"].T, w["w1"].T, 2, 4)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+    mode = out.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+def test_prune_file_overwrites_in_place(dense_model: Path) -> None:
+    prune_file(dense_model, "unstructured:0.9", dense_model)
+    w = initializers(onnx.load(str(dense_model)))
+    assert np.count_nonzero(w["w1"]) == round(0.1 * w["w1"].size)
+
+
+def test_prune_file_embeds_external_data(tmp_path: Path) -> None:
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    src = src_dir / "ext.onnx"
+    onnx.save(
+        transformer_ffn(density=1.0),
+        str(src),
+        save_as_external_data=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    source = onnx.load(str(src), load_external_data=False)
+    assert all(t.data_location == TensorProto.EXTERNAL for t in source.graph.initializer)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    prune_file(src, "unstructured:0.5", out_dir / "p.onnx")
+    assert [p.name for p in out_dir.iterdir()] == ["p.onnx"]
+    model = onnx.load(str(out_dir / "p.onnx"), load_external_data=False)
+    assert all(t.data_location == TensorProto.DEFAULT for t in model.graph.initializer)
+    w = initializers(model)
+    assert np.count_nonzero(w["w2"]) == round(0.5 * w["w2"].size)
+    np.testing.assert_array_equal(w["b1"], initializers(transformer_ffn(density=1.0))["b1"])
+
+
+def test_prune_file_bad_pattern_fails_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(SparsecError, match="pattern") as e:
+        prune_file(tmp_path / "missing.onnx", "random:0.5", tmp_path / "o.onnx")
+    assert "\n" not in str(e.value) and "no such file" not in str(e.value)
+
+
+def test_prune_file_missing_output_dir(dense_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(SparsecError, match="output directory does not exist"):
+        prune_file(dense_model, "unstructured:0.5", tmp_path / "nope" / "o.onnx")
+
+
+def test_prune_file_model_without_weights(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    src = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    with pytest.raises(SparsecError) as e:
+        prune_file(src, "nm:2:4", tmp_path / "o.onnx")
+    assert str(e.value).startswith(f"no MatMul/Gemm/Conv weight to prune in {src}") and "\n" not in str(e.value)
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_prune_file_failure_keeps_previous_output(
+    dense_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "o.onnx"
+    out.write_bytes(b"previous")
+    monkeypatch.setattr(prune_cli, "MAX_BYTES", 1000)  # pretend the model is over protobuf's 2 GiB limit
+    with pytest.raises(SparsecError, match="2 GiB") as e:
+        prune_file(dense_model, "nm:2:4", out)
+    assert "\n" not in str(e.value)
+    monkeypatch.undo()
+
+    def broken_replace(a: object, b: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prune_cli.os, "replace", broken_replace)
+    with pytest.raises(SparsecError, match="cannot write"):
+        prune_file(dense_model, "nm:2:4", out)
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dense.onnx", "o.onnx"]  # temp file removed
+
+
+def test_cli_prune(dense_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.onnx"
+    r = CliRunner().invoke(main, ["prune", str(dense_model), "--pattern", "block:1x16:0.9", "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("pruned 3 weights (block:1x16:0.9)") and out.is_file()
+    r = CliRunner().invoke(main, ["prune", str(dense_model), "--pattern", "nm:4:2", "-o", str(out)])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: bad --pattern")
