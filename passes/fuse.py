@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from sparsec.node import SparseNodeInfo, is_sparsec, node_attributes
+from sparsec.node import SparseNodeInfo, node_attributes
 
-from .graph import GraphIndex, attr, remove_unused_initializers, topo_sort
+from .graph import GraphIndex, attr, remove_unused_initializers, sparse_info, topo_sort
 
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -212,11 +212,10 @@ def fuse(model: onnx.ModelProto) -> dict[str, list[str]]:
     """Fuse epilogues into every sparsec node; returns layer -> fused steps."""
     done: dict[str, list[str]] = {}
     for node in list(model.graph.node):
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if not is_sparsec(node.op_type, node.domain, attrs):
+        info = sparse_info(node)
+        if info is None:
             continue
-        ctx = attrs["ep_cache_context"]
-        f = _Fused(node, SparseNodeInfo.decode(ctx.decode() if isinstance(ctx, bytes) else ctx), model)
+        f = _Fused(node, info, model)
         rank = GraphIndex(model).rank(node.input[0])
         while True:
             idx = GraphIndex(model)

@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sparsec.node import SparseNodeInfo, is_sparsec
+
 Dim = int | str | None
 
 
@@ -112,3 +114,12 @@ def remove_unused_initializers(graph: onnx.GraphProto) -> None:
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def sparse_info(node: onnx.NodeProto) -> SparseNodeInfo | None:
+    """The config of a sparsec node, or None for any other node."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if not is_sparsec(node.op_type, node.domain, attrs):
+        return None
+    ctx = attrs["ep_cache_context"]
+    return SparseNodeInfo.decode(ctx.decode() if isinstance(ctx, bytes) else ctx)

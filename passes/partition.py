@@ -13,17 +13,9 @@ import networkx as nx
 import onnx
 
 from sparsec.errors import SparsecError
-from sparsec.node import SparseNodeInfo, is_sparsec, node_attributes
+from sparsec.node import SparseNodeInfo, node_attributes
 
-from .graph import attr
-
-
-def _info(node: onnx.NodeProto) -> SparseNodeInfo | None:
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if not is_sparsec(node.op_type, node.domain, attrs):
-        return None
-    ctx = attrs["ep_cache_context"]
-    return SparseNodeInfo.decode(ctx.decode() if isinstance(ctx, bytes) else ctx)
+from .graph import attr, sparse_info
 
 
 def partition(model: onnx.ModelProto, supports: Callable[[str], bool], target: str) -> dict[str, int]:
@@ -32,7 +24,7 @@ def partition(model: onnx.ModelProto, supports: Callable[[str], bool], target: s
     producers: dict[str, str] = {}
     infos: dict[str, tuple[onnx.NodeProto, SparseNodeInfo]] = {}
     for node in model.graph.node:
-        info = _info(node)
+        info = sparse_info(node)
         if info is None:
             continue
         if not supports(info.format):
