@@ -6,7 +6,7 @@ SPARSEC := $(VENV)/bin/sparsec
 EP_LIB  := sparsec/runtime/lib/libsparsec_ep.so
 DEMO    := .cache/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench fuzz clean
 
 setup: $(VENV)/.installed $(EP_LIB)
 
@@ -32,6 +32,9 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check sparsec passes targets tests models benchmarks
 	$(VENV)/bin/pytest -q
+
+fuzz: setup
+	$(VPY) -m tests.fuzz.harness --cases 1000
 
 bench: setup
 	bash benchmarks/setup_deepsparse.sh

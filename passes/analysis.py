@@ -33,6 +33,7 @@ class Layer:
     trans_a: bool = False
     rows: int | None = None  # M when the activation's leading dims are static
     skip: str = ""
+    nonfinite: int = 0  # NaN/Inf entries in the weight: compiling refuses them, inspect reports them
     profile: WeightProfile | None = field(default=None, repr=False)
 
     @property
@@ -174,11 +175,18 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
             w = np.ascontiguousarray(b.reshape(b.shape[0], -1), np.float32)
             layer = Layer(name, i, node, "Conv", node.input[1], w, skip="sparse convolutions are not supported yet")
         elif b.dtype != np.float32:
-            w = np.zeros((0, 0), np.float32)
-            layer = Layer(name, i, node, node.op_type, node.input[1], w, skip=f"weight is {b.dtype}, not float32")
+            # A zero-copy placeholder keeps the [N, K] shape for reports; nothing is profiled.
+            shape = (b.shape[-1], int(np.prod(b.shape[:-1]))) if b.ndim >= 2 else (b.size, 1)
+            w = np.broadcast_to(np.float32(0), shape)
+            skip = f"weight is {b.dtype}, sparse kernels take float32: left to ONNX Runtime"
+            layer = Layer(name, i, node, node.op_type, node.input[1], w, skip=skip)
         else:
             layer = (_matmul if node.op_type == "MatMul" else _gemm)(idx, i, node, name, b)
-        if layer.w.ndim == 2 and layer.w.size:
+            bad = int(b.size - np.count_nonzero(np.isfinite(b)))
+            if bad:
+                layer.nonfinite = bad
+                layer.skip = f"weight has {bad} NaN/Inf values"
+        if layer.w.ndim == 2 and layer.w.size and b.dtype == np.float32:
             layer.profile = profile_weight(layer.w)
         layers.append(layer)
     return layers

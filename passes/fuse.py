@@ -17,7 +17,7 @@ from onnx import numpy_helper
 
 from sparsec.node import SparseNodeInfo, node_attributes
 
-from .graph import GraphIndex, attr, remove_unused_initializers, sparse_info, topo_sort
+from .graph import GraphIndex, attr, node_reads, remove_unused_initializers, sparse_info, topo_sort
 
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -240,7 +240,7 @@ def _drop(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
 
 def _drop_dead_constants(model: onnx.ModelProto) -> None:
     while True:
-        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        used = {i for n in model.graph.node for i in node_reads(n)} | {o.name for o in model.graph.output}
         keep = [n for n in model.graph.node if n.op_type != "Constant" or any(o in used for o in n.output)]
         if len(keep) == len(model.graph.node):
             return

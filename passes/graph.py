@@ -16,6 +16,25 @@ from sparsec.node import SparseNodeInfo, is_sparsec
 Dim = int | str | None
 
 
+def subgraph_reads(node: onnx.NodeProto) -> set[str]:
+    """Outer-scope values read inside ``node``'s subgraphs (If/Loop/Scan bodies, recursively): implicit inputs."""
+    reads: set[str] = set()
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for g in graphs:
+            defined = {i.name for i in g.input} | {t.name for t in g.initializer}
+            for inner in g.node:
+                reads.update(i for i in list(inner.input) + sorted(subgraph_reads(inner)) if i and i not in defined)
+                defined.update(inner.output)
+    return reads
+
+
+def node_reads(node: onnx.NodeProto) -> list[str]:
+    """Every value ``node`` reads: its inputs, then what its subgraphs read from the enclosing graph."""
+    explicit = [i for i in node.input if i]
+    return explicit + sorted(subgraph_reads(node) - set(explicit))
+
+
 class GraphIndex:
     """Who produces and who consumes each value; which values are constants; what shapes were inferred."""
 
@@ -28,9 +47,8 @@ class GraphIndex:
         for node in g.node:
             for out in node.output:
                 self.producer[out] = node
-            for inp in node.input:
-                if inp:
-                    self.consumers[inp].append(node)
+            for inp in node_reads(node):
+                self.consumers[inp].append(node)
         self.graph_outputs = {o.name for o in g.output}
         self.shapes: dict[str, list[Dim]] = {}
         self.dtypes: dict[str, int] = {}
@@ -95,13 +113,13 @@ def topo_sort(graph: onnx.GraphProto) -> None:
     while pending:
         rest = []
         for node in pending:
-            if all(i in available for i in node.input):
+            if all(i in available for i in node_reads(node)):
                 ordered.append(node)
                 available.update(node.output)
             else:
                 rest.append(node)
         if len(rest) == len(pending):
-            missing = sorted({i for n in rest for i in n.input if i not in available})[:3]
+            missing = sorted({i for n in rest for i in node_reads(n) if i not in available})[:3]
             raise ValueError(f"graph has a cycle or undefined inputs {missing}")
         pending = rest
     del graph.node[:]
@@ -109,8 +127,8 @@ def topo_sort(graph: onnx.GraphProto) -> None:
 
 
 def remove_unused_initializers(graph: onnx.GraphProto) -> None:
-    """Drop initializers no node (or graph output) reads any more."""
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    """Drop initializers no node (subgraphs included) or graph output reads any more."""
+    used = {i for n in graph.node for i in node_reads(n)} | {o.name for o in graph.output}
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)

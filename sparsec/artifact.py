@@ -105,9 +105,11 @@ def read_manifest(artifact: str | Path) -> dict[str, Any]:
 
 
 def check_versions(manifest: dict[str, Any], current: dict[str, str]) -> None:
-    """Refuse artifacts built by another sparsec or TVM, naming both versions."""
+    """Refuse artifacts built by another sparsec, TVM or ONNX Runtime, naming both versions."""
     built = manifest.get("versions", {})
-    for key in ("sparsec", "tvm", "tvm_ffi"):
+    if not isinstance(built, dict):
+        raise SparsecError("corrupted manifest (versions is not a mapping)")
+    for key in ("sparsec", "tvm", "tvm_ffi", "onnxruntime"):
         if key in current and built.get(key) != current[key]:
             raise SparsecError(
                 f"artifact was built with {key} {built.get(key)}, this installation has {key} {current[key]}; recompile"

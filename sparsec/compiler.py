@@ -39,17 +39,15 @@ def _noop(msg: str) -> None:
 def kernel_specs(model: onnx.ModelProto) -> list[Any]:
     """The kernel each sparsec node needs, read back from the rewritten graph (the single source of truth)."""
     from .formats import get_format
-    from .node import SparseNodeInfo, is_sparsec
+    from .passes.graph import sparse_info
     from .targets.base import KernelSpec
 
     inits = {i.name: i for i in model.graph.initializer}
     specs = []
     for node in model.graph.node:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if not is_sparsec(node.op_type, node.domain, attrs):
+        info = sparse_info(node)
+        if info is None:
             continue
-        ctx = attrs["ep_cache_context"]
-        info = SparseNodeInfo.decode(ctx.decode() if isinstance(ctx, bytes) else ctx)
         names = get_format(info.format).array_names
         arrays = []
         for array_name, input_name in zip(names, node.input[1 : 1 + len(names)], strict=True):

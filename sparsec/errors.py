@@ -3,3 +3,13 @@
 
 class SparsecError(Exception):
     """A user-facing failure (bad model, bad option, corrupted artifact). The message is one line."""
+
+
+def ort_message(e: BaseException) -> str:
+    """ONNX Runtime's exception text without its status prefix and C++ source location, on one line."""
+    import re
+
+    text = " ".join(str(e).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"^\S+\.(?:h|cc|cpp):\d+ .*?\) ", "", text)  # "file.h:46 void ns::Fn(args) message"
+    return text[:300] or type(e).__name__

@@ -9,6 +9,8 @@ import onnx
 from .errors import SparsecError
 
 MAX_BYTES = 2**31 - 1  # protobuf's hard limit for one message
+MIN_OPSET = 7  # the oldest default-domain opset ONNX Runtime supports
+MAX_DIM = 2**31 - 1  # kernels index rows and columns with 32-bit integers
 
 
 def _check_external_paths(model: onnx.ModelProto, base: Path) -> None:
@@ -26,6 +28,31 @@ def _check_external_paths(model: onnx.ModelProto, base: Path) -> None:
             raise SparsecError(f"tensor {tensor.name!r}: external data path {loc!r} is outside the model directory")
         if not target.is_file():
             raise SparsecError(f"tensor {tensor.name!r}: external data file {loc!r} not found")
+
+
+def _check_opset(model: onnx.ModelProto, p: Path) -> None:
+    """The default ONNX domain must be imported at an opset ONNX Runtime and this onnx package know."""
+    versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    v = versions.get("ai.onnx")
+    newest = onnx.defs.onnx_opset_version()
+    if v is None:
+        raise SparsecError(f"{p}: the model imports no opset for the default ONNX domain")
+    if v < MIN_OPSET or v > newest:
+        raise SparsecError(
+            f"{p}: ONNX opset {v} is not supported (supported: {MIN_OPSET} to {newest}); "
+            "convert the model with onnx.version_converter"
+        )
+
+
+def _check_dims(model: onnx.ModelProto, p: Path) -> None:
+    """Declared dimensions must fit the 32-bit indices kernels use."""
+    g = model.graph
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if not vi.type.HasField("tensor_type"):
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and not 0 <= d.dim_value <= MAX_DIM:
+                raise SparsecError(f"{p}: {vi.name!r} declares dimension {d.dim_value}, outside 0..{MAX_DIM}")
 
 
 def load_model(path: str | Path) -> onnx.ModelProto:
@@ -50,6 +77,8 @@ def load_model(path: str | Path) -> onnx.ModelProto:
         onnx.checker.check_model(model)
     except Exception as e:
         raise SparsecError(f"{p}: invalid ONNX model ({_first_line(e)})") from None
+    _check_opset(model, p)
+    _check_dims(model, p)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as e:

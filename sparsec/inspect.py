@@ -35,10 +35,11 @@ def format_table(report: dict[str, Any]) -> str:
         nm = ",".join(k for k, v in r["nm"].items() if v == 1.0) or "-"
         shape = "x".join(str(s) for s in r["shape"])
         layer = r["layer"] if len(r["layer"]) <= 44 else "..." + r["layer"][-41:]
-        zero = f"{r['zero_rows']}/{r['zero_cols']}"
+        zero = "-" if r["zero_rows"] is None else f"{r['zero_rows']}/{r['zero_cols']}"
+        dens = "-" if r["density"] is None else f"{r['density']:.2f}"
         lines.append(
-            f"{layer:<44} {r['op']:<6} {shape:<13} {r['density']:>5.2f}  {nm:<10} {_fmt_best(r['blocks']):<21} "
-            f"{zero:<11} {r['format']}: {r['reason']}"
+            f"{layer:<44} {r['op']:<6} {shape:<13} {dens:>5}  {nm:<10} {_fmt_best(r['blocks']):<21} "
+            f"{zero:<11} {r['format']}: {r['reason'].removeprefix('stays dense: ')}"
         )
     if not report["weights"]:
         lines.append("(no MatMul/Gemm with a constant weight)")

@@ -91,6 +91,12 @@ def run_graph_passes(
     dump = Path(dump_dir) if dump_dir is not None else None
     work = copy.deepcopy(model)
     layers, choices = _select(work, target, options)
+    for layer in layers:
+        if layer.nonfinite:
+            raise SparsecError(
+                f"layer {layer.name}: weight {layer.weight_name!r} has {layer.nonfinite} NaN/Inf values; "
+                "fix the model (sparsec does not compile non-finite weights)"
+            )
     _annotate(layers, choices)
     _dump(dump, "1-select", work)
     for layer in layers:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SparsecError
+from .errors import SparsecError, ort_message
 
 
 def load_inputs(specs: tuple[str, ...] | list[str]) -> dict[str, np.ndarray]:
@@ -45,5 +45,5 @@ def run_artifact(artifact: str | Path, inputs: tuple[str, ...] | list[str]) -> d
     try:
         outs = sess.run(None, feeds)
     except Exception as e:
-        raise SparsecError(f"run failed: {str(e).splitlines()[0]}") from None
+        raise SparsecError(f"run failed: {ort_message(e)}") from None
     return {o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)}

@@ -76,3 +76,12 @@ def test_refuses_to_replace_other_dir(tmp_path: Path) -> None:
 def test_version_mismatch_names_both() -> None:
     with pytest.raises(SparsecError, match="built with tvm 0.26.*has tvm 0.27"):
         check_versions({"versions": {"sparsec": "0.1.0", "tvm": "0.26"}}, {"sparsec": "0.1.0", "tvm": "0.27"})
+
+
+@pytest.mark.parametrize("key", ["sparsec", "tvm", "tvm_ffi", "onnxruntime"])
+def test_every_version_checked(key: str) -> None:
+    current = {"sparsec": "0.1.0", "tvm": "0.27", "tvm_ffi": "0.1.14", "onnxruntime": "1.23.2"}
+    built = {**current, key: "9.9"}
+    with pytest.raises(SparsecError, match=f"built with {key} 9.9, this installation has {key} {current[key]}"):
+        check_versions({"versions": built}, current)
+    check_versions({"versions": current}, current)  # equal versions pass

@@ -11,7 +11,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from ..errors import SparsecError
+from ..errors import SparsecError, ort_message
 
 EP_NAME = "SparsecEP"
 _registered: dict[str, str] = {}
@@ -45,7 +45,7 @@ def _register(ort: Any) -> None:
     try:
         ort.register_execution_provider_library(EP_NAME, lib)
     except Exception as e:
-        raise SparsecError(f"cannot register the sparsec EP from {lib}: {str(e).splitlines()[0]}") from None
+        raise SparsecError(f"cannot register the sparsec EP from {lib}: {ort_message(e)}") from None
     _registered[EP_NAME] = lib
 
 
@@ -65,7 +65,9 @@ def default_session_options() -> Any:
 
     so = ort.SessionOptions()
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3  # the EP leaves shape ops to the CPU EP by design: ORT's warning about that is noise
+    # Fatal only: the EP leaves shape ops to the CPU EP by design (ORT warns about that), and a failed run raises
+    # an exception carrying the message that ORT would also log.
+    so.log_severity_level = 4
     return so
 
 
@@ -98,4 +100,4 @@ def InferenceSession(artifact: str | Path, sess_options: Any = None, **kwargs: A
     try:
         return ort.InferenceSession(str(d / MODEL), so, **kwargs)
     except Exception as e:
-        raise SparsecError(f"{d}: cannot load the artifact in ONNX Runtime: {str(e).splitlines()[0]}") from None
+        raise SparsecError(f"{d}: cannot load the artifact in ONNX Runtime: {ort_message(e)}") from None
