@@ -159,12 +159,34 @@ def _gemm(idx: GraphIndex, index: int, node: onnx.NodeProto, name: str, b: np.nd
     return layer
 
 
+QUANTIZED = {"MatMulInteger": 1, "QLinearMatMul": 3, "ConvInteger": 1, "QLinearConv": 3}  # op -> weight input
+
+
+def _quantized(idx: GraphIndex, index: int, node: onnx.NodeProto, names: set[str]) -> Layer | None:
+    """A quantized layer with a constant weight: listed so reports are complete, always left to ORT."""
+    at = QUANTIZED[node.op_type]
+    b = idx.constant(node.input[at]) if len(node.input) > at else None
+    if b is None:
+        return None
+    rows = b.shape[0] if node.op_type.endswith("Conv") else (b.shape[-1] if b.ndim else 1)
+    shape = (int(rows), int(b.size // max(rows, 1)))
+    w = np.broadcast_to(np.float32(0), shape)  # zero-copy placeholder carrying [N, K] for reports
+    name = _safe(node.name or f"{node.op_type}_{index}", names)
+    skip = f"quantized {b.dtype} layer: sparse kernels take float32, left to ONNX Runtime"
+    return Layer(name, index, node, node.op_type, node.input[at], w, skip=skip)
+
+
 def find_layers(model: onnx.ModelProto) -> list[Layer]:
     """Every MatMul/Gemm/Conv whose weight is a constant, in graph order, with its weight profiled."""
     idx = GraphIndex(model)
     names: set[str] = set()
     layers: list[Layer] = []
     for i, node in enumerate(model.graph.node):
+        if node.domain in ("", "ai.onnx") and node.op_type in QUANTIZED:
+            layer = _quantized(idx, i, node, names)
+            if layer is not None:
+                layers.append(layer)
+            continue
         if node.domain not in ("", "ai.onnx") or node.op_type not in ("MatMul", "Gemm", "Conv") or len(node.input) < 2:
             continue
         b = idx.constant(node.input[1])

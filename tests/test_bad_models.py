@@ -222,3 +222,27 @@ def test_huge_symbolic_dim_for_verify(tmp_path: Path) -> None:
     assert code == 2
     assert "too large for a random test input" in _error_line(err)
     assert not (tmp_path / "m.sparsec").exists()
+
+
+def test_int8_quantized_layer_listed_and_left_to_ort(tmp_path: Path) -> None:
+    w = np.random.default_rng(2).integers(-8, 8, (K, N)).astype(np.int8)
+    g = helper.make_graph(
+        [
+            helper.make_node("MatMulInteger", ["x", "w", "xz"], ["yi"], name="qmm"),
+            helper.make_node("Cast", ["yi"], ["y"], to=TensorProto.FLOAT),
+        ],
+        "q",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, ["batch", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", N])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.uint8(3), "xz")],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    src = tmp_path / "q.onnx"
+    onnx.save(model, str(src))
+    code, out, err = _cli("inspect", str(src))
+    assert code == 0, err
+    assert "qmm" in out and f"{N}x{K}" in out
+    assert "quantized int8 layer: sparse kernels take float32, left to ONNX Runtime" in out
+    code, out, err = _cli("compile", str(src), "-o", str(tmp_path / "q.sparsec"))
+    assert code == 0, err
+    assert "0/1 layers sparse" in out

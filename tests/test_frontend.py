@@ -78,3 +78,14 @@ def test_external_data_inside_ok(tmp_path: Path) -> None:
     onnx.save(_external_model("w.bin"), str(p))
     m = load_model(p)
     assert numpy_helper.to_array(m.graph.initializer[0]).sum() == 16
+
+
+def test_external_data_symlink_out_refused(tmp_path: Path) -> None:
+    d = tmp_path / "model"
+    d.mkdir()
+    (tmp_path / "secret.bin").write_bytes(np.ones(16, np.float32).tobytes())
+    (d / "w.bin").symlink_to(tmp_path / "secret.bin")  # the name is inside, the data is not
+    p = d / "m.onnx"
+    onnx.save(_external_model("w.bin"), str(p))
+    with pytest.raises(SparsecError, match="outside the model directory"):
+        load_model(p)
