@@ -68,17 +68,25 @@ def main() -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="artifact directory [MODEL.sparsec]")
 @click.option("--format", "fmt", default="auto", show_default=True, help=FORMAT_HELP)
 @click.option("--verify/--no-verify", default=True, show_default=True, help="compare with ORT on random inputs")
+@click.option("--tune", is_flag=True, help="measure formats and kernel variants per layer on this host (cached)")
 @click.option("--dump-dir", type=click.Path(file_okay=False, path_type=Path), help="write the model after each stage")
 @click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims during --verify")
 @_guard
 def compile_cmd(
-    model: Path, target: str, output: Path | None, fmt: str, verify: bool, dump_dir: Path | None, dims: tuple[str, ...]
+    model: Path,
+    target: str,
+    output: Path | None,
+    fmt: str,
+    verify: bool,
+    tune: bool,
+    dump_dir: Path | None,
+    dims: tuple[str, ...],
 ) -> None:
     """Compile MODEL.onnx into an artifact directory."""
     from .compiler import compile_model
     from .options import CompileOptions
 
-    opts = CompileOptions(target=target, format=fmt, verify=verify)
+    opts = CompileOptions(target=target, format=fmt, verify=verify, tune=tune)
     out = output or model.with_suffix(".sparsec")
     result = compile_model(model, out, opts, dump_dir=dump_dir, dims=_dims(dims), progress=progress)
     click.echo(result.summary())
@@ -149,6 +157,22 @@ def bench_cmd(artifact: Path, baseline: Path, dims: tuple[str, ...], threads: in
             f"ORT dense {r['ort_ms']:.3f} ms | sparsec {r['sparsec_ms']:.3f} ms | speedup {r['speedup']:.2f}x "
             f"| max rel err {r['max_rel_error']:.2e}"
         )
+
+
+@main.command("tune-cost-model")
+@click.option("--quick", is_flag=True, help="fewer shapes, densities and samples (about 2 minutes instead of 6)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="cost-data JSON [the installed table]")
+@click.option("--threads", type=int, default=0, help="TVM and ORT intra-op threads (0: all cores)")
+@_guard
+def tune_cost_model_cmd(quick: bool, out: Path | None, threads: int) -> None:
+    """Re-measure the x86 cost model on this machine (used by `compile` without --tune) and store it."""
+    from .passes.calibrate import main as calibrate_main
+
+    args = ["--quick"] if quick else []
+    args += ["--threads", str(threads or os.cpu_count() or 1)]
+    if out:
+        args += ["--out", str(out)]
+    calibrate_main(args)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ def _noop(msg: str) -> None:
     pass
 
 
-def kernel_specs(model: onnx.ModelProto) -> list[Any]:
-    """The kernel each sparsec node needs, read back from the rewritten graph (the single source of truth)."""
+def kernel_specs(model: onnx.ModelProto, variants: dict[str, str] | None = None) -> list[Any]:
+    """The kernel each sparsec node needs, read back from the rewritten graph (the single source of truth);
+    ``variants`` maps kernel symbols to the schedule variant tuning picked (else the target's default)."""
     from .formats import get_format
     from .passes.graph import sparse_info
     from .targets.base import KernelSpec
@@ -66,6 +67,7 @@ def kernel_specs(model: onnx.ModelProto) -> list[Any]:
                 act=info.act,
                 clip_min=info.clip_min,
                 clip_max=info.clip_max,
+                variant=(variants or {}).get(info.kernel, ""),
             )
         )
     return specs
@@ -93,13 +95,12 @@ def compile_model(
     versions = toolchain_versions()
     say("analysing weights and choosing formats")
     rewritten, layers = run_graph_passes(original, target, options, dump_dir=dump_dir, progress=say)
-    specs = kernel_specs(rewritten)
+    specs = kernel_specs(rewritten, {la["kernel"]: la["variant"] for la in layers if la.get("variant")})
     out = Path(out_dir)
     errors: dict[str, float] = {}
     with ArtifactWriter(out) as writer:
         if specs:
-            say(f"generating {len(specs)} {target.name} kernels with TVM")
-            target.build(specs, writer.path(target.library_name), say)
+            _build_cached(target, specs, writer.path(target.library_name), versions, say)
         onnx.save(rewritten, str(writer.path(MODEL)))
         manifest = {
             "versions": versions,
@@ -116,6 +117,31 @@ def compile_model(
             errors = _verify(original, sealed, dims or {}, options.seed, say)
         artifact = writer.commit()
     return CompileResult(artifact, layers, errors, time.perf_counter() - t0)
+
+
+def _build_cached(target: Any, specs: list[Any], path: Path, versions: dict[str, str], say: Progress) -> None:
+    """Build the kernel library, or copy it from the cache when the same specs were built for the same target and
+    toolchain before (builds are deterministic, so the bytes are the same either way)."""
+    import dataclasses
+
+    from . import cache
+
+    key = cache.key_of(
+        {
+            "kind": "lib",
+            "specs": sorted((dataclasses.asdict(s) for s in specs), key=lambda d: d["symbol"]),
+            "target": target.describe(),
+            "versions": versions,
+        }
+    )
+    data = cache.get_file("lib", key)
+    if data is not None:
+        say(f"kernel library for {len(specs)} kernels found in the cache ({cache.root()})")
+        path.write_bytes(data)
+        return
+    say(f"generating {len(specs)} {target.name} kernels with TVM")
+    target.build(specs, path, say)
+    cache.put_file("lib", key, path.read_bytes())
 
 
 def _value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ class CompileOptions:
     target: str = "x86"
     format: str = "auto"
     verify: bool = True
+    tune: bool = False  # measure candidate formats and variants per layer on this host (passes/tune.py)
     representative_m: int = 128  # rows of the activation the cost model ranks formats at
     seed: int = 0
     versions: dict[str, str] = field(default_factory=dict)

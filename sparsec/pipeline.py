@@ -19,7 +19,10 @@ from .options import CompileOptions
 Progress = Callable[[str], None]
 
 
-def _select(model: onnx.ModelProto, target: Any, options: CompileOptions) -> tuple[list[Any], dict[str, Any]]:
+def _select(
+    model: onnx.ModelProto, target: Any, options: CompileOptions, say: Progress | None = None
+) -> tuple[list[Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    """(layers, layer -> Choice, layer -> tuning record); tuning records exist only with ``options.tune``."""
     from .passes.analysis import find_layers
     from .passes.cost_model import cost_model
     from .passes.select import candidates, check_forced, choose
@@ -32,7 +35,55 @@ def _select(model: onnx.ModelProto, target: Any, options: CompileOptions) -> tup
     for layer in layers:
         rows = layer.rows or options.representative_m
         choices[layer.name] = choose(layer, options.format, presets, cost, rows)
-    return layers, choices
+    tuned = _tune(layers, choices, presets, cost, target, options, say) if options.tune else {}
+    return layers, choices, tuned
+
+
+def _tune(
+    layers: list[Any],
+    choices: dict[str, Any],
+    presets: list[str],
+    cost: Any,
+    target: Any,
+    options: CompileOptions,
+    say: Progress | None,
+) -> dict[str, dict[str, Any]]:
+    """Replace the cost model's choices by measured ones (``passes/tune.py``); returns the tuning records."""
+    from .options import toolchain_versions
+    from .passes.select import Choice
+    from .passes.tune import bar, tune_layer
+
+    auto = options.format == "auto"
+    todo = [la for la in layers if not la.skip and (auto or choices[la.name].format not in ("dense", ""))]
+    if options.format == "dense":
+        todo = []
+    versions = toolchain_versions()
+    records: dict[str, dict[str, Any]] = {}
+    for i, layer in enumerate(todo):
+        rows = layer.rows or options.representative_m
+        dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
+
+        def predicted(fmt: str, layer: Any = layer, rows: int = rows, dense_us: float = dense_us) -> float:
+            return dense_us / cost.predict_us(fmt, layer.k, layer.n, layer.profile.stored(fmt, layer.w), rows)
+
+        forced = options.format != "auto"
+        choice, variant, times, cached = tune_layer(
+            layer, rows, [options.format] if forced else presets, predicted, target, versions
+        )
+        if forced and choice.format == "dense" and times:  # forced: keep the format, take its fastest variant
+            best = min((e for e in times if e != "dense"), key=lambda e: times[e])
+            variant = best.split("|")[1]
+            choice = Choice(options.format, f"forced by --format ({choice.reason.removeprefix('stays dense: ')})")
+        choices[layer.name] = choice
+        records[layer.name] = {
+            "variant": variant,
+            "measured_us": {k: round(v, 3) for k, v in sorted(times.items())},
+            "cached": cached,
+        }
+        if say:
+            how = "cached" if cached else f"measured {len(times) - 1} kernels and dense"
+            say(f"tuning {bar(i + 1, len(todo))} {layer.name}: {choice.format} {variant} ({how})")
+    return records
 
 
 def _annotate(layers: list[Any], choices: dict[str, Any]) -> None:
@@ -48,7 +99,7 @@ def _annotate(layers: list[Any], choices: dict[str, Any]) -> None:
 
 def analyse_and_select(model: onnx.ModelProto, target: Any, options: CompileOptions) -> list[dict[str, Any]]:
     """One ``inspect`` row per constant weight: profile plus the chosen format and why."""
-    layers, choices = _select(model, target, options)
+    layers, choices, _ = _select(model, target, options)
     rows = []
     for layer in layers:
         p = layer.profile
@@ -90,7 +141,7 @@ def run_graph_passes(
     say = progress or (lambda _m: None)
     dump = Path(dump_dir) if dump_dir is not None else None
     work = copy.deepcopy(model)
-    layers, choices = _select(work, target, options)
+    layers, choices, tuned = _select(work, target, options, say)
     for layer in layers:
         if layer.nonfinite:
             raise SparsecError(
@@ -128,5 +179,11 @@ def run_graph_passes(
             rec["predicted_speedup"] = round(c.speedup, 3)
         if layer.name in kernels:
             rec.update(kernel=kernels[layer.name], epilogue=epilogues.get(layer.name, []), region=regions[layer.name])
+        if layer.name in tuned:
+            if "predicted_speedup" in rec:
+                rec["measured_speedup"] = rec.pop("predicted_speedup")
+            rec["tuning"] = {k: v for k, v in tuned[layer.name].items() if k != "cached"}
+            if layer.name in kernels and tuned[layer.name]["variant"]:
+                rec["variant"] = tuned[layer.name]["variant"]
         records.append(rec)
     return work, records

@@ -67,6 +67,10 @@ class Target(Protocol):
         """Whether this target has a kernel template for the format name (e.g. ``bsr:16x1``)."""
         ...
 
+    def variants(self, fmt: str) -> list[str]:
+        """The kernel variants (schedules) this target has for the format, default first (``--tune`` times them)."""
+        ...
+
     def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
         """Generate every kernel into ONE library at ``out_path`` (deterministic for equal specs)."""
         ...

@@ -143,3 +143,13 @@ def test_tampered_artifact_refused(compiled: tuple[Path, Path], tmp_path: Path) 
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 48), np.float32))
     code, _, err = run("run", str(copy), "--input", f"x={tmp_path / 'x.npy'}")
     assert code == 2 and "kernels.so does not match its sha256" in err
+
+
+def test_tune_cost_model_passes_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+    import sparsec.passes.calibrate as calibrate
+
+    monkeypatch.setattr(calibrate, "main", lambda argv: seen.append(argv))
+    code, _, err = run("tune-cost-model", "--quick", "--threads", "3", "--out", str(tmp_path / "c.json"))
+    assert code == 0, err
+    assert seen == [["--quick", "--threads", "3", "--out", str(tmp_path / "c.json")]]

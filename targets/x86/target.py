@@ -70,6 +70,11 @@ class X86Target:
 
         return bool(variants_for(fmt, self.vector_width))
 
+    def variants(self, fmt: str) -> list[str]:
+        from .manifest import variants_for
+
+        return [v.name for v in variants_for(fmt, self.vector_width)]
+
     def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
         from .build import build_library
 

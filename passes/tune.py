@@ -1,0 +1,144 @@
+"""Tuning (``sparsec compile --tune``): measure each layer's candidate formats and kernel variants with its real
+packed weight on this host, against ORT's dense MatMul, and keep the fastest (dense included).
+
+Per layer, every format preset the weight fits is a candidate (at most ``TOP`` of them, the best predicted by the
+cost model), with every kernel variant the target has for it; all of them are built into ONE library (building is
+the slow part), each is checked once against numpy, then they are timed interleaved with ORT's dense MatMul at the
+layer's M. Results are cached (``sparsec.cache``) by layer shape, M, sparsity-pattern hash, candidates, target CPU
+and toolchain versions, so tuning the same model again measures nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparsec.errors import SparsecError
+
+from .analysis import Layer
+from .select import Choice, fits
+
+TOP = 4  # candidate formats measured per layer
+ROUNDS = 7  # interleaved samples per function (the median is kept)
+
+
+def pattern_hash(w: np.ndarray) -> str:
+    """sha256 of the weight's nonzero mask and shape: what kernel speed depends on (values do not)."""
+    mask = np.packbits(np.ascontiguousarray(w) != 0)
+    return hashlib.sha256(str(w.shape).encode() + mask.tobytes()).hexdigest()
+
+
+def candidates(layer: Layer, presets: list[str], predicted: Callable[[str], float], variants: Any) -> list[str]:
+    """``fmt|variant`` entries to measure: the ``TOP`` fitting presets by predicted speedup, every variant of each."""
+    fitting = sorted((f for f in presets if not fits(layer, f)), key=predicted, reverse=True)[:TOP]
+    return [f"{fmt}|{v}" for fmt in fitting for v in variants(fmt)]
+
+
+def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: int) -> dict[str, float]:
+    """Median microseconds per call of every entry and of ORT's dense MatMul (``dense``) at M = ``rows``."""
+    import tvm
+
+    from sparsec.formats import get_format
+    from sparsec.targets.base import KernelSpec
+    from sparsec.timing import TVM_GAP_S, interleaved
+
+    from .calibrate import dense_runner
+
+    specs, packed = [], {}
+    for i, entry in enumerate(entries):
+        fmt, variant = entry.split("|")
+        arrays = get_format(fmt).pack(layer.w)
+        shapes = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in arrays.items())
+        specs.append(KernelSpec(f"tune_{i}", fmt, layer.k, layer.n, shapes, variant=variant))
+        packed[entry] = arrays
+    x = np.random.default_rng(rows).standard_normal((rows, layer.k)).astype(np.float32)
+    ref = x.astype(np.float64) @ layer.w.T.astype(np.float64)
+    with tempfile.TemporaryDirectory(prefix="sparsec-tune-") as tmp:
+        path = Path(tmp) / "tune.so"
+        target.build(specs, path)
+        lib = tvm.runtime.load_module(str(path))
+        xt, yt = tvm.runtime.tensor(x), tvm.runtime.tensor(np.zeros((rows, layer.n), np.float32))
+        fns: dict[str, Callable[[], object]] = {"dense": dense_runner(layer.k, layer.n, rows, threads)}
+        for spec, entry in zip(specs, entries, strict=True):
+            f = lib[spec.symbol]
+            args = (xt, *(tvm.runtime.tensor(a) for a in packed[entry].values()), yt)
+            f(*args)
+            err = np.abs(yt.numpy() - ref).max() / max(np.abs(ref).max(), 1.0)
+            if not err < 1e-4:
+                raise SparsecError(f"internal error: tuning kernel {entry} for {layer.name} is wrong (error {err:.1e})")
+            fns[entry] = lambda f=f, a=args: f(*a)
+        res = interleaved(
+            fns, budget_s=0.0, min_samples=ROUNDS, max_samples=ROUNDS, gap_s=0.0, gaps={entries[-1]: TVM_GAP_S}
+        )
+    return {name: r["median_ms"] * 1e3 for name, r in res.items()}
+
+
+def tune_layer(
+    layer: Layer,
+    rows: int,
+    presets: list[str],
+    predicted: Callable[[str], float],
+    target: Any,
+    versions: dict[str, str],
+) -> tuple[Choice, str, dict[str, float], bool]:
+    """(choice, kernel variant, measured us per entry, whether it came from the cache) for one layer."""
+    from sparsec import cache
+
+    entries = candidates(layer, presets, predicted, target.variants)
+    if not entries:
+        return Choice("dense", "stays dense: no sparse format fits"), "", {}, False
+    desc = target.describe()
+    key = cache.key_of(
+        {
+            "kind": "tune",
+            "k": layer.k,
+            "n": layer.n,
+            "m": rows,
+            "pattern": pattern_hash(layer.w),
+            "entries": entries,
+            "cpu": desc.get("cpu"),
+            "isa": desc.get("isa"),
+            "versions": versions,
+            "threads": _threads(),
+        }
+    )
+    times = cache.get_json("tune", key)
+    cached = times is not None and set(times) == {"dense", *entries}
+    if not cached:
+        times = _measure(layer, entries, rows, target, _threads())
+        cache.put_json("tune", key, times)
+    assert times is not None
+    best = min(entries, key=lambda e: times[e])
+    fmt, variant = best.split("|")
+    dense_us, best_us = times["dense"], times[best]
+    if best_us >= dense_us:
+        return (
+            Choice(
+                "dense",
+                f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}",
+                dense_us / best_us,
+            ),
+            "",
+            times,
+            cached,
+        )
+    why = (
+        f"measured {dense_us / best_us:.2f}x of dense at M={rows} "
+        f"({fmt} {variant}: {best_us:.1f} us, dense {dense_us:.1f} us)"
+    )
+    return Choice(fmt, why, dense_us / best_us), variant, times, cached
+
+
+def _threads() -> int:
+    return int(os.environ.get("TVM_NUM_THREADS") or os.cpu_count() or 1)
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    filled = round(width * done / max(total, 1))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"

@@ -1,0 +1,118 @@
+"""``--tune``: candidates, cache keys and reuse, forced formats, and tuned artifacts matching ORT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from models.synthetic import transformer_ffn
+from sparsec.cli import main
+from sparsec.passes import tune
+from sparsec.passes.analysis import find_layers
+from sparsec.targets.base import get_target
+from sparsec.verify import compare_artifact, random_feeds
+
+
+def _layer(density: float = 0.1) -> object:
+    (layer, *_) = find_layers(transformer_ffn(d=32, hidden=48, density=density))
+    return layer
+
+
+def test_pattern_hash_depends_on_mask_only() -> None:
+    w = np.zeros((4, 8), np.float32)
+    w[1, 2] = 1.0
+    v = w.copy()
+    v[1, 2] = -7.0
+    assert tune.pattern_hash(w) == tune.pattern_hash(v)
+    v[0, 0] = 1.0
+    assert tune.pattern_hash(w) != tune.pattern_hash(v)
+    assert tune.pattern_hash(w) != tune.pattern_hash(w.reshape(8, 4))
+
+
+def test_candidates_are_fitting_top_formats_with_every_variant() -> None:
+    layer = _layer()
+    target = get_target("x86")
+    presets = ["csr", "bsr:4x4", "bsr:16x1", "nm:2:4", "bsr:1x4", "bsr:8x1"]
+    order = {f: i for i, f in enumerate(presets)}
+    entries = tune.candidates(layer, presets, lambda f: -order[f], target.variants)  # type: ignore[arg-type]
+    formats = list(dict.fromkeys(e.split("|")[0] for e in entries))
+    assert "nm:2:4" not in formats  # an unstructured 10% weight does not conform to 2:4
+    assert formats == [f for f in presets if f != "nm:2:4"][: tune.TOP]
+    for fmt in formats:
+        assert [e.split("|")[1] for e in entries if e.startswith(fmt + "|")] == target.variants(fmt)
+
+
+def test_second_tune_is_served_from_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPARSEC_CACHE_DIR", str(tmp_path))
+    layer = _layer()
+    target = get_target("x86")
+    calls: list[int] = []
+
+    def fake_measure(layer: object, entries: list[str], rows: int, target: object, threads: int) -> dict[str, float]:
+        calls.append(rows)
+        return {"dense": 10.0, **{e: 20.0 - i for i, e in enumerate(entries)}}
+
+    monkeypatch.setattr(tune, "_measure", fake_measure)
+    args = (layer, 16, ["csr", "bsr:4x4"], lambda f: 1.0, target, {"sparsec": "x"})
+    first = tune.tune_layer(*args)  # type: ignore[arg-type]
+    second = tune.tune_layer(*args)  # type: ignore[arg-type]
+    assert calls == [16] and not first[3] and second[3]
+    assert first[:3] == second[:3]
+    assert first[0].format == "dense" and "measured" in first[0].reason  # every kernel slower than dense
+    tune.tune_layer(layer, 16, ["csr", "bsr:4x4"], lambda f: 1.0, target, {"sparsec": "y"})  # type: ignore[arg-type]
+    assert calls == [16, 16]  # another toolchain version is another key
+
+
+def test_fastest_entry_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPARSEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        tune, "_measure", lambda la, entries, rows, t, th: {"dense": 10.0, **{e: 5.0 for e in entries}, "csr|xt": 2.0}
+    )
+    choice, variant, times, _ = tune.tune_layer(_layer(), 1, ["csr"], lambda f: 1.0, get_target("x86"), {})  # type: ignore[arg-type]
+    assert (choice.format, variant) == ("csr", "xt") and choice.speedup == pytest.approx(5.0)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    d = tmp_path_factory.mktemp("tuned")
+    model = d / "ffn.onnx"
+    onnx.save(transformer_ffn(d=64, hidden=128, out=16, density=0.1, seed=3), str(model))
+    r = CliRunner().invoke(main, ["compile", str(model), "--tune", "--format", "csr", "--dim", "batch=2"])
+    assert r.exit_code == 0, r.stderr
+    return model, r.stderr.splitlines()
+
+
+def test_tuned_artifact_records_and_matches_ort(tuned: tuple[Path, list[str]]) -> None:
+    model, log = tuned
+    bars = [ln for ln in log if "tuning [" in ln]
+    assert len(bars) == 3 and "] 3/3 head: csr" in bars[-1]
+    manifest = json.loads(model.with_suffix(".sparsec").joinpath("manifest.json").read_text())
+    for la in manifest["layers"]:
+        assert la["format"] == "csr"  # forced: tuning picks the variant
+        assert la["variant"] in ("tiled", "xt") and "dense" in la["tuning"]["measured_us"]
+        assert (
+            la["variant"]
+            == min((e for e in la["tuning"]["measured_us"] if e != "dense"), key=la["tuning"]["measured_us"].get).split(
+                "|"
+            )[1]
+        )
+    original = onnx.load(str(model))
+    feeds = random_feeds(original, {"batch": 3, "seq": 5}, seed=42)
+    errors = compare_artifact(original, model.with_suffix(".sparsec"), feeds)
+    assert max(errors.values()) < 1e-4
+
+
+def test_retune_measures_nothing(tuned: tuple[Path, list[str]]) -> None:
+    model, _ = tuned
+    r = CliRunner().invoke(
+        main, ["compile", str(model), "--tune", "--format", "csr", "-o", str(model.with_suffix(".b"))]
+    )
+    assert r.exit_code == 0, r.stderr
+    bars = [ln for ln in r.stderr.splitlines() if "tuning [" in ln]
+    assert len(bars) == 3 and all(ln.endswith("(cached)") for ln in bars)
+    assert "found in the cache" in r.stderr
