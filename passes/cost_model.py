@@ -63,7 +63,7 @@ def cost_model(target: str, isa: str) -> CostModel:
     path = DATA_DIR / f"{target}.json"
     if not path.is_file():
         raise SparsecError(
-            f"no cost model for target {target!r} ({path} missing): run python -m sparsec.passes.calibrate"
+            f"no cost model for target {target!r} ({path} missing): run sparsec tune-cost-model"
         )
     data = _load(path)
     tables = data["isa"]

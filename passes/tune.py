@@ -48,7 +48,7 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: 
     from sparsec.targets.base import KernelSpec
     from sparsec.timing import TVM_GAP_S, interleaved
 
-    from .calibrate import dense_runner
+    from .calibrate_measure import dense_runner
 
     specs, packed = [], {}
     for i, entry in enumerate(entries):

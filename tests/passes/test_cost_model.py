@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sparsec.errors import SparsecError
-from sparsec.passes.calibrate import BUCKETS, fit_bucket, fit_table, nnls, write
+from sparsec.passes.calibrate_fit import BUCKETS, fit_bucket, fit_table, nnls, write
 from sparsec.passes.cost_model import DATA_DIR, CostModel, cost_model
 from sparsec.targets.x86.manifest import supported_presets
 
