@@ -91,7 +91,7 @@ def test_preset_key_takes_precedence_over_family() -> None:
 
 def test_unknown_isa_and_target() -> None:
     assert cost_model("x86", "no-such-isa").isa in ISAS
-    with pytest.raises(SparsecError, match="calibrate"):
+    with pytest.raises(SparsecError, match="tune-cost-model"):
         cost_model("no-such-target", "avx2")
 
 
