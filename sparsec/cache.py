@@ -81,3 +81,27 @@ def put_file(kind: str, key: str, data: bytes) -> None:
     if enabled():
         _write_atomic(_path(kind, key, ".bin"), data)
         _write_atomic(_path(kind, key, ".sha256"), hashlib.sha256(data).hexdigest().encode())
+
+
+def usage() -> dict[str, Any]:
+    """Where the cache is, whether it is on, and entries / bytes per kind."""
+    kinds: dict[str, dict[str, int]] = {}
+    base = root()
+    if base.is_dir():
+        for kind in sorted(p.name for p in base.iterdir() if p.is_dir()):
+            files = [f for f in (base / kind).rglob("*") if f.is_file() and f.suffix in (".json", ".bin")]
+            kinds[kind] = {"entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+    return {"path": str(base), "enabled": enabled(), "kinds": kinds}
+
+
+def clear() -> int:
+    """Delete every cache entry (only the kinds sparsec writes); returns how many entries were removed."""
+    import shutil
+
+    removed = 0
+    for kind in ("tune", "lib"):
+        d = root() / kind
+        if d.is_dir():
+            removed += sum(1 for f in d.rglob("*") if f.is_file() and f.suffix in (".json", ".bin"))
+            shutil.rmtree(d, ignore_errors=True)
+    return removed

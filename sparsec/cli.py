@@ -159,6 +159,23 @@ def bench_cmd(artifact: Path, baseline: Path, dims: tuple[str, ...], threads: in
         )
 
 
+@main.command("cache")
+@click.option("--clear", is_flag=True, help="delete every cached tuning result and kernel library")
+@_guard
+def cache_cmd(clear: bool) -> None:
+    """Show (or clear) the cache of --tune measurements and built kernel libraries."""
+    from . import cache
+
+    if clear:
+        click.echo(f"removed {cache.clear()} cache entries from {cache.root()}")
+        return
+    info = cache.usage()
+    state = "on" if info["enabled"] else "off (SPARSEC_CACHE=off)"
+    click.echo(f"cache: {info['path']} ({state})")
+    for kind, v in info["kinds"].items():
+        click.echo(f"  {kind}: {v['entries']} entries, {v['bytes'] / 1e6:.1f} MB")
+
+
 @main.command("tune-cost-model")
 @click.option("--quick", is_flag=True, help="fewer shapes, densities and samples (about 2 minutes instead of 6)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="cost-data JSON [the installed table]")

@@ -51,3 +51,18 @@ def test_unwritable_cache_is_not_an_error(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("SPARSEC_CACHE_DIR", str(blocker))
     cache.put_json("tune", "aa" * 32, {"x": 1.0})  # silently skipped
     assert cache.get_json("tune", "aa" * 32) is None
+
+
+def test_cli_cache_info_and_clear(cache_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from sparsec.cli import main
+
+    cache.put_json("tune", "ab" * 32, {"dense": 1.0})
+    cache.put_file("lib", "cd" * 32, b"x" * 2000)
+    r = CliRunner().invoke(main, ["cache"])
+    assert r.exit_code == 0 and str(cache_dir) in r.stdout
+    assert "lib: 1 entries" in r.stdout and "tune: 1 entries" in r.stdout
+    r = CliRunner().invoke(main, ["cache", "--clear"])
+    assert r.exit_code == 0 and "removed 2 cache entries" in r.stdout
+    assert cache.get_json("tune", "ab" * 32) is None and cache.get_file("lib", "cd" * 32) is None
