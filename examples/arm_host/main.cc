@@ -1,15 +1,17 @@
 // What an app does with a sparsec artifact: load ONNX Runtime, register the sparsec plugin EP shipped in the
 // artifact, append it to the session with the artifact's kernel library and TVM runtime, run model.onnx.
 //
-//   arm_host ARTIFACT_DIR OUT_DIR NAME=FILE.npy [NAME=FILE.npy ...]
+//   arm_host [--threads N] [--repeat R] ARTIFACT_DIR OUT_DIR NAME=FILE.npy [NAME=FILE.npy ...]
 //
-// Writes output i as OUT_DIR/<i>.npy and prints "output <i> <name>" per output. Exit status 0 on success, 1 on
-// any error (one "error: ..." line on stderr).
+// Writes output i as OUT_DIR/<i>.npy and prints "output <i> <name>" per output. --threads sets ORT's intra-op
+// threads (default: ORT's choice); --repeat runs the model R times (for instruction counting; outputs of the last).
+// Exit status 0 on success, 1 on any error (one "error: ..." line on stderr).
 #include <onnxruntime_cxx_api.h>
 
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -45,7 +47,7 @@ std::string DescrOf(ONNXTensorElementDataType t) {
 }
 
 // The session: ORT's CPU EP for ordinary nodes, the sparsec EP (from the artifact) for its EPContext nodes.
-Ort::Session OpenArtifact(Ort::Env& env, const std::string& dir) {
+Ort::Session OpenArtifact(Ort::Env& env, const std::string& dir, int threads) {
   const std::string ep_lib = dir + "/libsparsec_ep.so";
   const std::string tvm_runtime = dir + "/libtvm_runtime.so";
   const std::string kernels = dir + "/kernels.so";
@@ -59,23 +61,43 @@ Ort::Session OpenArtifact(Ort::Env& env, const std::string& dir) {
   std::unordered_map<std::string, std::string> ep_options = {{"tvm_runtime", tvm_runtime}};
   if (IsFile(kernels)) ep_options["kernel_library"] = kernels;  // absent when every layer stayed dense
   Ort::SessionOptions so;
+  if (threads > 0) so.SetIntraOpNumThreads(threads);
   so.AddConfigEntry("session.intra_op.allow_spinning", "0");  // ORT's spinning threads would starve TVM's
   so.AppendExecutionProvider_V2(env, devices, ep_options);
   return Ort::Session(env, (dir + "/model.onnx").c_str(), so);
 }
 
+int PositiveInt(const std::string& flag, const char* text) {
+  int v = text ? std::atoi(text) : 0;
+  if (v < 1) throw std::runtime_error(flag + " needs a positive integer");
+  return v;
+}
+
 int Run(int argc, char** argv) {
-  if (argc < 3) throw std::runtime_error("usage: arm_host ARTIFACT_DIR OUT_DIR NAME=FILE.npy ...");
-  const std::string dir = argv[1], out_dir = argv[2];
+  int threads = 0, repeat = 1, a = 1;
+  for (; a < argc && std::string(argv[a]).rfind("--", 0) == 0; a += 2) {
+    const std::string flag = argv[a];
+    const char* value = a + 1 < argc ? argv[a + 1] : nullptr;
+    if (flag == "--threads") {
+      threads = PositiveInt(flag, value);
+    } else if (flag == "--repeat") {
+      repeat = PositiveInt(flag, value);
+    } else {
+      throw std::runtime_error("unknown option " + flag);
+    }
+  }
+  if (argc - a < 2)
+    throw std::runtime_error("usage: arm_host [--threads N] [--repeat R] ARTIFACT_DIR OUT_DIR NAME=FILE.npy ...");
+  const std::string dir = argv[a], out_dir = argv[a + 1];
   std::map<std::string, NpyArray> arrays;
-  for (int i = 3; i < argc; ++i) {
+  for (int i = a + 2; i < argc; ++i) {
     std::string arg = argv[i];
     size_t eq = arg.find('=');
     if (eq == std::string::npos) throw std::runtime_error("bad input argument '" + arg + "': expected NAME=FILE.npy");
     arrays[arg.substr(0, eq)] = arm_host::ReadNpy(arg.substr(eq + 1));
   }
   Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "arm_host");
-  Ort::Session session = OpenArtifact(env, dir);
+  Ort::Session session = OpenArtifact(env, dir, threads);
   Ort::AllocatorWithDefaultOptions alloc;
   auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   std::vector<std::string> in_names, out_names;
@@ -94,8 +116,10 @@ int Run(int argc, char** argv) {
   std::vector<const char*> in_ptrs, out_ptrs;
   for (const auto& n : in_names) in_ptrs.push_back(n.c_str());
   for (const auto& n : out_names) out_ptrs.push_back(n.c_str());
-  auto outputs = session.Run(Ort::RunOptions{nullptr}, in_ptrs.data(), inputs.data(), inputs.size(),
-                             out_ptrs.data(), out_ptrs.size());
+  std::vector<Ort::Value> outputs;
+  for (int r = 0; r < repeat; ++r)
+    outputs = session.Run(Ort::RunOptions{nullptr}, in_ptrs.data(), inputs.data(), inputs.size(), out_ptrs.data(),
+                          out_ptrs.size());
   for (size_t i = 0; i < outputs.size(); ++i) {
     auto info = outputs[i].GetTensorTypeAndShapeInfo();
     NpyArray a;

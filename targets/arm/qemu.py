@@ -90,15 +90,36 @@ def qemu_prefix(cores: int = 2) -> Path:
     return prefix
 
 
-def qemu_command(host: Path, threads: int = 2) -> list[str]:
+# CPU models qemu-user 7.2 emulates; an artifact for another --cpu runs on "max" (every feature qemu has).
+QEMU_CPUS = ("a64fx", "cortex-a35", "cortex-a53", "cortex-a57", "cortex-a72", "cortex-a76", "neoverse-n1")
+
+
+def qemu_cpu(cpu: str = "") -> str:
+    """The emulated core: the artifact's --cpu when qemu has it, Cortex-A76 (a common phone core, NEON without SVE,
+    matching the prefix's /proc/cpuinfo) for generic artifacts, else qemu's "max"."""
+    if not cpu:
+        return "cortex-a76"
+    return cpu if cpu in QEMU_CPUS else "max"
+
+
+def qemu_command(host: Path, threads: int = 2, cpu: str = "") -> list[str]:
     """``qemu-aarch64`` with the aarch64 sysroot and the runtime libraries on the loader path."""
     libs = aarch64_libs()
     env = [f"LD_LIBRARY_PATH={libs.folder}", f"TVM_NUM_THREADS={threads}"]
-    return [QEMU, "-L", str(qemu_prefix()), *(x for e in env for x in ("-E", e)), str(host)]
+    return [QEMU, "-cpu", qemu_cpu(cpu), "-L", str(qemu_prefix()), *(x for e in env for x in ("-E", e)), str(host)]
 
 
-def run_artifact(artifact: Path, feeds: dict[str, np.ndarray], threads: int = 2) -> list[np.ndarray]:
-    """The artifact's outputs (model order) for ``feeds``, computed by the aarch64 app under qemu."""
+def run_artifact(
+    artifact: Path,
+    feeds: dict[str, np.ndarray],
+    threads: int = 2,
+    qemu_args: tuple[str, ...] = (),
+    repeat: int = 1,
+    cpu: str = "",
+) -> list[np.ndarray]:
+    """The artifact's outputs (model order) for ``feeds``, computed by the aarch64 app under qemu (``threads`` for
+    both ORT and TVM; ``qemu_args`` e.g. a ``-plugin``; ``repeat`` runs the model that many times; ``cpu`` the
+    artifact's --cpu, which picks the emulated core)."""
     why = qemu_missing()
     if why:
         raise SparsecError(f"cannot run aarch64 code here: {why}")
@@ -109,7 +130,9 @@ def run_artifact(artifact: Path, feeds: dict[str, np.ndarray], threads: int = 2)
             path = Path(tmp) / f"in{i}.npy"
             np.save(path, np.ascontiguousarray(value))
             args.append(f"{name}={path}")
-        cmd = [*qemu_command(host, threads), str(Path(artifact).resolve()), tmp, *args]
+        qemu, *rest = qemu_command(host, threads, cpu)
+        flags = ["--threads", str(threads), "--repeat", str(repeat)]
+        cmd = [qemu, *qemu_args, *rest, *flags, str(Path(artifact).resolve()), tmp, *args]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:

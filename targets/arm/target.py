@@ -98,4 +98,4 @@ class ArmTarget:
     def run_artifact(self, artifact: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         from .qemu import run_artifact
 
-        return run_artifact(artifact, feeds)
+        return run_artifact(artifact, feeds, cpu=self.cpu)
