@@ -83,3 +83,19 @@ def test_comparison_sees_the_arm_kernels(tmp_path: Path) -> None:
     onnx.save(rewritten, str(art.artifact / "model.onnx"))
     feeds = random_feeds(original, {"batch": 4}, seed=7)
     assert relative_error(run_on_arm(art.artifact, feeds)[0], reference_outputs(original, feeds)[0]) > 1e-2
+
+
+def test_sparsec_run_on_an_arm_artifact(tmp_path: Path) -> None:
+    """`sparsec run` on an ARM artifact runs it under qemu (this host is x86) and matches ORT on the original."""
+    original = mlp()
+    onnx.save(original, str(tmp_path / "m.onnx"))
+    art = compile_model(tmp_path / "m.onnx", tmp_path / "m.sparsec", CompileOptions(target="arm", format="csr"))
+    x = np.random.default_rng(11).standard_normal((5, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    cmd = [sys.executable, "-m", "sparsec.cli", "run", str(art.artifact), "--input", f"x={tmp_path / 'x.npy'}"]
+    res = subprocess.run([*cmd, "-o", str(tmp_path / "out.npz")], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    got = np.load(tmp_path / "out.npz")["y"]
+    assert relative_error(got, reference_outputs(original, {"x": x})[0]) < TOLERANCE
+    bad = subprocess.run([*cmd, "--input", "z=nope.npy"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
