@@ -99,3 +99,15 @@ def test_sparsec_run_on_an_arm_artifact(tmp_path: Path) -> None:
     assert relative_error(got, reference_outputs(original, {"x": x})[0]) < TOLERANCE
     bad = subprocess.run([*cmd, "--input", "z=nope.npy"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("cpu", ["cortex-a53", "neoverse-n1", "cortex-a78"])
+def test_cpu_specific_kernels_match(cpu: str, tmp_path: Path) -> None:
+    """--cpu: kernels tuned for one core (qemu emulates it when it can, else its "max" core) still match ORT."""
+    original = for_format(mlp(), "bsr:4x4")
+    onnx.save(original, str(tmp_path / "m.onnx"))
+    opts = CompileOptions(target="arm", format="bsr:4x4", cpu=cpu)
+    res = compile_model(tmp_path / "m.onnx", tmp_path / "m.sparsec", opts)  # verifies under qemu
+    assert res.errors and max(res.errors.values()) < TOLERANCE and not res.unverified
+    target = json.loads((res.artifact / "manifest.json").read_text())["target"]
+    assert target["cpu"] == cpu and target["llvm_target"]["mcpu"] == cpu
