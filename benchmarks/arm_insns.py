@@ -5,7 +5,7 @@ Run: ``python -m benchmarks.arm_insns [--density 0.1] [--formats csr,bsr:16x1,bs
 Each layer is a one-MatMul model compiled with ``--target arm`` twice: ``--format dense`` (the layer stays on ORT's
 own aarch64 MatMul, MLAS NEON) and the sparse format. Both artifacts run in the example app (examples/arm_host)
 under qemu-aarch64 with a TCG plugin that counts executed guest instructions (benchmarks/qemu_insn; Debian's qemu
-ships no libinsn.so), emulating a Cortex-A76 (NEON, no SVE). One thread for ORT and TVM: counts repeat to ~0.01%.
+ships no libinsn.so), emulating a Cortex-A76 (NEON, no SVE). One thread for ORT and TVM; medians of 3 processes.
 The count of one inference is (count at 2 + R runs - count at 2 runs) / R: start-up, model loading and ORT's
 first-run allocations cancel out.
 
@@ -54,9 +54,12 @@ def count(artifact: Path, x: np.ndarray, plugin: Path, repeat: int) -> int:
         return int(out.read_text().split()[0])
 
 
-def per_run(artifact: Path, x: np.ndarray, plugin: Path, repeat: int) -> float:
-    """Instructions of one steady-state inference: the first two runs (ORT's first-run allocations) cancel out."""
-    return (count(artifact, x, plugin, 2 + repeat) - count(artifact, x, plugin, 2)) / repeat
+def per_run(artifact: Path, x: np.ndarray, plugin: Path, repeat: int, samples: int = 3) -> float:
+    """Instructions of one steady-state inference: the first two runs (ORT's first-run allocations) cancel out.
+    Medians of ``samples`` processes each: counts vary by ~1e-4 between identical runs, with rare large outliers."""
+    base = float(np.median([count(artifact, x, plugin, 2) for _ in range(samples)]))
+    more = float(np.median([count(artifact, x, plugin, 2 + repeat) for _ in range(samples)]))
+    return (more - base) / repeat
 
 
 def compile_arm(m: onnx.ModelProto, folder: Path, fmt: str) -> Path:
