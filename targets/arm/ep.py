@@ -15,6 +15,7 @@ from pathlib import Path
 from sparsec.errors import SparsecError
 from sparsec.runtime import build_ep as host_ep
 
+from ..base import Progress
 from .toolchain import TOOLCHAIN_FILE, cache_dir, cross_cxx
 from .wheels import aarch64_libs
 
@@ -29,12 +30,10 @@ def _sources_key() -> str:
 
 
 def _configure_and_build(build_dir: Path, ffi_lib: Path) -> Path:
-    import shutil as sh
-
     cmake = host_ep._need_tool("cmake", "cross-build the sparsec EP")
     ort_inc = host_ep.fetch_ort_headers()
     ffi_inc, _ = host_ep._tvm_ffi_paths()  # headers are architecture-neutral; same tvm-ffi version
-    generator = ["-G", "Ninja"] if sh.which("ninja") else []
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     host_ep._run(
         [
             cmake,
@@ -60,14 +59,14 @@ def _configure_and_build(build_dir: Path, ffi_lib: Path) -> Path:
     return built
 
 
-def aarch64_ep(progress: object = None) -> Path:
-    """Path of the aarch64 ``libsparsec_ep.so`` (cross-built on first use, ~1 min on 2 cores)."""
+def aarch64_ep(progress: Progress | None = None) -> Path:
+    """Path of the aarch64 ``libsparsec_ep.so`` (cross-built on first use and cached)."""
     cross_cxx()  # a clear error before cmake's own
     key = _sources_key()
     out = cache_dir() / f"ep-{key}" / "libsparsec_ep.so"
     if out.is_file():
         return out
-    if callable(progress):
+    if progress is not None:
         progress("cross-building the sparsec EP for aarch64 (once per EP version)")
     libs = aarch64_libs()
     build_dir = cache_dir() / "ep-build"
