@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def _host_key(libs_name: str) -> str:
     return h.hexdigest()[:16]
 
 
-def example_host() -> Path:
+def example_host(progress: Callable[[str], None] | None = None) -> Path:
     """The aarch64 ``arm_host`` binary (cross-built once per source version with cmake + the toolchain file)."""
     if not (HOST_SOURCES / "main.cc").is_file():
         raise SparsecError(f"example host sources not found at {HOST_SOURCES} (run from a sparsec checkout)")
@@ -42,6 +43,8 @@ def example_host() -> Path:
     out = cache_dir() / f"host-{_host_key(libs.folder.name)}" / "arm_host"
     if out.is_file():
         return out
+    if progress is not None:
+        progress("cross-building examples/arm_host, the app that runs the artifact under qemu (once)")
     cmake = host_ep._need_tool("cmake", "cross-build the example host")
     build = cache_dir() / "host-build"
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
@@ -116,6 +119,7 @@ def run_artifact(
     qemu_args: tuple[str, ...] = (),
     repeat: int = 1,
     cpu: str = "",
+    progress: Callable[[str], None] | None = None,
 ) -> list[np.ndarray]:
     """The artifact's outputs (model order) for ``feeds``, computed by the aarch64 app under qemu (``threads`` for
     both ORT and TVM; ``qemu_args`` e.g. a ``-plugin``; ``repeat`` runs the model that many times; ``cpu`` the
@@ -123,7 +127,7 @@ def run_artifact(
     why = qemu_missing()
     if why:
         raise SparsecError(f"cannot run aarch64 code here: {why}")
-    host = example_host()
+    host = example_host(progress)
     with tempfile.TemporaryDirectory(prefix="sparsec-qemu-") as tmp:
         args = []
         for i, (name, value) in enumerate(feeds.items()):

@@ -44,6 +44,7 @@ class ArmTarget:
 
     def __init__(self, cpu: str = "") -> None:
         self.cpu = cpu
+        self._progress: Progress | None = None  # the compile's, reused by run_artifact for one-time builds
 
     def check_cpu(self) -> None:
         """A one-line error for a CPU name LLVM does not know (TVM itself would only warn and use generic)."""
@@ -86,7 +87,8 @@ class ArmTarget:
         from .ep import aarch64_ep
         from .wheels import aarch64_libs
 
-        libs = aarch64_libs()
+        self._progress = progress
+        libs = aarch64_libs(progress)
         shutil.copy2(aarch64_ep(progress), folder / EP_FILE)
         shutil.copy2(libs.tvm_runtime, folder / "libtvm_runtime.so")
         shutil.copy2(libs.tvm_ffi, folder / "libtvm_ffi.so")
@@ -98,4 +100,4 @@ class ArmTarget:
     def run_artifact(self, artifact: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         from .qemu import run_artifact
 
-        return run_artifact(artifact, feeds, cpu=self.cpu)
+        return run_artifact(artifact, feeds, cpu=self.cpu, progress=self._progress)

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def _extract(wheel: Path, member: str, dest: Path) -> None:
     tmp.replace(dest)
 
 
-def aarch64_libs() -> Aarch64Libs:
+def aarch64_libs(progress: Callable[[str], None] | None = None) -> Aarch64Libs:
     """Fetch (once) and unpack the aarch64 runtime libraries matching the installed versions."""
     versions = installed_versions()
     root = cache_dir()
@@ -96,6 +97,8 @@ def aarch64_libs() -> Aarch64Libs:
     ort_file = folder / f"libonnxruntime.so.{ort_ver}"
     names = [folder / name for _, name in _MEMBERS.values()] + [ort_file]
     if not all(p.is_file() for p in names):
+        if progress is not None:
+            progress(f"fetching PyPI's aarch64 wheels of {', '.join(f'{d} {v}' for d, v in versions.items())} (once)")
         wheels = download(versions, root / "wheels")
         folder.mkdir(parents=True, exist_ok=True)
         for dist, (member, name) in _MEMBERS.items():
