@@ -170,3 +170,17 @@ def test_verification_policy_without_qemu(tmp_path: Path, monkeypatch: pytest.Mo
     assert res.unverified and "NOT verified: qemu-aarch64 not found" in res.summary()
     assert not res.errors
     assert json.loads((tmp_path / "b.sparsec" / "manifest.json").read_text())["target"]["name"] == "arm"
+
+
+def test_missing_cross_compiler_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No aarch64-linux-gnu-g++: a one-line error naming the packages, and no artifact left behind."""
+    from sparsec.targets.arm import toolchain
+
+    real_which = shutil.which
+    monkeypatch.setattr(toolchain.shutil, "which", lambda n: None if n == toolchain.CROSS_CXX else real_which(n))
+    onnx.save(mlp(), str(tmp_path / "m.onnx"))
+    message = r"aarch64-linux-gnu-g\+\+ not found on PATH.*g\+\+-aarch64-linux-gnu"
+    with pytest.raises(SparsecError, match=message) as e:
+        compile_model(tmp_path / "m.onnx", tmp_path / "m.sparsec", CompileOptions(target="arm", format="csr"))
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "m.sparsec").exists() and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
