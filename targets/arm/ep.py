@@ -69,7 +69,7 @@ def aarch64_ep(progress: Progress | None = None) -> Path:
     if progress is not None:
         progress("cross-building the sparsec EP for aarch64 (once per EP version)")
     libs = aarch64_libs()
-    build_dir = cache_dir() / "ep-build"
+    build_dir = cache_dir() / f"ep-build-{key}"  # per key: two compiles at once never share a cmake tree
     built = _configure_and_build(build_dir, libs.tvm_ffi)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".so.tmp")

