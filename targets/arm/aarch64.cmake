@@ -1,5 +1,5 @@
-# CMake toolchain file: cross-compile for 64-bit ARM Linux (and Android-like glibc-less apps still need their own NDK
-# toolchain) with Debian's aarch64-linux-gnu cross compilers. Used for the sparsec EP and examples/arm_host.
+# CMake toolchain file: cross-compile for 64-bit ARM Linux (glibc) with Debian's aarch64-linux-gnu cross compilers.
+# Used for the sparsec EP and examples/arm_host. Android (bionic) needs the NDK's own toolchain file instead.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
