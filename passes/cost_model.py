@@ -62,9 +62,7 @@ def cost_model(target: str, isa: str) -> CostModel:
     """The calibrated model for ``target``/``isa``; an ISA without its own table uses the target's nearest one."""
     path = DATA_DIR / f"{target}.json"
     if not path.is_file():
-        raise SparsecError(
-            f"no cost model for target {target!r} ({path} missing): run sparsec tune-cost-model"
-        )
+        raise SparsecError(f"no cost model for target {target!r} ({path} missing): run sparsec tune-cost-model")
     data = _load(path)
     tables = data["isa"]
     chosen = isa if isa in tables else sorted(tables)[0]

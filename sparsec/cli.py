@@ -64,20 +64,26 @@ def main() -> None:
 
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", default="x86", show_default=True, help="x86 (more targets to come)")
+@click.option("--target", default="x86", show_default=True, help="x86 (this host) | arm (aarch64 + NEON)")
+@click.option("--cpu", default="", help="arm: the core to tune for, an LLVM CPU name (e.g. cortex-a76) [generic]")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="artifact directory [MODEL.sparsec]")
 @click.option("--format", "fmt", default="auto", show_default=True, help=FORMAT_HELP)
-@click.option("--verify/--no-verify", default=True, show_default=True, help="compare with ORT on random inputs")
-@click.option("--tune", is_flag=True, help="measure formats and kernel variants per layer on this host (cached)")
+@click.option(
+    "--verify/--no-verify",
+    default=None,
+    help="compare with ORT on random inputs [default: when this host can run the target's code; arm: under qemu]",
+)
+@click.option("--tune", is_flag=True, help="x86: measure formats and kernel variants per layer on this host (cached)")
 @click.option("--dump-dir", type=click.Path(file_okay=False, path_type=Path), help="write the model after each stage")
 @click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims during --verify")
 @_guard
 def compile_cmd(
     model: Path,
     target: str,
+    cpu: str,
     output: Path | None,
     fmt: str,
-    verify: bool,
+    verify: bool | None,
     tune: bool,
     dump_dir: Path | None,
     dims: tuple[str, ...],
@@ -86,7 +92,7 @@ def compile_cmd(
     from .compiler import compile_model
     from .options import CompileOptions
 
-    opts = CompileOptions(target=target, format=fmt, verify=verify, tune=tune)
+    opts = CompileOptions(target=target, format=fmt, verify=verify, cpu=cpu, tune=tune)
     out = output or model.with_suffix(".sparsec")
     result = compile_model(model, out, opts, dump_dir=dump_dir, dims=_dims(dims), progress=progress)
     click.echo(result.summary())

@@ -25,11 +25,15 @@ class CompileResult:
     layers: list[dict[str, Any]]
     errors: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    unverified: str = ""  # why verification was skipped ("" when it ran or was turned off)
 
     def summary(self) -> str:
         sparse = [la for la in self.layers if la["format"] != "dense"]
         err = f", max rel error {max(self.errors.values()):.2e}" if self.errors else ""
-        return f"wrote {self.artifact} ({len(sparse)}/{len(self.layers)} layers sparse{err}, {self.seconds:.1f} s)"
+        note = f", NOT verified: {self.unverified}" if self.unverified else ""
+        return (
+            f"wrote {self.artifact} ({len(sparse)}/{len(self.layers)} layers sparse{err}{note}, {self.seconds:.1f} s)"
+        )
 
 
 def _noop(msg: str) -> None:
@@ -89,7 +93,16 @@ def compile_model(
 
     say = progress or _noop
     t0 = time.perf_counter()
-    target = get_target(options.target)  # unknown targets fail before any work
+    target = get_target(options.target, options.cpu)  # unknown targets / CPUs fail before any work
+    if options.tune and target.cannot_run():
+        raise SparsecError(
+            f"--tune times kernels on this host, which cannot run {target.name} code: {target.cannot_run()}"
+        )
+    unverified = ""
+    if options.verify is not False:
+        unverified = target.cannot_run()
+        if unverified and options.verify:
+            raise SparsecError(f"--verify: cannot run {target.name} code on this host: {unverified}")
     say(f"loading {model_path}")
     original = load_model(model_path)
     versions = toolchain_versions()
@@ -101,6 +114,7 @@ def compile_model(
     with ArtifactWriter(out) as writer:
         if specs:
             _build_cached(target, specs, writer.path(target.library_name), versions, say)
+        target.bundle(writer.path(MODEL).parent, say)
         onnx.save(rewritten, str(writer.path(MODEL)))
         manifest = {
             "versions": versions,
@@ -113,10 +127,12 @@ def compile_model(
             "outputs": _value_infos(rewritten.graph.output, rewritten),
         }
         sealed = writer.seal(manifest)
-        if options.verify:
-            errors = _verify(original, sealed, dims or {}, options.seed, say)
+        if options.verify is not False and not unverified:
+            errors = _verify(target, original, sealed, dims or {}, options.seed, say)
+        elif unverified:
+            say(f"verification skipped: {unverified}")
         artifact = writer.commit()
-    return CompileResult(artifact, layers, errors, time.perf_counter() - t0)
+    return CompileResult(artifact, layers, errors, time.perf_counter() - t0, unverified)
 
 
 def _build_cached(target: Any, specs: list[Any], path: Path, versions: dict[str, str], say: Progress) -> None:
@@ -158,14 +174,15 @@ def _value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:
 
 
 def _verify(
-    original: onnx.ModelProto, artifact: Path, dims: dict[str, int], seed: int, say: Progress
+    target: Any, original: onnx.ModelProto, artifact: Path, dims: dict[str, int], seed: int, say: Progress
 ) -> dict[str, float]:
-    """Run original and compiled model on fresh random inputs; a mismatch fails the compile."""
-    from .verify import TOLERANCE, compare_artifact, random_feeds
+    """Run original (ORT on this host) and compiled model (the target's runner) on fresh random inputs; a mismatch
+    fails the compile."""
+    from .verify import TOLERANCE, compare_outputs, random_feeds
 
-    say("verifying against ONNX Runtime on random inputs")
+    say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
     feeds = random_feeds(original, dims, seed=seed + 1)
-    errors = compare_artifact(original, artifact, feeds)
+    errors = compare_outputs(original, target.run_artifact(artifact, feeds), feeds)
     bad = {k: v for k, v in errors.items() if not v <= TOLERANCE}
     if bad:
         name, err = max(bad.items(), key=lambda kv: kv[1])

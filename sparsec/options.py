@@ -18,7 +18,8 @@ class CompileOptions:
 
     target: str = "x86"
     format: str = "auto"
-    verify: bool = True
+    verify: bool | None = None  # None: verify when this host can run the target's code, else say it was skipped
+    cpu: str = ""  # --cpu NAME (arm: LLVM mcpu); "" = the target's default
     tune: bool = False  # measure candidate formats and variants per layer on this host (passes/tune.py)
     representative_m: int = 128  # rows of the activation the cost model ranks formats at
     seed: int = 0

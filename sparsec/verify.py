@@ -123,3 +123,16 @@ def compare_artifact(
         raise SparsecError(f"the compiled model failed in ONNX Runtime: {ort_message(e)}") from None
     names = [o.name for o in sess.get_outputs()]
     return {n: relative_error(g, r) for n, g, r in zip(names, got, ref, strict=True)}
+
+
+def compare_outputs(
+    original: onnx.ModelProto | str | Path, got: list[np.ndarray], feeds: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Max relative error per output of ``got`` (a compiled model's outputs, in model order) against ORT on the
+    original."""
+    ref = reference_outputs(original, feeds)
+    model = original if isinstance(original, onnx.ModelProto) else onnx.load(str(original), load_external_data=False)
+    names = [o.name for o in model.graph.output]
+    if len(got) != len(ref):
+        raise SparsecError(f"the compiled model returned {len(got)} outputs, the original {len(ref)}")
+    return {n: relative_error(g, r) for n, g, r in zip(names, got, ref, strict=True)}

@@ -75,15 +75,38 @@ class Target(Protocol):
         """Generate every kernel into ONE library at ``out_path`` (deterministic for equal specs)."""
         ...
 
+    def bundle(self, folder: Path, progress: Progress | None = None) -> None:
+        """Put the runtime files an app needs besides model.onnx and the kernels into the artifact ``folder``."""
+        ...
 
-def _x86() -> Target:
+    def cannot_run(self) -> str:
+        """Why this host cannot run the target's artifacts for verification; "" when it can."""
+        ...
+
+    def run_artifact(self, artifact: Path, feeds: dict[str, Any]) -> list[Any]:
+        """The artifact's outputs (in model order) on ``feeds``, run on this host (natively or emulated)."""
+        ...
+
+
+def _x86(cpu: str) -> Target:
     from .x86.target import X86Target
 
+    if cpu:
+        raise SparsecError("--cpu applies to --target arm only (x86 builds for this host's CPU)")
     return X86Target()
 
 
-# arm / wasm / cuda: planned (see /work/shared/DESIGN.md); not registered until they build and run.
-_TARGETS: dict[str, Callable[[], Target]] = {"x86": _x86}
+def _arm(cpu: str) -> Target:
+    from .arm.target import ArmTarget
+
+    target = ArmTarget(cpu)
+    if cpu:
+        target.check_cpu()  # before any work; imports TVM only when a CPU is named
+    return target
+
+
+# wasm / cuda: planned (see /work/shared/DESIGN.md); not registered until they build and run.
+_TARGETS: dict[str, Callable[[str], Target]] = {"x86": _x86, "arm": _arm}
 
 
 def known_targets() -> list[str]:
@@ -91,10 +114,11 @@ def known_targets() -> list[str]:
     return sorted(_TARGETS)
 
 
-def get_target(name: str) -> Target:
-    """The target called ``name``; unknown names raise a one-line SparsecError listing the known ones."""
+def get_target(name: str, cpu: str = "") -> Target:
+    """The target called ``name`` (for ``cpu``, "" = the target's default); unknown names or CPUs raise a one-line
+    SparsecError listing the known ones."""
     try:
         factory = _TARGETS[name]
     except KeyError:
         raise SparsecError(f"unknown target {name!r} (known targets: {', '.join(known_targets())})") from None
-    return factory()
+    return factory(cpu)

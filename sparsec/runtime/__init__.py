@@ -52,7 +52,10 @@ def _register(ort: Any) -> None:
 def host_target_ok(manifest: dict[str, Any]) -> None:
     kind = manifest.get("target", {}).get("name")
     if kind != "x86" or platform.machine() not in ("x86_64", "AMD64"):
-        raise SparsecError(f"artifact targets {kind!r}; this host ({platform.machine()}) runs x86 artifacts only")
+        hint = " (`sparsec run` runs ARM artifacts under qemu-aarch64)" if kind == "arm" else ""
+        raise SparsecError(
+            f"artifact targets {kind!r}; this host ({platform.machine()}) runs x86 artifacts only in-process{hint}"
+        )
 
 
 def default_session_options() -> Any:

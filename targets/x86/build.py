@@ -10,17 +10,17 @@ from sparsec.errors import SparsecError
 from ..base import KernelSpec, Progress
 
 
-def build_module(specs: list[KernelSpec], vw: int) -> Any:
-    """The IRModule holding one PrimFunc per spec; symbols must be distinct."""
+def build_module(specs: list[KernelSpec], vw: int, table: tuple[Any, ...] | None = None) -> Any:
+    """The IRModule holding one PrimFunc per spec (variants from ``table``, default x86's); distinct symbols."""
     import tvm
 
-    from .manifest import instantiate
+    from .manifest import VARIANTS, instantiate
 
     funcs: dict[str, Any] = {}
     for spec in sorted(specs, key=lambda s: s.symbol):  # order-independent output for equal spec sets
         if spec.symbol in funcs:
             raise SparsecError(f"duplicate kernel symbol {spec.symbol!r}")
-        funcs[spec.symbol] = instantiate(spec, vw)
+        funcs[spec.symbol] = instantiate(spec, vw, table or VARIANTS)
     return tvm.IRModule(funcs)
 
 

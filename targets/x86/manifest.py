@@ -50,24 +50,24 @@ def family(fmt_name: str) -> str:
     return fmt_name.split(":", 1)[0]
 
 
-def variants_for(fmt_name: str, vw: int) -> list[Variant]:
-    """Applicable variants in preference order (empty for dense or unknown formats)."""
-    if family(fmt_name) not in {v.family for v in VARIANTS}:
+def variants_for(fmt_name: str, vw: int, table: tuple[Variant, ...] = VARIANTS) -> list[Variant]:
+    """Applicable variants of ``table`` in preference order (empty for dense or unknown formats)."""
+    if family(fmt_name) not in {v.family for v in table}:
         return []
     fmt = get_format(fmt_name)
-    return [v for v in VARIANTS if v.family == family(fmt_name) and v.applies(fmt, vw)]
+    return [v for v in table if v.family == family(fmt_name) and v.applies(fmt, vw)]
 
 
-def supported_presets(vw: int) -> list[str]:
-    """The format presets that have at least one kernel variant here."""
-    return [p for p in list_presets() if variants_for(p, vw)]
+def supported_presets(vw: int, table: tuple[Variant, ...] = VARIANTS) -> list[str]:
+    """The format presets that have at least one kernel variant in ``table``."""
+    return [p for p in list_presets() if variants_for(p, vw, table)]
 
 
-def choose(spec: KernelSpec, vw: int) -> Variant:
+def choose(spec: KernelSpec, vw: int, table: tuple[Variant, ...] = VARIANTS) -> Variant:
     """The variant named by ``spec.variant``, else the first applicable one."""
-    options = variants_for(spec.format, vw)
+    options = variants_for(spec.format, vw, table)
     if not options:
-        raise SparsecError(f"kernel {spec.symbol}: no x86 kernel for format {spec.format!r}")
+        raise SparsecError(f"kernel {spec.symbol}: no kernel for format {spec.format!r} on this target")
     if not spec.variant:
         return options[0]
     for v in options:
@@ -77,14 +77,18 @@ def choose(spec: KernelSpec, vw: int) -> Variant:
     raise SparsecError(f"kernel {spec.symbol}: variant {spec.variant!r} does not apply to {spec.format} ({names})")
 
 
-def instantiate(spec: KernelSpec, vw: int) -> Any:
-    """The PrimFunc for one spec (named ``spec.symbol``, ABI argument list exactly as internals.md says)."""
+def instantiate(spec: KernelSpec, vw: int, table: tuple[Variant, ...] = VARIANTS) -> Any:
+    """The PrimFunc for one spec (named ``spec.symbol``, ABI argument list exactly as internals.md says).
+
+    The templates are target-neutral (vector width and tile are parameters); ``table`` is the target's own
+    schedule choices (the ARM target passes its NEON table).
+    """
     import importlib
 
     from .epilogue import make_epilogue
     from .templates.common import finish
 
-    variant = choose(spec, vw)
+    variant = choose(spec, vw, table)
     fmt = get_format(spec.format)
     template = getattr(importlib.import_module(f".templates.{variant.family}", __package__), variant.name)
     epi = make_epilogue(spec.bias, spec.residual, spec.act, spec.clip_min, spec.clip_max)

@@ -79,3 +79,17 @@ class X86Target:
         from .build import build_library
 
         build_library(list(specs), out_path, self.llvm_target(), self.vector_width, progress)
+
+    def bundle(self, folder: Path, progress: Progress | None = None) -> None:
+        """Nothing: on x86 the EP and TVM runtime come with the installed sparsec package."""
+
+    def cannot_run(self) -> str:
+        import platform
+
+        machine = platform.machine()
+        return "" if machine in ("x86_64", "AMD64") else f"this host is {machine}, not x86-64"
+
+    def run_artifact(self, artifact: Path, feeds: dict[str, Any]) -> list[Any]:
+        from sparsec.runtime import InferenceSession
+
+        return list(InferenceSession(artifact).run(None, feeds))

@@ -28,7 +28,7 @@ def xt(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: Epilogue, mu: in
 
     @T.macro
     def tile(Y, XT, data, indices, indptr, bias, R_, M, ib, m0, U):  # noqa: N803
-        acc = T.alloc_buffer((R, U, vw), "float32", scope="local")
+        acc = T.alloc_buffer((R, U, vw), "float32", scope="global")
         for r in T.unroll(R):
             for u in T.unroll(U):
                 for v in T.vectorized(vw):
@@ -39,7 +39,7 @@ def xt(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: Epilogue, mu: in
                     for u in T.unroll(U):
                         for v in T.vectorized(vw):
                             acc[r, u, v] = acc[r, u, v] + data[e, r, c] * XT[indices[e] + c, m0 + u * vw + v]
-        out = T.alloc_buffer((R, U, vw), "float32", scope="local")
+        out = T.alloc_buffer((R, U, vw), "float32", scope="global")
         for r in T.unroll(R):
             for u in T.unroll(U):
                 for v in T.vectorized(vw):
@@ -86,7 +86,7 @@ def rows(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: Epilogue, mu: 
 
     @T.macro
     def tile(X, Y, data, indices, indptr, bias, R_, ib, m0, U):  # noqa: N803
-        acc = T.alloc_buffer((U, R), "float32", scope="local")
+        acc = T.alloc_buffer((U, R), "float32", scope="global")
         for u in T.unroll(U):
             for r in T.vectorized(R):
                 acc[u, r] = T.float32(0)
@@ -95,7 +95,7 @@ def rows(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: Epilogue, mu: 
                 for u in T.unroll(U):
                     for r in T.vectorized(R):
                         acc[u, r] = acc[u, r] + X[m0 + u, indices[e] + c] * data[e, r, c]
-        out = T.alloc_buffer((U, R), "float32", scope="local")
+        out = T.alloc_buffer((U, R), "float32", scope="global")
         for u in T.unroll(U):
             for r in T.vectorized(R):
                 out[u, r] = acc[u, r]

@@ -30,7 +30,7 @@ def xt(K: int, N: int, nnz: int, vw: int, epi: Epilogue, mu: int = 4) -> Any:  #
 
     @T.macro
     def tile(Y, XT, values, indices, indptr, bias, R, M, n, m0, U):  # noqa: N803
-        acc = T.alloc_buffer((U, vw), "float32", scope="local")
+        acc = T.alloc_buffer((U, vw), "float32", scope="global")
         for u in T.unroll(U):
             for v in T.vectorized(vw):
                 acc[u, v] = T.float32(0)
@@ -38,7 +38,7 @@ def xt(K: int, N: int, nnz: int, vw: int, epi: Epilogue, mu: int = 4) -> Any:  #
             for u in T.unroll(U):
                 for v in T.vectorized(vw):
                     acc[u, v] = acc[u, v] + values[j] * XT[indices[j], m0 + u * vw + v]
-        out = T.alloc_buffer((U, vw), "float32", scope="local")
+        out = T.alloc_buffer((U, vw), "float32", scope="global")
         for u in T.unroll(U):
             for v in T.vectorized(vw):
                 out[u, v] = acc[u, v]
@@ -87,27 +87,25 @@ def tiled(K: int, N: int, nnz: int, vw: int, epi: Epilogue, mu: int = 8) -> Any:
 
     @T.macro
     def dot_rows(X, Y, values, indices, indptr, bias, R, m, n0):  # noqa: N803
-        dots = T.alloc_buffer((rg,), "float32", scope="local")
+        dots = T.alloc_buffer((rg,), "float32", scope="global")
         for r in range(rg):
-            s = T.alloc_buffer((du,), "float32", scope="local")
+            s = T.alloc_buffer((du,), "float32", scope="global")
             for q in T.unroll(du):
                 s[q] = T.float32(0)
-            lo = indptr[n0 + r]
-            cnt = indptr[n0 + r + 1] - lo
-            for j in range(cnt // du):
+            for j in range((indptr[n0 + r + 1] - indptr[n0 + r]) // du):
                 for q in T.unroll(du):
-                    s[q] = s[q] + values[lo + j * du + q] * X[m, indices[lo + j * du + q]]
-            for j in range(cnt % du):
-                s[0] = s[0] + values[lo + cnt // du * du + j] * X[m, indices[lo + cnt // du * du + j]]
+                    s[q] = s[q] + values[indptr[n0 + r] + j * du + q] * X[m, indices[indptr[n0 + r] + j * du + q]]
+            for j in range((indptr[n0 + r + 1] - indptr[n0 + r]) % du):
+                s[0] = s[0] + values[indptr[n0 + r + 1] - 1 - j] * X[m, indices[indptr[n0 + r + 1] - 1 - j]]
             dots[r] = (s[0] + s[1]) + (s[2] + s[3])
         for r in T.vectorized(rg):
             Y[m, n0 + r] = epi(dots[r], bias, R, m, n0 + r)
 
     @T.macro
     def tile(XT, Y, values, indices, indptr, bias, R, M, n0, m0, U):  # noqa: N803
-        L = T.alloc_buffer((rg, U * vw), "float32", scope="local")
+        L = T.alloc_buffer((rg, U * vw), "float32", scope="global")
         for r in range(rg):
-            acc = T.alloc_buffer((U, vw), "float32", scope="local")
+            acc = T.alloc_buffer((U, vw), "float32", scope="global")
             for u in T.unroll(U):
                 for v in T.vectorized(vw):
                     acc[u, v] = T.float32(0)

@@ -31,7 +31,7 @@ def xt(K: int, N: int, n: int, m: int, vw: int, epi: Epilogue, mu: int = 4) -> A
 
     @T.macro
     def tile(Y, XT, values, positions, bias, R, M, row, m0, U):  # noqa: N803
-        acc = T.alloc_buffer((U, vw), "float32", scope="local")
+        acc = T.alloc_buffer((U, vw), "float32", scope="global")
         for u in T.unroll(U):
             for v in T.vectorized(vw):
                 acc[u, v] = T.float32(0)
@@ -44,7 +44,7 @@ def xt(K: int, N: int, n: int, m: int, vw: int, epi: Epilogue, mu: int = 4) -> A
                             + values[row, g * n + t]
                             * XT[g * m + T.Cast("int32", positions[row, g * n + t]), m0 + u * vw + v]
                         )
-        out = T.alloc_buffer((U, vw), "float32", scope="local")
+        out = T.alloc_buffer((U, vw), "float32", scope="global")
         for u in T.unroll(U):
             for v in T.vectorized(vw):
                 out[u, v] = acc[u, v]
@@ -95,9 +95,9 @@ def tiled(K: int, N: int, n: int, m: int, vw: int, epi: Epilogue, mu: int = 8) -
     @T.macro
     def dot_rows(X, Y, values, positions, bias, R, row0, mrow):  # noqa: N803
         # Scalar: an AVX-512 vgatherdps over 16 slots measured slower here (0.077 vs 0.073 ms, 768x768 M=1).
-        dots = T.alloc_buffer((rg,), "float32", scope="local")
+        dots = T.alloc_buffer((rg,), "float32", scope="global")
         for r in range(rg):
-            s = T.alloc_buffer((n,), "float32", scope="local")
+            s = T.alloc_buffer((n,), "float32", scope="global")
             for t in T.unroll(n):
                 s[t] = T.float32(0)
             for g in range(groups):
@@ -115,7 +115,7 @@ def tiled(K: int, N: int, n: int, m: int, vw: int, epi: Epilogue, mu: int = 8) -
     @T.macro
     def chunk(XT, L, values, positions, row0, m0, g0, G, U):  # noqa: N803
         for r in range(rg):
-            acc = T.alloc_buffer((U, vw), "float32", scope="local")
+            acc = T.alloc_buffer((U, vw), "float32", scope="global")
             for u in T.unroll(U):
                 for v in T.vectorized(vw):
                     acc[u, v] = L[r, u * vw + v]
@@ -137,7 +137,7 @@ def tiled(K: int, N: int, n: int, m: int, vw: int, epi: Epilogue, mu: int = 8) -
 
     @T.macro
     def tile(XT, Y, values, positions, bias, R, M, row0, m0, U):  # noqa: N803
-        L = T.alloc_buffer((rg, U * vw), "float32", scope="local")
+        L = T.alloc_buffer((rg, U * vw), "float32", scope="global")
         for r in range(rg):
             for v in T.vectorized(U * vw):
                 L[r, v] = T.float32(0)
