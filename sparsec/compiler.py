@@ -182,7 +182,7 @@ def _verify(
 
     say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
     feeds = random_feeds(original, dims, seed=seed + 1)
-    errors = compare_outputs(original, target.run_artifact(artifact, feeds), feeds)
+    errors = compare_outputs(original, lambda: target.run_artifact(artifact, feeds), feeds)
     bad = {k: v for k, v in errors.items() if not v <= TOLERANCE}
     if bad:
         name, err = max(bad.items(), key=lambda kv: kv[1])

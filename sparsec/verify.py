@@ -9,6 +9,7 @@ rounding into a failure: below 1e-3 in magnitude, the tolerance is absolute (1e-
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +127,12 @@ def compare_artifact(
 
 
 def compare_outputs(
-    original: onnx.ModelProto | str | Path, got: list[np.ndarray], feeds: dict[str, np.ndarray]
+    original: onnx.ModelProto | str | Path, run: Callable[[], list[np.ndarray]], feeds: dict[str, np.ndarray]
 ) -> dict[str, float]:
-    """Max relative error per output of ``got`` (a compiled model's outputs, in model order) against ORT on the
-    original."""
+    """Max relative error per output of ``run()`` (a compiled model's outputs, in model order) against ORT on the
+    original. The original runs first, so a model ORT itself cannot run is reported as such."""
     ref = reference_outputs(original, feeds)
+    got = run()
     model = original if isinstance(original, onnx.ModelProto) else onnx.load(str(original), load_external_data=False)
     names = [o.name for o in model.graph.output]
     if len(got) != len(ref):

@@ -61,7 +61,7 @@ def test_other_version_refused_naming_both(artifact: Path, tmp_path: Path, key: 
 
 def test_other_target_refused_naming_both(artifact: Path, tmp_path: Path) -> None:
     code, err = _run(_edited(artifact, tmp_path, {"target.name": "cuda"}), tmp_path, X)
-    assert code == 2 and "artifact targets 'cuda'" in err and "x86" in err
+    assert code == 2 and "unknown target 'cuda' (known targets: arm, x86)" in err
 
 
 def test_other_artifact_format_refused(artifact: Path, tmp_path: Path) -> None:
@@ -85,3 +85,11 @@ def test_wrong_inputs_are_errors(artifact: Path, tmp_path: Path, x: np.ndarray, 
 def test_good_input_runs(artifact: Path, tmp_path: Path) -> None:
     code, err = _run(artifact, tmp_path, X)
     assert code == 0, err
+
+
+def test_in_process_session_refuses_other_target(artifact: Path, tmp_path: Path) -> None:
+    from sparsec.errors import SparsecError
+    from sparsec.runtime import InferenceSession
+
+    with pytest.raises(SparsecError, match=r"artifact targets 'arm'; this host \(x86_64\) runs x86 artifacts only"):
+        InferenceSession(_edited(artifact, tmp_path, {"target.name": "arm"}))
