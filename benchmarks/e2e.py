@@ -28,7 +28,7 @@ from .common import (
     wait_quiet,
 )
 
-PRUNINGS = {"unstructured:0.9": ("auto", "csr"), "nm:2:4": ("auto", "nm:2:4")}
+PRUNINGS = {"unstructured:0.9": ("auto", "auto+tune", "csr"), "nm:2:4": ("auto", "nm:2:4")}  # +tune: --tune
 BATCHES = (1, 8)
 SEQ = 128
 Say = Callable[[str], None]
@@ -64,12 +64,13 @@ def compiled(model: Path, fmt: str, say: Say) -> tuple[Path, str]:
     from sparsec.compiler import compile_model
     from sparsec.options import CompileOptions
 
-    art = model.with_name(f"{model.stem}_{fmt.replace(':', '-')}.sparsec")
+    art = model.with_name(f"{model.stem}_{fmt.replace(':', '-').replace('+', '_')}.sparsec")
     if not (art / "manifest.json").is_file():
         shutil.rmtree(art, ignore_errors=True)
         say(f"compiling {model.name} --format {fmt}")
         t0 = time.perf_counter()
-        compile_model(model, art, CompileOptions(target="x86", format=fmt, verify=False))
+        base, _, tune = fmt.partition("+")
+        compile_model(model, art, CompileOptions(target="x86", format=base, verify=False, tune=tune == "tune"))
         say(f"compiled in {time.perf_counter() - t0:.1f} s")
     layers = json.loads((art / "manifest.json").read_text())["layers"]
     sparse = [la["format"] for la in layers if la["format"] != "dense"]
