@@ -75,7 +75,9 @@ def main() -> None:
 )
 @click.option("--tune", is_flag=True, help="x86: measure formats and kernel variants per layer on this host (cached)")
 @click.option("--dump-dir", type=click.Path(file_okay=False, path_type=Path), help="write the model after each stage")
-@click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims during --verify")
+@click.option(
+    "--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims (format choice, --tune, --verify)"
+)
 @_guard
 def compile_cmd(
     model: Path,
@@ -92,9 +94,9 @@ def compile_cmd(
     from .compiler import compile_model
     from .options import CompileOptions
 
-    opts = CompileOptions(target=target, format=fmt, verify=verify, cpu=cpu, tune=tune)
+    opts = CompileOptions(target=target, format=fmt, verify=verify, cpu=cpu, tune=tune, dims=_dims(dims))
     out = output or model.with_suffix(".sparsec")
-    result = compile_model(model, out, opts, dump_dir=dump_dir, dims=_dims(dims), progress=progress)
+    result = compile_model(model, out, opts, dump_dir=dump_dir, progress=progress)
     click.echo(result.summary())
 
 
@@ -102,12 +104,13 @@ def compile_cmd(
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", default="x86", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print a JSON document")
+@click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims (the M formats are ranked at)")
 @_guard
-def inspect_cmd(model: Path, target: str, as_json: bool) -> None:
+def inspect_cmd(model: Path, target: str, as_json: bool, dims: tuple[str, ...]) -> None:
     """Per constant weight: shape, density, N:M conformity, block fit, zero rows/cols, the format it would get."""
     from .inspect import format_table, inspect_model
 
-    report = inspect_model(model, target)
+    report = inspect_model(model, target, _dims(dims))
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 
 

@@ -128,7 +128,7 @@ def compile_model(
         }
         sealed = writer.seal(manifest)
         if options.verify is not False and not unverified:
-            errors = _verify(target, original, sealed, dims or {}, options.seed, say)
+            errors = _verify(target, original, sealed, dims if dims is not None else options.dims, options.seed, say)
         elif unverified:
             say(f"verification skipped: {unverified}")
         artifact = writer.commit()

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 
-def inspect_model(model_path: str | Path, target_name: str = "x86") -> dict[str, Any]:
+def inspect_model(
+    model_path: str | Path, target_name: str = "x86", dims: dict[str, int] | None = None
+) -> dict[str, Any]:
     """A JSON-ready report: one row per MatMul/Gemm weight with its sparsity profile and the chosen format."""
     from .frontend import load_model
     from .options import CompileOptions
@@ -15,7 +17,7 @@ def inspect_model(model_path: str | Path, target_name: str = "x86") -> dict[str,
 
     target = get_target(target_name)
     model = load_model(model_path)
-    rows = analyse_and_select(model, target, CompileOptions(target=target_name, verify=False))
+    rows = analyse_and_select(model, target, CompileOptions(target=target_name, verify=False, dims=dims or {}))
     return {"model": str(model_path), "target": target.describe(), "weights": rows}
 
 

@@ -21,7 +21,8 @@ class CompileOptions:
     verify: bool | None = None  # None: verify when this host can run the target's code, else say it was skipped
     cpu: str = ""  # --cpu NAME (arm: LLVM mcpu); "" = the target's default
     tune: bool = False  # measure candidate formats and variants per layer on this host (passes/tune.py)
-    representative_m: int = 128  # rows of the activation the cost model ranks formats at
+    representative_m: int = 128  # rows of the activation the cost model ranks formats at, when nothing says more
+    dims: dict[str, int] = field(default_factory=dict)  # --dim NAME=N: symbolic dims for selection, tuning, verify
     seed: int = 0
     versions: dict[str, str] = field(default_factory=dict)
 

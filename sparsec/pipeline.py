@@ -7,6 +7,7 @@ after ``select`` and returns the report rows of ``sparsec inspect``.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,42 @@ def _select(
     cost = cost_model(target.name, getattr(target, "isa", "generic"))
     presets = candidates(target.supports, cost)
     choices = {}
+    shapes = _concrete_shapes(model, options.dims) if options.dims else {}
     for layer in layers:
+        layer.rows = layer.rows or _rows_from_shapes(layer, shapes)
         rows = layer.rows or options.representative_m
         choices[layer.name] = choose(layer, options.format, presets, cost, rows)
     tuned = _tune(layers, choices, presets, cost, target, options, say) if options.tune else {}
     return layers, choices, tuned
+
+
+def _concrete_shapes(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str, list[Any]]:
+    """Value shapes after shape inference with ``--dim`` values substituted into the graph inputs' symbolic dims
+    (intermediate values often get fresh symbolic names that a plain lookup of ``dims`` cannot resolve)."""
+    from .passes.graph import GraphIndex
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param in dims:
+                d.dim_value = dims[d.dim_param]
+    del m.graph.value_info[:]
+    try:
+        m = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    except Exception:  # noqa: BLE001 (the frontend already ran strict inference; this is a best effort)
+        return {}
+    return GraphIndex(m).shapes
+
+
+def _rows_from_shapes(layer: Any, shapes: dict[str, list[Any]]) -> int | None:
+    """The layer's M from concrete shapes (None when its activation's leading dims are not all known)."""
+    shape = shapes.get(layer.node.input[0])
+    if layer.op not in ("MatMul", "Gemm") or not shape or not all(isinstance(d, int) for d in shape):
+        return None
+    if layer.op == "Gemm":
+        return int(shape[1] if layer.trans_a else shape[0])
+    return int(math.prod(shape[:-1]))
 
 
 def _tune(
