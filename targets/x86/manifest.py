@@ -77,9 +77,41 @@ def choose(spec: KernelSpec, vw: int) -> Variant:
     raise SparsecError(f"kernel {spec.symbol}: variant {spec.variant!r} does not apply to {spec.format} ({names})")
 
 
+def conv_mu(family_name: str, fmt: Any) -> int:
+    """Pixel vectors per tile of the conv templates (R*mu accumulators for bsr)."""
+    if family_name == "bsr":
+        return max(1, min(ACC_REGISTERS, 2 * ACC_REGISTERS // fmt.r))
+    return ACC_REGISTERS
+
+
+def instantiate_conv(spec: KernelSpec, vw: int) -> Any:
+    """The PrimFunc of a conv spec: one template per format family, over NCHW (templates/conv.py)."""
+    from .epilogue import make_value_epilogue
+    from .templates import conv
+    from .templates.common import finish
+
+    fam = family(spec.format)
+    if fam not in ("csr", "bsr", "nm"):
+        raise SparsecError(f"kernel {spec.symbol}: no x86 conv kernel for format {spec.format!r}")
+    assert spec.conv is not None
+    fmt = get_format(spec.format)
+    epi = make_value_epilogue(spec.act, spec.clip_min, spec.clip_max)
+    g, mu, extra = spec.conv, conv_mu(fam, fmt), (spec.bias, spec.residual)
+    if fam == "csr":
+        func = conv.csr(g, spec.N, spec.array("values")[0][0], vw, epi, *extra, mu=mu)
+    elif fam == "nm":
+        func = conv.nm(g, spec.N, fmt.n, fmt.m, vw, epi, *extra, mu=mu)
+    else:
+        func = conv.bsr(g, spec.N, fmt.r, fmt.c, spec.array("data")[0][0], vw, epi, *extra, mu=mu)
+    return finish(func, spec.symbol, spec.bias, spec.residual)
+
+
 def instantiate(spec: KernelSpec, vw: int) -> Any:
     """The PrimFunc for one spec (named ``spec.symbol``, ABI argument list exactly as internals.md says)."""
     import importlib
+
+    if spec.conv is not None:
+        return instantiate_conv(spec, vw)
 
     from .epilogue import make_epilogue
     from .templates.common import finish
