@@ -66,6 +66,7 @@ def kernel_specs(model: onnx.ModelProto) -> list[Any]:
                 act=info.act,
                 clip_min=info.clip_min,
                 clip_max=info.clip_max,
+                conv=info.geometry() if info.op == "conv" else None,
             )
         )
     return specs
