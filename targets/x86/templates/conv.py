@@ -23,18 +23,27 @@ from ..epilogue import ValueEpilogue
 MIN_ITEMS = 8  # parallel work items to aim for (2 cores here; more items balance ragged rows)
 
 
-def pixel_tiles(P: int, vw: int, mu: int) -> tuple[int, int, list[tuple[int, int, int]]]:  # noqa: N803
-    """(full tiles, their lanes, the static extra tiles as (p0, vectors, lanes))."""
+def pixel_tiles(P: int, vw: int, mu: int) -> tuple[int, int, list[tuple[int, int, int, bool]]]:  # noqa: N803
+    """(full tiles of ``mu`` vectors, their lanes, the static extra tile as [(p0, vectors, lanes, clamp)]).
+
+    The extra tile holds the remaining vectors; with ``clamp`` its last vector starts at P - vw (it rewrites a few
+    outputs with identical values), so every pixel is covered in one pass over the weights.
+    """
     if P < vw:
-        return 0, vw, [(0, 1, P)]
-    big = P // (mu * vw)
-    extra = []
-    rem = (P - big * mu * vw) // vw
-    if rem:
-        extra.append((big * mu * vw, rem, vw))
-    if P % vw:
-        extra.append((P - vw, 1, vw))
-    return big, vw, extra
+        return 0, vw, [(0, 1, P, False)]
+    nvec = -(-P // vw)
+    big = nvec // mu
+    rem = nvec - big * mu
+    if P % vw and not rem:  # the ragged last vector must be in the clamped tile
+        big, rem = big - 1, mu
+    return big, vw, [(big * mu * vw, rem, vw, P % vw != 0)] if rem else []
+
+
+def _px(P: int, p0: Any, u: Any, L: int, v: Any, clamp: bool) -> Any:  # noqa: N803
+    """Pixel of lane v of vector u in a tile at p0 (the clamped last vector ends at P)."""
+    from tvm.script import tirx as T
+
+    return (T.min(p0 + u * L, P - L) if clamp else p0 + u * L) + v
 
 
 def _split(rows: int, tiles: int) -> tuple[int, int]:
@@ -52,15 +61,22 @@ def _im2col_macro(g: ConvGeometry) -> Any:
     @T.macro
     def im2col(X, col, b):  # noqa: N803
         for k in T.parallel(g.K):
+            # Output columns ow whose input column iw = ow*sw + off is inside X: [lo, hi); the rest are padding.
+            off = k % g.kw * g.dw - g.pl
+            lo = T.min(T.max((g.sw - 1 - off) // g.sw, 0), OW)
+            hi = T.max(T.min((g.W - 1 - off) // g.sw + 1, OW), lo)
             for oh in range(g.OH):
-                for ow in range(OW):
-                    ih = oh * g.sh - g.pt + (k % khw) // g.kw * g.dh
-                    iw = ow * g.sw - g.pl + k % g.kw * g.dw
-                    col[0, k, oh * OW + ow] = T.if_then_else(
-                        0 <= ih and ih < g.H and 0 <= iw and iw < g.W,
-                        X[b, k // khw, T.max(T.min(ih, g.H - 1), 0) * g.W + T.max(T.min(iw, g.W - 1), 0)],
-                        T.float32(0),
-                    )
+                ih = oh * g.sh - g.pt + (k % khw) // g.kw * g.dh
+                if 0 <= ih and ih < g.H:
+                    for ow in range(lo):
+                        col[0, k, oh * OW + ow] = T.float32(0)
+                    for ow in range(hi - lo):  # stride 1: a contiguous copy
+                        col[0, k, oh * OW + lo + ow] = X[b, k // khw, ih * g.W + (lo + ow) * g.sw + off]
+                    for ow in range(OW - hi):
+                        col[0, k, oh * OW + hi + ow] = T.float32(0)
+                else:
+                    for ow in range(OW):
+                        col[0, k, oh * OW + ow] = T.float32(0)
 
     @T.macro
     def nothing(X, col, b):  # noqa: N803
@@ -93,7 +109,7 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bo
     chunks, per = _split(N, big + len(extra))
 
     @T.macro
-    def tile(X, col, Y, Res, values, indices, indptr, bias_b, b, c, p0, U, L):  # noqa: N803
+    def tile(X, col, Y, Res, values, indices, indptr, bias_b, b, c, p0, U, L, cl):  # noqa: N803
         for i in range(T.min(per, N - c * per)):  # from 0: TVM 0.27 miscompiles range(a, b) bounds read inside
             n = c * per + i
             acc = T.alloc_buffer((U, L), "float32", scope="local")
@@ -103,10 +119,10 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bo
             for j in range(indptr[n], indptr[n + 1]):
                 for u in T.unroll(U):
                     for v in T.vectorized(L):
-                        acc[u, v] = acc[u, v] + values[j] * load(X, col, b, indices[j], p0 + u * L + v)
+                        acc[u, v] = acc[u, v] + values[j] * load(X, col, b, indices[j], _px(P, p0, u, L, v, cl))
             for u in range(U):
                 for v in T.vectorized(L):
-                    Y[b, n, p0 + u * L + v] = out(acc[u, v], bias_b, Res, b, n, p0 + u * L + v)
+                    Y[b, n, _px(P, p0, u, L, v, cl)] = out(acc[u, v], bias_b, Res, b, n, _px(P, p0, u, L, v, cl))
 
     @T.prim_func
     def kernel(
@@ -127,12 +143,12 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bo
         for b in range(B):
             prep(X, col, b)
             for it in T.parallel(big * chunks):
-                tile(X, col, Y, Res, values, indices, indptr, bias_b, b, it % chunks, it // chunks * mt, mu, lanes)
+                tile(
+                    X, col, Y, Res, values, indices, indptr, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False
+                )
             for c in T.parallel(chunks):
                 if len(extra) > 0:
                     tile(X, col, Y, Res, values, indices, indptr, bias_b, b, c, *extra[0])
-                if len(extra) > 1:
-                    tile(X, col, Y, Res, values, indices, indptr, bias_b, b, c, *extra[1])
 
     return kernel
 
@@ -152,7 +168,7 @@ def bsr(
     chunks, per = _split(nbr, big + len(extra))
 
     @T.macro
-    def tile(X, col, Y, Res, data, indices, indptr, bias_b, b, c, p0, U, L):  # noqa: N803
+    def tile(X, col, Y, Res, data, indices, indptr, bias_b, b, c, p0, U, L, cl):  # noqa: N803
         for i in range(T.min(per, nbr - c * per)):
             ib = c * per + i
             n0 = T.min(ib * R, N - R)
@@ -167,14 +183,16 @@ def bsr(
                     for u in T.unroll(U):
                         xv = T.alloc_buffer((L,), "float32", scope="local")
                         for v in T.vectorized(L):
-                            xv[v] = load(X, col, b, indices[lo + e0] + cc, p0 + u * L + v)
+                            xv[v] = load(X, col, b, indices[lo + e0] + cc, _px(P, p0, u, L, v, cl))
                         for r in T.unroll(R):
                             for v in T.vectorized(L):
                                 acc[r, u, v] = acc[r, u, v] + data[lo + e0, r, cc] * xv[v]
             for r in range(R):
                 for u in range(U):
                     for v in T.vectorized(L):
-                        Y[b, n0 + r, p0 + u * L + v] = out(acc[r, u, v], bias_b, Res, b, n0 + r, p0 + u * L + v)
+                        Y[b, n0 + r, _px(P, p0, u, L, v, cl)] = out(
+                            acc[r, u, v], bias_b, Res, b, n0 + r, _px(P, p0, u, L, v, cl)
+                        )
 
     @T.prim_func
     def kernel(
@@ -195,12 +213,10 @@ def bsr(
         for b in range(B):
             prep(X, col, b)
             for it in T.parallel(big * chunks):
-                tile(X, col, Y, Res, data, indices, indptr, bias_b, b, it % chunks, it // chunks * mt, mu, lanes)
+                tile(X, col, Y, Res, data, indices, indptr, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
             for c in T.parallel(chunks):
                 if len(extra) > 0:
                     tile(X, col, Y, Res, data, indices, indptr, bias_b, b, c, *extra[0])
-                if len(extra) > 1:
-                    tile(X, col, Y, Res, data, indices, indptr, bias_b, b, c, *extra[1])
 
     return kernel
 
@@ -221,7 +237,7 @@ def nm(
     chunks, per = _split(N, big + len(extra))
 
     @T.macro
-    def tile(X, col, Y, Res, values, positions, bias_b, b, c, p0, U, L):  # noqa: N803
+    def tile(X, col, Y, Res, values, positions, bias_b, b, c, p0, U, L, cl):  # noqa: N803
         for i in range(T.min(per, N - c * per)):
             row = c * per + i
             acc = T.alloc_buffer((U, L), "float32", scope="local")
@@ -233,11 +249,15 @@ def nm(
                     for u in T.unroll(U):
                         for v in T.vectorized(L):
                             acc[u, v] = acc[u, v] + values[row, gi * n + t] * load(
-                                X, col, b, gi * m + T.Cast("int32", positions[row, gi * n + t]), p0 + u * L + v
+                                X,
+                                col,
+                                b,
+                                gi * m + T.Cast("int32", positions[row, gi * n + t]),
+                                _px(P, p0, u, L, v, cl),
                             )
             for u in range(U):
                 for v in T.vectorized(L):
-                    Y[b, row, p0 + u * L + v] = out(acc[u, v], bias_b, Res, b, row, p0 + u * L + v)
+                    Y[b, row, _px(P, p0, u, L, v, cl)] = out(acc[u, v], bias_b, Res, b, row, _px(P, p0, u, L, v, cl))
 
     @T.prim_func
     def kernel(
@@ -257,11 +277,9 @@ def nm(
         for b in range(B):
             prep(X, col, b)
             for it in T.parallel(big * chunks):
-                tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, it // chunks * mt, mu, lanes)
+                tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
             for c in T.parallel(chunks):
                 if len(extra) > 0:
                     tile(X, col, Y, Res, values, positions, bias_b, b, c, *extra[0])
-                if len(extra) > 1:
-                    tile(X, col, Y, Res, values, positions, bias_b, b, c, *extra[1])
 
     return kernel
