@@ -14,7 +14,7 @@ from sparsec.errors import SparsecError
 from sparsec.formats import get_format, list_presets
 
 from .analysis import Layer
-from .cost_model import CostModel
+from .cost_model import CostModel, im2col_us
 
 MARGIN = 1.1  # predicted speedup a sparse format needs over dense before it replaces it
 
@@ -55,9 +55,11 @@ def choose(layer: Layer, fmt_option: str, presets: list[str], cost: CostModel, r
     p = layer.profile
     assert p is not None
     dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
+    g = layer.geom
+    im2col = im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1) if g is not None and not g.pointwise else 0.0
 
     def speedup(fmt: str) -> float:
-        return dense_us / cost.predict_us(fmt, layer.k, layer.n, p.stored(fmt, layer.w), rows)
+        return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(fmt, layer.w), rows) + im2col)
 
     if fmt_option != "auto":
         why = fits(layer, fmt_option)
