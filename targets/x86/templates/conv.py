@@ -142,13 +142,45 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bo
         col = T.alloc_buffer(col_shape, "float32")
         for b in range(B):
             prep(X, col, b)
-            for it in T.parallel(big * chunks):
-                tile(
-                    X, col, Y, Res, values, indices, indptr, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False
-                )
-            for c in T.parallel(chunks):
-                if len(extra) > 0:
-                    tile(X, col, Y, Res, values, indices, indptr, bias_b, b, c, *extra[0])
+            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
+                for it in T.parallel((big + 1) * chunks):
+                    if it < big * chunks:
+                        tile(
+                            X,
+                            col,
+                            Y,
+                            Res,
+                            values,
+                            indices,
+                            indptr,
+                            bias_b,
+                            b,
+                            it % chunks,
+                            it // chunks * mt,
+                            mu,
+                            lanes,
+                            False,
+                        )
+                    else:
+                        tile(X, col, Y, Res, values, indices, indptr, bias_b, b, it % chunks, *extra[0])
+            else:
+                for it in T.parallel(big * chunks):
+                    tile(
+                        X,
+                        col,
+                        Y,
+                        Res,
+                        values,
+                        indices,
+                        indptr,
+                        bias_b,
+                        b,
+                        it % chunks,
+                        it // chunks * mt,
+                        mu,
+                        lanes,
+                        False,
+                    )
 
     return kernel
 
@@ -212,11 +244,45 @@ def bsr(
         col = T.alloc_buffer(col_shape, "float32")
         for b in range(B):
             prep(X, col, b)
-            for it in T.parallel(big * chunks):
-                tile(X, col, Y, Res, data, indices, indptr, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
-            for c in T.parallel(chunks):
-                if len(extra) > 0:
-                    tile(X, col, Y, Res, data, indices, indptr, bias_b, b, c, *extra[0])
+            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
+                for it in T.parallel((big + 1) * chunks):
+                    if it < big * chunks:
+                        tile(
+                            X,
+                            col,
+                            Y,
+                            Res,
+                            data,
+                            indices,
+                            indptr,
+                            bias_b,
+                            b,
+                            it % chunks,
+                            it // chunks * mt,
+                            mu,
+                            lanes,
+                            False,
+                        )
+                    else:
+                        tile(X, col, Y, Res, data, indices, indptr, bias_b, b, it % chunks, *extra[0])
+            else:
+                for it in T.parallel(big * chunks):
+                    tile(
+                        X,
+                        col,
+                        Y,
+                        Res,
+                        data,
+                        indices,
+                        indptr,
+                        bias_b,
+                        b,
+                        it % chunks,
+                        it // chunks * mt,
+                        mu,
+                        lanes,
+                        False,
+                    )
 
     return kernel
 
@@ -276,10 +342,28 @@ def nm(
         col = T.alloc_buffer(col_shape, "float32")
         for b in range(B):
             prep(X, col, b)
-            for it in T.parallel(big * chunks):
-                tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
-            for c in T.parallel(chunks):
-                if len(extra) > 0:
-                    tile(X, col, Y, Res, values, positions, bias_b, b, c, *extra[0])
+            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
+                for it in T.parallel((big + 1) * chunks):
+                    if it < big * chunks:
+                        tile(
+                            X,
+                            col,
+                            Y,
+                            Res,
+                            values,
+                            positions,
+                            bias_b,
+                            b,
+                            it % chunks,
+                            it // chunks * mt,
+                            mu,
+                            lanes,
+                            False,
+                        )
+                    else:
+                        tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, *extra[0])
+            else:
+                for it in T.parallel(big * chunks):
+                    tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
 
     return kernel
