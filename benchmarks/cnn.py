@@ -3,7 +3,8 @@
 Each model is pruned (magnitude, unstructured by default) and compiled with ``--format auto``; ORT's baseline runs
 the same pruned model (dense kernels, as exported: symbolic batch). Timing is interleaved in one process
 (sparsec.timing); the table gives medians and the ratio ORT / sparsec, plus the compiled model's max relative error
-against ORT on the same inputs.
+against ORT on the same inputs, and how busy other processes kept the CPUs just before (this machine is shared:
+numbers taken while it is busy are not comparable).
 """
 
 from __future__ import annotations
@@ -86,13 +87,14 @@ def bench_one(name: str, pattern: str, resolution: int, batch: int, budget_s: fl
 
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| model | pruning | batch | convs made sparse | ORT dense ms | sparsec ms | speedup | max rel err |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | pruning | batch | convs made sparse | ORT dense ms | sparsec ms | speedup | max rel err | CPU busy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         out.append(
             f"| {r['model']} {r['resolution']}px | {r['pruning']} | {r['batch']} | {r['chosen']} | "
-            f"{r['ort_ms']:.2f} | {r['sparsec_ms']:.2f} | **{r['ratio']:.2f}x** | {r['max_rel_error']:.1e} |"
+            f"{r['ort_ms']:.2f} | {r['sparsec_ms']:.2f} | **{r['ratio']:.2f}x** | {r['max_rel_error']:.1e} | "
+            f"{r['busy']:.0%} |"
         )
     return "\n".join(out)
 

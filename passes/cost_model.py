@@ -64,6 +64,13 @@ IM2COL_NS = {False: 0.15, True: 0.4}  # per element; key: strided
 IM2COL_ROW_NS = 8.0  # per output row of col
 
 
+# ORT runs Conv in its NCHWc layout with direct AVX-512 kernels, faster than its MatMul at the same product size
+# (which is what the "dense" table measures). Median of measured (sparse conv vs ORT Conv) / predicted speedups,
+# single conv layers at 80% sparsity, batch 1, 2 threads: pointwise 1.4 (64..1024 channels, 7..56 px), kxk 1.9
+# (3x3, strides 1 and 2). Dense conv predictions are divided by these.
+ORT_CONV_FASTER = {True: 1.4, False: 2.0}  # key: pointwise
+
+
 def im2col_us(k: int, rows: int, out_w: int, strided: bool) -> float:
     """Predicted microseconds of a sparse conv's im2col: K values for each of ``rows`` output pixels (all images),
     in rows of ``out_w`` pixels."""
