@@ -87,7 +87,7 @@ def bench_one(name: str, pattern: str, resolution: int, batch: int, budget_s: fl
 
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| model | pruning | batch | convs made sparse | ORT dense ms | sparsec ms | speedup | max rel err | CPU busy |",
+        "| model | pruning | batch | sparse convs | ORT dense ms | sparsec ms | speedup | max rel err | CPU busy |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
