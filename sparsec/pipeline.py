@@ -1,4 +1,4 @@
-"""The graph pipeline: analysis -> select -> rewrite -> fuse -> partition (docs/internals.md).
+"""The graph pipeline: shrink -> analysis -> select -> rewrite -> fuse -> partition (docs/internals.md).
 
 ``run_graph_passes`` returns the rewritten model and one manifest record per layer; ``analyse_and_select`` stops
 after ``select`` and returns the report rows of ``sparsec inspect``.
@@ -86,10 +86,14 @@ def run_graph_passes(
     from .passes.fuse import fuse
     from .passes.partition import partition
     from .passes.rewrite import rewrite
+    from .passes.shrink import shrink
 
     say = progress or (lambda _m: None)
     dump = Path(dump_dir) if dump_dir is not None else None
     work = copy.deepcopy(model)
+    for line in shrink(work):
+        say(f"shrunk {line}")
+    _dump(dump, "0-shrink", work)
     layers, choices = _select(work, target, options)
     for layer in layers:
         if layer.nonfinite:
