@@ -1,14 +1,16 @@
 """Shrink: drop channels that carry nothing between two layers, so both become smaller ops. Graph outputs unchanged.
 
 A *pair* is a producer P (MatMul with a constant B[K, N], or a group=1 Conv with a constant weight) whose output
-reaches a consumer C of the same kind (its operand 0) only through single-consumer values, optionally through unary
-elementwise activations (Relu, Sigmoid, HardSwish, Clip with constant bounds) and never through a graph output.
+reaches a consumer C of the same kind (its operand 0) only through single-consumer values, through at most three
+bias Adds (a scalar or one value per channel) and unary activations (Relu, Sigmoid, HardSwish, Clip with constant
+bounds), never through a graph output.
 A channel n of that value can go when
 - C never reads it: C's weight is all zero for input n (MatMul row n of B; Conv input channel n), or
-- it is exactly zero whatever the input: P's weight row n is all zero and ``act(bias[n])`` is 0 (e.g. no bias and
-  Relu), so C's contribution from it is zero too.
-Then P loses output n (weight and bias) and C loses input n. Sums lose only exact-zero terms, so results are the
-same bits except where P produced Inf/NaN (0 * Inf). Weights shared with other nodes are left alone.
+- it is exactly zero whatever the input: P's weight row n is all zero and the chain maps its bias (0 without one)
+  to 0 (e.g. no bias and Relu), so C's contribution from it is zero too.
+Then P loses output n (weight, bias and the per-channel Add constants) and C loses input n. Sums lose only
+exact-zero terms, so results are the same bits except where P produced Inf/NaN (0 * Inf). Weights shared with other
+nodes are left alone.
 """
 
 from __future__ import annotations
@@ -71,13 +73,24 @@ def _chain(p: onnx.NodeProto, idx: GraphIndex) -> tuple[list[onnx.NodeProto], on
         nxt = idx.sole_consumer(cur)
         if nxt is None:
             return None
-        if nxt.op_type in UNARY and nxt.domain in ("", "ai.onnx") and nxt.input[0] == cur and len(acts) < 2:
+        ours = nxt.domain in ("", "ai.onnx") and len(acts) < 3
+        bias_add = nxt.op_type == "Add" and idx.constant(_other(nxt, cur)) is not None
+        if ours and (nxt.op_type in UNARY and nxt.input[0] == cur or bias_add):
             acts.append(nxt)
             cur = nxt.output[0]
             continue
         if nxt.input[0] == cur and _kind(nxt, idx) == _kind(p, idx):
             return acts, nxt
         return None
+
+
+def _other(node: onnx.NodeProto, name: str) -> str:
+    return node.input[1] if node.input[0] == name else node.input[0]
+
+
+def _channel_const(c: np.ndarray, n: int, kind: str) -> bool:
+    """A constant holding one value per channel: [.., N] for matmul, [.., N, 1, 1] for conv (NCHW)."""
+    return c.size == n and c.ndim >= (3 if kind == "conv" else 1) and c.shape[-3 if kind == "conv" else -1] == n
 
 
 def _replace(model: onnx.ModelProto, idx: GraphIndex, name: str, value: np.ndarray) -> None:
@@ -112,11 +125,29 @@ def shrink(model: onnx.ModelProto) -> list[str]:
             unread = ~wc.transpose(1, 0, 2, 3).reshape(wc.shape[1], -1).any(axis=1)
         if out_zero.shape != unread.shape:
             continue
-        value = np.zeros(out_zero.shape, np.float64) if bias is None else bias.reshape(-1).astype(np.float64)
+        value: np.ndarray | None = np.zeros(out_zero.shape) if bias is None else bias.reshape(-1).astype(np.float64)
+        adds: list[str] = []  # per-channel Add constants that must shrink with the channels
+        cur = p.output[0]
         for a in acts:
-            value = _act(a, idx, value)  # type: ignore[assignment]
-            if value is None:
+            into, cur = cur, a.output[0]
+            if a.op_type != "Add":
+                value = None if value is None else _act(a, idx, value)
+                continue
+            name = _other(a, into)
+            const = idx.constant(name)
+            assert const is not None
+            if const.size == 1:
+                value = None if value is None else value + float(const.reshape(-1)[0])
+            elif _channel_const(const, out_zero.size, kind) and _owned(name, a, idx):
+                value = None if value is None else value + const.reshape(-1)
+                adds.append(name)
+            else:
+                value, dead_ok = None, False
                 break
+        else:
+            dead_ok = True
+        if not dead_ok:
+            continue
         dead = unread | (out_zero & (value == 0) if value is not None else np.zeros_like(unread))
         if not dead.any() or dead.all():
             continue
@@ -129,6 +160,11 @@ def shrink(model: onnx.ModelProto) -> list[str]:
             _replace(model, idx, c.input[1], wc[:, keep])
             if bias is not None:
                 _replace(model, idx, bias_name, bias.reshape(-1)[keep])
+        for name in adds:
+            const = idx.constant(name)
+            assert const is not None
+            axis = const.ndim - (3 if kind == "conv" else 1)
+            _replace(model, idx, name, np.take(const, keep, axis=axis))
         changed_values.update([p.output[0]] + [a.output[0] for a in acts])
         done.append(
             f"{p.name or p.output[0]} -> {c.name or c.output[0]}: {int(dead.sum())} of {dead.size} channels removed"

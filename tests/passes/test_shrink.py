@@ -97,3 +97,34 @@ def test_conv_pair(tmp_path: Path) -> None:
     rewritten, err = compile_and_compare(conv_pair(), tmp_path, fmt="csr", batches=(1, 3))
     assert err < 1e-4
     assert [tuple(t.dims) for t in rewritten.graph.initializer if t.name.endswith("indptr")] == [(5,), (5,)]
+
+
+def biased_mlp() -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """MatMul + Add(bias) + Relu + MatMul with zero columns 2 (bias -1) and 3 (bias +1) in P's B."""
+    rng = np.random.default_rng(5)
+    b1 = weight(rng, HID, K, 0.6).T.copy()
+    b1[:, [2, 3]] = 0
+    bias = rng.standard_normal(HID).astype(np.float32)
+    bias[2], bias[3] = -1.0, 1.0
+    b2 = weight(rng, N, HID, 0.6).T.copy()
+    b2[[2, 3], :] = 1.0
+    nodes = [
+        helper.make_node("MatMul", ["x", "b1"], ["h"], name="p"),
+        helper.make_node("Add", ["bias", "h"], ["hb"]),
+        helper.make_node("Relu", ["hb"], ["a"]),
+        helper.make_node("MatMul", ["a", "b2"], ["y"], name="c"),
+    ]
+    m = model(nodes, {"b1": b1, "bias": bias, "b2": b2}, {"x": ["batch", K]}, {"y": ["batch", N]})
+    return m, bias, b2
+
+
+def test_through_bias_add(tmp_path: Path) -> None:
+    """A zero column with bias -1 is exactly 0 after Relu and goes (the bias shrinks with it); one with bias +1 is
+    a constant 1 that C reads, so it stays."""
+    m, bias, b2 = biased_mlp()
+    assert shrink(m) == [f"p -> c: 1 of {HID} channels removed"]
+    keep = [i for i in range(HID) if i != 2]
+    np.testing.assert_array_equal(weights(m)["bias"], bias[keep])
+    np.testing.assert_array_equal(weights(m)["b2"], b2[keep])
+    _, err = compile_and_compare(biased_mlp()[0], tmp_path, fmt="csr", batches=(1, 4))
+    assert err < 1e-4
