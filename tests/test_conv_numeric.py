@@ -60,3 +60,15 @@ def test_grouped_and_depthwise_stay_on_ort(tmp_path: Path) -> None:
     assert sorted(n.op_type for n in rewritten.graph.node) == ["Conv", "EPContext"]
     layers = json.loads((tmp_path / "m.sparsec" / "manifest.json").read_text())["layers"]
     assert layers[0]["format"] == "dense" and "depthwise convolution" in layers[0]["reason"]
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad(auto_pad: str, tmp_path: Path) -> None:
+    """auto_pad resolved from the static size; an even kernel with stride 2 makes SAME pads asymmetric."""
+    rng = np.random.default_rng(4)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="c", auto_pad=auto_pad, strides=[2, 2])
+    out = [6, 5] if auto_pad != "VALID" else [4, 4]
+    m = model([node], {"w": conv_weight(rng, C_OUT, C_IN, 4, 0.3)}, {"x": ["batch", C_IN, H, W]},
+              {"y": ["batch", C_OUT, *out]})  # fmt: skip
+    rewritten, err = compile_and_compare(m, tmp_path, fmt="csr", batches=(1, 4))
+    assert err < 1e-4 and [n.op_type for n in rewritten.graph.node] == ["EPContext"]
