@@ -18,6 +18,7 @@ from sparsec.formats import BLOCK_SHAPES, NM_PATTERNS, get_format
 from sparsec.formats.bsr import Bsr
 
 from .graph import GraphIndex, attr
+from .layout import reorder_elements
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Layer:
     nonfinite: int = 0  # NaN/Inf entries in the weight: compiling refuses them, inspect reports them
     profile: WeightProfile | None = field(default=None, repr=False)
     geom: ConvGeometry | None = None  # Conv layers that can become sparse
+    reorder: int = 0  # Conv: elements ORT would convert to/from NCHWc around it if it became sparse (passes/layout)
 
     @property
     def n(self) -> int:
@@ -206,6 +208,7 @@ def conv_layer(idx: GraphIndex, index: int, node: onnx.NodeProto, name: str, b: 
         shape = idx.shapes.get(node.input[0]) or [None]
         batch = shape[0] if isinstance(shape[0], int) else 1
         layer.rows = batch * layer.geom.P  # pixels are the "rows" of the product (cost model M)
+        layer.reorder = batch * reorder_elements(idx, node)
     return layer
 
 

@@ -71,6 +71,14 @@ IM2COL_ROW_NS = 8.0  # per output row of col
 ORT_CONV_FASTER = {True: 1.4, False: 2.0}  # key: pointwise
 
 
+REORDER_NS = 0.12  # ORT's NCHW <-> NCHWc conversion per element (passes/layout.py)
+
+
+def reorder_us(elements: int) -> float:
+    """Predicted microseconds ORT spends converting ``elements`` between NCHW and NCHWc."""
+    return elements * REORDER_NS / 1000.0
+
+
 def im2col_us(k: int, rows: int, out_w: int, strided: bool) -> float:
     """Predicted microseconds of a sparse conv's im2col: K values for each of ``rows`` output pixels (all images),
     in rows of ``out_w`` pixels."""
