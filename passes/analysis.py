@@ -1,8 +1,8 @@
 """Analysis (read-only): find the layers with constant weights and profile each weight's sparsity.
 
-A *layer* is a MatMul or Gemm whose weight operand is a constant float32 matrix (or a Conv, listed so reports are
-complete but left on ORT until sparse convolutions exist). Every weight is brought to the W[N, K] orientation of
-docs/internals.md; Gemm's alpha is folded into W and beta * C becomes a bias vector.
+A *layer* is a MatMul, Gemm or Conv whose weight operand is a constant float32 tensor. Every weight is brought to
+the W[N, K] orientation of docs/internals.md; Gemm's alpha is folded into W and beta * C becomes a bias vector; a
+Conv's [Cout, Cin, kh, kw] weight becomes W[Cout, Cin*kh*kw] with its static geometry (sparsec/conv.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from sparsec.conv import ConvGeometry, same_pads
 from sparsec.formats import BLOCK_SHAPES, NM_PATTERNS, get_format
 from sparsec.formats.bsr import Bsr
 
 from .graph import GraphIndex, attr
+from .layout import reorder_elements
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Layer:
     skip: str = ""
     nonfinite: int = 0  # NaN/Inf entries in the weight: compiling refuses them, inspect reports them
     profile: WeightProfile | None = field(default=None, repr=False)
+    geom: ConvGeometry | None = None  # Conv layers that can become sparse
+    reorder: int = 0  # Conv: elements ORT would convert to/from NCHWc around it if it became sparse (passes/layout)
 
     @property
     def n(self) -> int:
@@ -176,6 +180,55 @@ def _quantized(idx: GraphIndex, index: int, node: onnx.NodeProto, names: set[str
     return Layer(name, index, node, node.op_type, node.input[at], w, skip=skip)
 
 
+def _conv_geometry(idx: GraphIndex, node: onnx.NodeProto, b: np.ndarray) -> tuple[ConvGeometry | None, str]:
+    """The static geometry of a Conv, or (None, why it stays on ORT)."""
+    if b.ndim != 4:
+        return None, f"only 2-D convolutions are compiled (weight has rank {b.ndim})"
+    group = int(attr(node, "group", 1))  # type: ignore[arg-type]
+    if group != 1:
+        kind = "depthwise" if group == b.shape[0] and b.shape[1] == 1 else "grouped"
+        return None, f"{kind} convolution (group={group}) stays on ONNX Runtime"
+    shape = idx.shapes.get(node.input[0])
+    if not shape or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        return None, "the input's channels and spatial size must be static after shape inference"
+    c, h, w = (int(d) for d in shape[1:])  # type: ignore[arg-type]
+    kh, kw = (int(d) for d in b.shape[2:])
+    sh, sw = (int(v) for v in attr(node, "strides", [1, 1]))  # type: ignore[union-attr]
+    dh, dw = (int(v) for v in attr(node, "dilations", [1, 1]))  # type: ignore[union-attr]
+    pt, pl, pb, pr = (int(v) for v in attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[union-attr]
+    auto_pad = str(attr(node, "auto_pad", "NOTSET"))
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        upper = auto_pad == "SAME_UPPER"
+        (pt, pb), (pl, pr) = same_pads(h, kh, sh, dh, upper), same_pads(w, kw, sw, dw, upper)
+    elif auto_pad == "VALID":
+        pt = pl = pb = pr = 0
+    if c != b.shape[1]:
+        return None, f"input has {c} channels, the weight expects {b.shape[1]}"
+    try:
+        return ConvGeometry(c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr), ""
+    except ValueError as e:
+        return None, str(e)
+
+
+def conv_layer(idx: GraphIndex, index: int, node: onnx.NodeProto, name: str, b: np.ndarray) -> Layer:
+    """A Conv: W[Cout, Cin*kh*kw], its bias (input 2) and geometry; grouped/depthwise ones stay on ORT."""
+    w = np.ascontiguousarray(b.reshape(b.shape[0], -1), np.float32)
+    layer = Layer(name, index, node, "Conv", node.input[1], w)
+    layer.geom, layer.skip = _conv_geometry(idx, node, b)
+    if len(node.input) > 2 and node.input[2]:
+        bias = idx.constant(node.input[2])
+        if bias is None or bias.dtype != np.float32 or bias.shape != (layer.n,):
+            layer.skip = layer.skip or "Conv's bias is not a constant float32 vector"
+        else:
+            layer.bias = np.ascontiguousarray(bias, np.float32)
+    if layer.geom is not None:
+        shape = idx.shapes.get(node.input[0]) or [None]
+        batch = shape[0] if isinstance(shape[0], int) else 1
+        layer.rows = batch * layer.geom.P  # pixels are the "rows" of the product (cost model M)
+        layer.reorder = batch * reorder_elements(idx, node)
+    return layer
+
+
 def find_layers(model: onnx.ModelProto) -> list[Layer]:
     """Every MatMul/Gemm/Conv whose weight is a constant, in graph order, with its weight profiled."""
     idx = GraphIndex(model)
@@ -193,17 +246,14 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
         if b is None:
             continue  # activation x activation (e.g. attention scores): not a weight
         name = _safe(node.name or f"{node.op_type}_{i}", names)
-        if node.op_type == "Conv":
-            w = np.ascontiguousarray(b.reshape(b.shape[0], -1), np.float32)
-            layer = Layer(name, i, node, "Conv", node.input[1], w, skip="sparse convolutions are not supported yet")
-        elif b.dtype != np.float32:
+        if b.dtype != np.float32:
             # A zero-copy placeholder keeps the [N, K] shape for reports; nothing is profiled.
             shape = (b.shape[-1], int(np.prod(b.shape[:-1]))) if b.ndim >= 2 else (b.size, 1)
             w = np.broadcast_to(np.float32(0), shape)
             skip = f"weight is {b.dtype}, sparse kernels take float32: left to ONNX Runtime"
             layer = Layer(name, i, node, node.op_type, node.input[1], w, skip=skip)
         else:
-            layer = (_matmul if node.op_type == "MatMul" else _gemm)(idx, i, node, name, b)
+            layer = {"MatMul": _matmul, "Gemm": _gemm, "Conv": conv_layer}[node.op_type](idx, i, node, name, b)
             bad = int(b.size - np.count_nonzero(np.isfinite(b)))
             if bad:
                 layer.nonfinite = bad

@@ -3,8 +3,10 @@
 Per (ISA, format) and per representative batch size ``m`` in the table (1, 16, 128), the time of one layer is
 ``t_us = M * (a * stored + b * N) / 1000 + c`` with ``stored`` the number of stored weight values (explicit zeros in
 blocks and N:M slots included) and, for ``dense`` (ORT's MatMul), ``stored = K * N``. The bucket nearest to M (in
-log scale) is used. Constants are fitted from measurements by ``python -m sparsec.passes.calibrate`` and stored in
-``cost_data/<target>.json`` with the command and host that produced them.
+log scale) is used. A conv layer is predicted as the product W[N, K] x col[K, pixels] with M = batch * output
+pixels (the sparse conv templates run the same inner loop as the matmul ones), plus ``im2col_us`` on the sparse
+side when the conv is not pointwise. Constants are fitted from measurements by ``python -m sparsec.passes.calibrate``
+and stored in ``cost_data/<target>.json`` with the command and host that produced them.
 """
 
 from __future__ import annotations
@@ -51,6 +53,36 @@ class CostModel:
         if fmt == "dense":
             stored = k * n
         return m * (a * stored + b * n) / 1000.0 + c
+
+
+# im2col of a non-pointwise sparse conv (targets/x86/templates/conv.py), ns per element of col[K, P], 2 threads,
+# measured with TVM's time_evaluator on near-empty weights (Zen 4): 3x3 stride 1 on 64x56x56 0.27 ms (0.15 ns per
+# element), 3x3 on 256x14x14 0.35 ms (0.75 ns: short rows), 3x3 stride 2 on 3x224x224 0.14 ms (0.42 ns). Fitted as
+# a per-element cost plus a per-row one spread over the OW elements of a row. ORT's dense conv packs its input too,
+# but faster: the sparse side is charged the whole im2col (conservative).
+IM2COL_NS = {False: 0.15, True: 0.4}  # per element; key: strided
+IM2COL_ROW_NS = 8.0  # per output row of col
+
+
+# ORT runs Conv in its NCHWc layout with direct AVX-512 kernels, faster than its MatMul at the same product size
+# (which is what the "dense" table measures). Median of measured (sparse conv vs ORT Conv) / predicted speedups,
+# single conv layers at 80% sparsity, batch 1, 2 threads: pointwise 1.4 (64..1024 channels, 7..56 px), kxk 1.9
+# (3x3, strides 1 and 2). Dense conv predictions are divided by these.
+ORT_CONV_FASTER = {True: 1.4, False: 2.0}  # key: pointwise
+
+
+REORDER_NS = 0.12  # ORT's NCHW <-> NCHWc conversion per element (passes/layout.py)
+
+
+def reorder_us(elements: int) -> float:
+    """Predicted microseconds ORT spends converting ``elements`` between NCHW and NCHWc."""
+    return elements * REORDER_NS / 1000.0
+
+
+def im2col_us(k: int, rows: int, out_w: int, strided: bool) -> float:
+    """Predicted microseconds of a sparse conv's im2col: K values for each of ``rows`` output pixels (all images),
+    in rows of ``out_w`` pixels."""
+    return k * rows * (IM2COL_NS[strided] + IM2COL_ROW_NS / max(out_w, 1)) / 1000.0
 
 
 @cache

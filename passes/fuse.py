@@ -2,9 +2,11 @@
 
 Matched after each sparsec node, in this order and only through values with a single consumer (never a graph
 output): Adds of a constant broadcastable to [N] (bias, summed into one), one Add of a tensor with exactly Y's
-shape (residual), then one activation: Relu, Sigmoid, Clip with constant bounds, Gelu (opset 20 or
-com.microsoft, exact form) or the Erf formulation PyTorch exports (``x * 0.5 * (1 + erf(x / sqrt 2))`` in its
-usual operand orders). Nothing is fused after the activation.
+shape (residual), then one activation: Relu, Sigmoid, Clip with constant bounds (Relu6), HardSwish, SiLU/Swish
+(``x * Sigmoid(x)``), ``x * HardSigmoid(x)`` with HardSwish's constants, Gelu (opset 20 or com.microsoft, exact
+form) or the Erf formulation PyTorch exports (``x * 0.5 * (1 + erf(x / sqrt 2))`` in its usual operand orders).
+For a conv (NCHW) a bias constant must broadcast per channel ([N, 1, 1] or [1, N, 1, 1]). Nothing is fused after
+the activation.
 """
 
 from __future__ import annotations
@@ -94,13 +96,15 @@ def _notes(node: onnx.NodeProto, steps: list[str]) -> str:
     return base + (" + epilogue: " + ", ".join(steps) if steps else "")
 
 
-def _bias_value(idx: GraphIndex, other: str, n: int, y_rank: int | None) -> np.ndarray | None:
+def _bias_value(idx: GraphIndex, other: str, n: int, y_rank: int | None, conv: bool) -> np.ndarray | None:
+    """A constant that broadcasts to one value per output feature: [.., N] (matmul) or [.., N, 1, 1] (NCHW conv)."""
     c = idx.constant(other)
     if c is None or c.dtype != np.float32 or y_rank is None or c.ndim > y_rank:
         return None
     if c.size == 1:
         return np.full(n, float(c.reshape(-1)[0]), np.float32)
-    if c.shape[-1] == n and c.size == n:
+    channel = c.ndim >= 3 and c.shape[-3:] == (n, 1, 1) if conv else c.shape[-1] == n
+    if channel and c.size == n:
         return c.reshape(n).astype(np.float32)
     return None
 
@@ -113,7 +117,8 @@ def _try_add(f: _Fused, idx: GraphIndex, y_rank: int | None) -> bool:
     other = _other(add, f.out)
     if other == f.out:
         return False
-    bias = _bias_value(idx, other, f.info.N, y_rank) if not f.info.residual else None
+    conv = f.info.op == "conv"
+    bias = _bias_value(idx, other, f.info.N, y_rank, conv) if not f.info.residual else None
     if bias is not None:
         f.add_bias(bias)
         f.absorb([add], add.output[0], "bias")
@@ -181,6 +186,26 @@ def _erf_gelu(idx: GraphIndex, y: str) -> tuple[list[onnx.NodeProto], str] | Non
     return None
 
 
+def _silu(idx: GraphIndex, y: str) -> tuple[list[onnx.NodeProto], str] | None:
+    """Match ``y * sigmoid(y)`` (SiLU / Swish as exported: Sigmoid and Mul both reading y) or
+    ``y * HardSigmoid(y, 1/6, 1/2)`` (HardSwish as older exports write it); returns (nodes, output)."""
+    users = idx.consumers.get(y, [])
+    if y in idx.graph_outputs or len(users) != 2:
+        return None
+    gate = next((u for u in users if _is(u, "Sigmoid") or _is(u, "HardSigmoid")), None)
+    mul = next((u for u in users if u is not gate), None)
+    if gate is None or mul is None or not _is(mul, "Mul") or gate.input[0] != y:
+        return None
+    if _is(gate, "HardSigmoid") and not (
+        math.isclose(float(attr(gate, "alpha", 0.2)), 1 / 6, rel_tol=1e-5)  # type: ignore[arg-type]
+        and math.isclose(float(attr(gate, "beta", 0.5)), 0.5, rel_tol=1e-5)  # type: ignore[arg-type]
+    ):
+        return None
+    if sorted(mul.input) != sorted([y, gate.output[0]]) or idx.sole_consumer(gate.output[0]) is not mul:
+        return None
+    return [gate, mul], mul.output[0]
+
+
 def _try_act(f: _Fused, idx: GraphIndex) -> bool:
     if f.info.act != "none":
         return False
@@ -189,10 +214,16 @@ def _try_act(f: _Fused, idx: GraphIndex) -> bool:
         f.info = f.info.with_updates(act="gelu")
         f.absorb(gelu[0], gelu[1], "gelu (erf form)")
         return True
+    silu = _silu(idx, f.out)
+    if silu is not None:
+        act = "silu" if silu[0][0].op_type == "Sigmoid" else "hardswish"
+        f.info = f.info.with_updates(act=act)
+        f.absorb(silu[0], silu[1], f"{act} (x * {silu[0][0].op_type.lower()}(x))")
+        return True
     nxt = idx.sole_consumer(f.out)
     if nxt is None or nxt.input[0] != f.out:
         return False
-    if _is(nxt, "Relu") or _is(nxt, "Sigmoid"):
+    if _is(nxt, "Relu") or _is(nxt, "Sigmoid") or _is(nxt, "HardSwish"):
         f.info = f.info.with_updates(act=nxt.op_type.lower())
     elif _is(nxt, "Clip") and (bounds := _clip_bounds(idx, nxt)) is not None:
         f.info = f.info.with_updates(act="clip", clip_min=bounds[0], clip_max=bounds[1])

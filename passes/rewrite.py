@@ -1,6 +1,7 @@
 """Rewrite: each layer selected for a sparse format becomes a sparsec node (docs/internals.md) with packed weights.
 
-The node keeps the layer's output name, so consumers are untouched; Gemm's transA gets a Transpose in front, its
+The node keeps the layer's output name, so consumers are untouched; a Conv keeps its NCHW input and output and
+carries its geometry in the node config (``op=conv``); Gemm's transA gets a Transpose in front, its
 alpha is already folded into W and beta * C becomes the node's bias. Kernel symbols are ``sparsec_k<i>`` in graph
 order, so equal models give equal artifacts.
 """
@@ -42,8 +43,14 @@ def sparse_node(layer: Layer, fmt: str, kernel: str, model: onnx.ModelProto) -> 
             raise ValueError(f"initializer name {init!r} already exists")
         model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), init))
         inputs.append(init)
-    info = SparseNodeInfo(kernel=kernel, format=fmt, K=layer.k, N=layer.n, bias=layer.bias is not None)
-    attrs = node_attributes(info, layer.name, f"sparsec {fmt} {layer.op} {layer.name}: W {layer.n}x{layer.k}")
+    if layer.geom is not None:
+        info = SparseNodeInfo.for_conv(kernel, fmt, layer.n, layer.geom, bias=layer.bias is not None)
+        g = layer.geom
+        what = f"W {layer.n}x{layer.k} ({g.kh}x{g.kw} stride {g.sh}x{g.sw} on {g.C}x{g.H}x{g.W})"
+    else:
+        info = SparseNodeInfo(kernel=kernel, format=fmt, K=layer.k, N=layer.n, bias=layer.bias is not None)
+        what = f"W {layer.n}x{layer.k}"
+    attrs = node_attributes(info, layer.name, f"sparsec {fmt} {layer.op} {layer.name}: {what}")
     nodes.append(
         helper.make_node(OP_TYPE, inputs, [layer.node.output[0]], name=layer.name, domain=DOMAIN, **attrs)  # type: ignore[arg-type]
     )

@@ -14,7 +14,7 @@ from sparsec.errors import SparsecError
 from sparsec.formats import get_format, list_presets
 
 from .analysis import Layer
-from .cost_model import CostModel
+from .cost_model import ORT_CONV_FASTER, CostModel, im2col_us, reorder_us
 
 MARGIN = 1.1  # predicted speedup a sparse format needs over dense before it replaces it
 
@@ -55,9 +55,15 @@ def choose(layer: Layer, fmt_option: str, presets: list[str], cost: CostModel, r
     p = layer.profile
     assert p is not None
     dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
+    g = layer.geom
+    extra_us = 0.0  # sparse-side extra microseconds
+    if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col
+        dense_us /= ORT_CONV_FASTER[g.pointwise]
+        extra_us = 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
+        extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
 
     def speedup(fmt: str) -> float:
-        return dense_us / cost.predict_us(fmt, layer.k, layer.n, p.stored(fmt, layer.w), rows)
+        return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(fmt, layer.w), rows) + extra_us)
 
     if fmt_option != "auto":
         why = fits(layer, fmt_option)

@@ -72,6 +72,7 @@ def kernel_specs(model: onnx.ModelProto, variants: dict[str, str] | None = None)
                 clip_min=info.clip_min,
                 clip_max=info.clip_max,
                 variant=(variants or {}).get(info.kernel, ""),
+                conv=info.geometry() if info.op == "conv" else None,
             )
         )
     return specs

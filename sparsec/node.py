@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .conv import ConvGeometry
+
 EP_NAME = "SparsecEP"
 DOMAIN = "com.microsoft"
 OP_TYPE = "EPContext"
-ACTIVATIONS = ("none", "relu", "gelu", "sigmoid", "clip")
+ACTIVATIONS = ("none", "relu", "gelu", "sigmoid", "clip", "silu", "hardswish")
+OPS = ("matmul", "conv")
+CONV_KEYS = ("C", "H", "W", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr")
 
 
 @dataclass(frozen=True)
 class SparseNodeInfo:
-    """What the EP needs to run one sparse layer: ``Y = act(X @ W^T + bias + residual)``."""
+    """What the EP needs to run one sparse layer: ``Y = act(X @ W^T + bias + residual)``.
+
+    ``op="conv"`` makes it a 2-D NCHW convolution (X [B, C, H, W] -> Y [B, N, OH, OW], K = C*kh*kw) with the
+    geometry in the conv keys; a matmul node's encoding has neither ``op`` nor those keys (the MatMul contract).
+    """
 
     kernel: str
     format: str
@@ -29,8 +37,26 @@ class SparseNodeInfo:
     clip_min: float = 0.0
     clip_max: float = 0.0
     region: int = 0
+    op: str = "matmul"
+    C: int = 0
+    H: int = 0
+    W: int = 0
+    kh: int = 0
+    kw: int = 0
+    sh: int = 0
+    sw: int = 0
+    dh: int = 0
+    dw: int = 0
+    pt: int = 0
+    pl: int = 0
+    pb: int = 0
+    pr: int = 0
 
     def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"unknown op {self.op!r}")
+        if self.op == "conv" and self.geometry().K != self.K:
+            raise ValueError(f"conv geometry gives K={self.geometry().K}, config says K={self.K}")
         if self.act not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.act!r}")
         if not self.kernel.isidentifier():
@@ -40,6 +66,8 @@ class SparseNodeInfo:
         """The ``ep_cache_context`` string."""
         parts = ["sparsec=1"]
         for f in fields(self):
+            if self.op == "matmul" and (f.name == "op" or f.name in CONV_KEYS):
+                continue
             v = getattr(self, f.name)
             if isinstance(v, bool):
                 v = int(v)
@@ -62,9 +90,20 @@ class SparseNodeInfo:
             "clip_min": float,
             "clip_max": float,
             "region": int,
+            **{k: int for k in CONV_KEYS},
         }
         args = {f.name: conv.get(f.name, str)(kv[f.name]) for f in fields(cls) if f.name in kv}
         return cls(**args)
+
+    def geometry(self) -> ConvGeometry:
+        """The conv geometry (``op == "conv"`` only); raises ValueError when the keys are inconsistent."""
+        return ConvGeometry(**{k: getattr(self, k) for k in CONV_KEYS})
+
+    @classmethod
+    def for_conv(cls, kernel: str, format: str, N: int, geom: ConvGeometry, **kw: object) -> SparseNodeInfo:  # noqa: A002, N803
+        """A conv node's config from its geometry."""
+        keys = {k: getattr(geom, k) for k in CONV_KEYS}
+        return cls(kernel=kernel, format=format, K=geom.K, N=N, op="conv", **keys, **kw)  # type: ignore[arg-type]
 
     def with_updates(self, **changes: object) -> SparseNodeInfo:
         """A copy with some fields changed (fusion and partitioning update the config)."""

@@ -1,4 +1,4 @@
-"""The graph pipeline: analysis -> select -> rewrite -> fuse -> partition (docs/internals.md).
+"""The graph pipeline: shrink -> analysis -> select -> rewrite -> fuse -> partition (docs/internals.md).
 
 ``run_graph_passes`` returns the rewritten model and one manifest record per layer; ``analyse_and_select`` stops
 after ``select`` and returns the report rows of ``sparsec inspect``.
@@ -35,6 +35,8 @@ def _select(
     choices = {}
     shapes = _concrete_shapes(model, options.dims) if options.dims else {}
     for layer in layers:
+        if layer.op == "Conv" and target.name != "x86" and not layer.skip:
+            layer.skip = f"sparse convolutions are compiled for x86 only so far (target {target.name})"
         layer.rows = layer.rows or _rows_from_shapes(layer, shapes)
         rows = layer.rows or options.representative_m
         choices[layer.name] = choose(layer, options.format, presets, cost, rows)
@@ -86,7 +88,12 @@ def _tune(
     from .passes.tune import bar, tune_layer
 
     auto = options.format == "auto"
-    todo = [la for la in layers if not la.skip and (auto or choices[la.name].format not in ("dense", ""))]
+    # Conv layers keep the cost model's choice: the tuner times matrix-product kernels only (so far).
+    todo = [
+        la
+        for la in layers
+        if not la.skip and la.op != "Conv" and (auto or choices[la.name].format not in ("dense", ""))
+    ]
     if options.format == "dense":
         todo = []
     versions = toolchain_versions()
@@ -169,10 +176,14 @@ def run_graph_passes(
     from .passes.fuse import fuse
     from .passes.partition import partition
     from .passes.rewrite import rewrite
+    from .passes.shrink import shrink
 
     say = progress or (lambda _m: None)
     dump = Path(dump_dir) if dump_dir is not None else None
     work = copy.deepcopy(model)
+    for line in shrink(work):
+        say(f"shrunk {line}")
+    _dump(dump, "0-shrink", work)
     layers, choices, tuned = _select(work, target, options, say)
     for layer in layers:
         if layer.nonfinite:

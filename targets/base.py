@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from sparsec.conv import ConvGeometry
 from sparsec.errors import SparsecError
-
-ACTIVATIONS = ("none", "relu", "gelu", "sigmoid", "clip")
+from sparsec.node import ACTIVATIONS
 
 Progress = Callable[[str], None]
 
@@ -22,6 +22,7 @@ Progress = Callable[[str], None]
 class KernelSpec:
     """Everything a target needs to generate one sparse layer kernel (docs/internals.md, "Kernel ABI").
 
+    With ``conv`` set the kernel is a convolution: X f32[B, C, H*W], Y (and residual) f32[B, N, OH*OW].
     ``arrays`` are the packed weight arrays as (name, shape, dtype) in the format's order, which is also the
     kernel argument order. ``variant`` optionally forces a schedule variant (e.g. chosen by measurement); empty
     means the target's default choice for the format and shape.
@@ -38,6 +39,7 @@ class KernelSpec:
     clip_min: float = 0.0
     clip_max: float = 0.0
     variant: str = ""
+    conv: ConvGeometry | None = None  # a 2-D NCHW convolution (docs/internals.md, "Convolutions"); None: matmul
 
     def __post_init__(self) -> None:
         if self.act not in ACTIVATIONS:

@@ -71,6 +71,16 @@ def _with_nan(value: float) -> onnx.ModelProto:
     return matmul_model(w)
 
 
+def _conv_with_nan() -> onnx.ModelProto:
+    from tests.conv_graphs import geometry_model
+
+    m = geometry_model(0.3)
+    w = numpy_helper.to_array(m.graph.initializer[0]).copy()
+    w.flat[7] = np.nan
+    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, m.graph.initializer[0].name))
+    return m
+
+
 def _subgraph_weight_in_if() -> onnx.ModelProto:
     """A sparse MatMul in the main graph and one inside an If branch reading an outer-scope initializer."""
     w2 = numpy_helper.from_array(sparse_matrix(np.random.default_rng(3), (N, N), 0.1), "w2")
@@ -189,6 +199,7 @@ FAILS: dict[str, tuple[Callable[[], onnx.ModelProto | bytes], str]] = {
     "inconsistent shapes": (lambda: matmul_model(x_shape=["batch", K + 1]), "shape inference failed"),
     "NaN weight": (lambda: _with_nan(float("nan")), "has 1 NaN/Inf values"),
     "Inf weight": (lambda: _with_nan(float("-inf")), "has 1 NaN/Inf values"),
+    "NaN conv weight": (_conv_with_nan, "has 1 NaN/Inf values"),
     "enormous dimension": (lambda: matmul_model(x_shape=[2**40, K]), "declares dimension 1099511627776"),
     "op ORT does not know": (_custom_domain_op, "ONNX Runtime cannot run the original model"),
     "initializer larger than its data": (_lying_initializer, "too small for the declared shape"),

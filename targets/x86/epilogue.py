@@ -80,6 +80,18 @@ def sigmoid_f32(x: Any) -> Any:
     return tirx.Select(x >= _f(0.0), _f(1.0) / (_f(1.0) + e), e / (_f(1.0) + e))
 
 
+def silu_f32(x: Any) -> Any:
+    """x * sigmoid(x) (SiLU / Swish)."""
+    return x * sigmoid_f32(x)
+
+
+def hardswish_f32(x: Any) -> Any:
+    """ONNX HardSwish: x * max(0, min(1, x/6 + 1/2))."""
+    from tvm import tirx
+
+    return x * tirx.max(tirx.min(x * _f(1.0 / 6.0) + _f(0.5), _f(1.0)), _f(0.0))
+
+
 def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], Any]:
     """The activation as a function on a float32 TIR expression."""
     from tvm import tirx
@@ -90,6 +102,8 @@ def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], An
         "gelu": gelu_f32,
         "sigmoid": sigmoid_f32,
         "clip": lambda x: tirx.min(tirx.max(x, _f(clip_min)), _f(clip_max)),
+        "silu": silu_f32,
+        "hardswish": hardswish_f32,
     }
     return table[act]
 
@@ -104,6 +118,24 @@ def make_epilogue(bias: bool, residual: bool, act: str, clip_min: float = 0.0, c
             x = x + bias_buf[n]
         if residual:
             x = x + res_buf[m, n]
+        return fn(x)
+
+    return epi
+
+
+ValueEpilogue = Callable[[Any, Any, Any], Any]  # (acc, bias value or None, residual value or None) -> value
+
+
+def make_value_epilogue(act: str, clip_min: float = 0.0, clip_max: float = 0.0) -> ValueEpilogue:
+    """``epi(acc, bias, residual)`` on loaded values (None: absent): for templates whose buffers are not [M, N]."""
+    fn = activation(act, clip_min, clip_max)
+
+    def epi(acc: Any, bias: Any, residual: Any) -> Any:
+        x = acc
+        if bias is not None:
+            x = x + bias
+        if residual is not None:
+            x = x + residual
         return fn(x)
 
     return epi

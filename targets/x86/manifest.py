@@ -77,6 +77,38 @@ def choose(spec: KernelSpec, vw: int, table: tuple[Variant, ...] = VARIANTS) -> 
     raise SparsecError(f"kernel {spec.symbol}: variant {spec.variant!r} does not apply to {spec.format} ({names})")
 
 
+COL_TILE_BYTES = 512 * 1024  # a conv pixel tile's slice of col (K rows) should stay in L2 while all rows use it
+
+
+def conv_mu(family_name: str, fmt: Any, k: int, vw: int) -> int:
+    """Pixel vectors per tile of the conv templates (R*mu accumulators for bsr), fewer when K is so large that the
+    tile's col slice would not stay in L2 (measured: K=2304 at 8 vectors ran at 40% of the speed of K=576)."""
+    mu = max(1, min(ACC_REGISTERS, 2 * ACC_REGISTERS // fmt.r)) if family_name == "bsr" else ACC_REGISTERS
+    return max(1, min(mu, max(2, COL_TILE_BYTES // (k * vw * 4))))
+
+
+def instantiate_conv(spec: KernelSpec, vw: int) -> Any:
+    """The PrimFunc of a conv spec: one template per format family, over NCHW (templates/conv.py)."""
+    from .epilogue import make_value_epilogue
+    from .templates import conv
+    from .templates.common import finish
+
+    fam = family(spec.format)
+    if fam not in ("csr", "bsr", "nm"):
+        raise SparsecError(f"kernel {spec.symbol}: no x86 conv kernel for format {spec.format!r}")
+    assert spec.conv is not None
+    fmt = get_format(spec.format)
+    epi = make_value_epilogue(spec.act, spec.clip_min, spec.clip_max)
+    g, mu, extra = spec.conv, conv_mu(fam, fmt, spec.K, vw), (spec.bias, spec.residual)
+    if fam == "csr":
+        func = conv.csr(g, spec.N, spec.array("values")[0][0], vw, epi, *extra, mu=mu)
+    elif fam == "nm":
+        func = conv.nm(g, spec.N, fmt.n, fmt.m, vw, epi, *extra, mu=mu)
+    else:
+        func = conv.bsr(g, spec.N, fmt.r, fmt.c, spec.array("data")[0][0], vw, epi, *extra, mu=mu)
+    return finish(func, spec.symbol, spec.bias, spec.residual)
+
+
 def instantiate(spec: KernelSpec, vw: int, table: tuple[Variant, ...] = VARIANTS) -> Any:
     """The PrimFunc for one spec (named ``spec.symbol``, ABI argument list exactly as internals.md says).
 
@@ -84,6 +116,9 @@ def instantiate(spec: KernelSpec, vw: int, table: tuple[Variant, ...] = VARIANTS
     schedule choices (the ARM target passes its NEON table).
     """
     import importlib
+
+    if spec.conv is not None:
+        return instantiate_conv(spec, vw)
 
     from .epilogue import make_epilogue
     from .templates.common import finish

@@ -48,20 +48,43 @@ def test_skips_are_reported_not_dropped() -> None:
         helper.make_node("Transpose", ["x"], ["x_t"]),
         helper.make_node("MatMul", ["x", "x_t"], ["y2"], name="act_x_act"),  # no constant operand: not a layer
         helper.make_node("Conv", ["img", "k"], ["y3"], name="conv"),
+        helper.make_node("Conv", ["img", "dk"], ["y5"], name="dw", group=3),
+        helper.make_node("Conv", ["img", "gk"], ["y6"], name="grouped", group=3),
+        helper.make_node("Conv", ["img1d", "k1d"], ["y7"], name="conv1d"),
         const("vec", rng.standard_normal(K)),
         helper.make_node("MatMul", ["vec", "wm"], ["y4"], name="vector_x"),
     ]
-    inits = {"w": w, "k": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "wm": w.T.copy()}
+    inits = {
+        "w": w,
+        "k": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "dk": rng.standard_normal((3, 1, 3, 3)).astype(np.float32),
+        "gk": rng.standard_normal((6, 1, 3, 3)).astype(np.float32),
+        "k1d": rng.standard_normal((4, 3, 3)).astype(np.float32),
+        "wm": w.T.copy(),
+    }
     m = model(
         nodes,
         inits,
-        {"x": [3, K], "c": [3, N], "img": [1, 3, 8, 8]},
-        {"y1": [3, N], "y2": [3, 3], "y3": [1, 4, 6, 6], "y4": [N]},
+        {"x": [3, K], "c": [3, N], "img": [1, 3, 8, 8], "img1d": [1, 3, 8]},
+        {
+            "y1": [3, N],
+            "y2": [3, 3],
+            "y3": [1, 4, 6, 6],
+            "y4": [N],
+            "y5": [1, 3, 6, 6],
+            "y6": [1, 6, 6, 6],
+            "y7": [1, 4, 6],
+        },
     )
     layers = {la.name: la for la in find_layers(m)}
-    assert set(layers) == {"gemm_dyn_c", "conv", "vector_x"}
+    assert set(layers) == {"gemm_dyn_c", "conv", "dw", "grouped", "conv1d", "vector_x"}
     assert "not a constant" in layers["gemm_dyn_c"].skip
-    assert "convolutions" in layers["conv"].skip and layers["conv"].w.shape == (4, 27)
+    assert not layers["conv"].skip and layers["conv"].w.shape == (4, 27)
+    assert layers["conv"].geom is not None and (layers["conv"].geom.OH, layers["conv"].geom.OW) == (6, 6)
+    assert layers["conv"].rows == 36  # batch 1 x 6x6 output pixels
+    assert "depthwise convolution (group=3)" in layers["dw"].skip
+    assert "grouped convolution (group=3)" in layers["grouped"].skip
+    assert "2-D" in layers["conv1d"].skip
     assert "vector" in layers["vector_x"].skip
 
 

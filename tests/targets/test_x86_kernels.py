@@ -35,9 +35,12 @@ CLIP = (-0.5, 0.75)
 VW = X86Target().vector_width
 
 
-def random_weight(fmt_name: str, density: float, rng: np.random.Generator) -> np.ndarray:
+def random_weight(
+    fmt_name: str, density: float, rng: np.random.Generator, shape: tuple[int, int] = (N, K)
+) -> np.ndarray:
     """A W[N, K] with the format's structure at about ``density`` (of the pattern's own maximum for N:M)."""
     fmt = get_format(fmt_name)
+    N, K = shape  # noqa: N806
     w = rng.standard_normal((N, K)).astype(np.float32)
     if family(fmt_name) == "nm":
         g = -(-K // fmt.m)

@@ -90,13 +90,30 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   SPARSEC_RETURN_IF_ERROR(Resolve(k, k.x, "X", ctx, &x));
   if (x.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
     return Fail(k, ORT_INVALID_ARGUMENT, std::string("X must be float32, got ") + ElementTypeName(x.type));
-  if (x.shape.empty() || x.shape.back() != K)
-    return Fail(k, ORT_INVALID_ARGUMENT,
-                "X has shape " + ShapeToString(x.shape) + ", its last dimension must be K=" + std::to_string(K));
   int64_t M = 1;
-  for (size_t i = 0; i + 1 < x.shape.size(); ++i) M *= x.shape[i];
   std::vector<int64_t> y_shape = x.shape;
-  y_shape.back() = N;
+  // What the kernel sees: matmul X [M, K] -> Y [M, N]; conv X [B, C, H*W] -> Y [B, N, OH*OW] (same memory).
+  std::vector<int64_t> x_dl, y_dl;
+  if (k.cfg.conv) {
+    const ConvGeom& g = k.cfg.geom;
+    if (x.shape.size() != 4 || x.shape[1] != g.C || x.shape[2] != g.H || x.shape[3] != g.W)
+      return Fail(k, ORT_INVALID_ARGUMENT,
+                  "X has shape " + ShapeToString(x.shape) + ", the convolution needs [batch, " + std::to_string(g.C) +
+                      ", " + std::to_string(g.H) + ", " + std::to_string(g.W) + "]");
+    M = x.shape[0];
+    y_shape = {M, N, g.OH, g.OW};
+    x_dl = {M, g.C, g.H * g.W};
+    y_dl = {M, N, g.OH * g.OW};
+  } else {
+    if (x.shape.empty() || x.shape.back() != K)
+      return Fail(k, ORT_INVALID_ARGUMENT,
+                  "X has shape " + ShapeToString(x.shape) + ", its last dimension must be K=" + std::to_string(K));
+    for (size_t i = 0; i + 1 < x.shape.size(); ++i) M *= x.shape[i];
+    y_shape.back() = N;
+    x_dl = {M, K};
+    y_dl = {M, N};
+  }
+  const int64_t x_elems = x.NumElements(), y_elems = k.cfg.conv ? M * N * k.cfg.geom.OH * k.cfg.geom.OW : M * N;
 
   View bias, residual;
   if (k.bias.present) {
@@ -120,8 +137,8 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   if (M == 0) return nullptr;  // empty batch: nothing to compute (the kernel ABI promises M >= 1 only)
 
   std::vector<std::shared_ptr<void>> keep;  // call-local copies; no state shared between concurrent calls
-  const size_t y_bytes = static_cast<size_t>(M * N) * sizeof(float);
-  const void* xp = Aligned(x.data, static_cast<size_t>(M * K) * sizeof(float), &keep);
+  const size_t y_bytes = static_cast<size_t>(y_elems) * sizeof(float);
+  const void* xp = Aligned(x.data, static_cast<size_t>(x_elems) * sizeof(float), &keep);
   const void* bp = k.bias.present ? Aligned(bias.data, static_cast<size_t>(N) * sizeof(float), &keep) : nullptr;
   const void* rp = k.residual.present ? Aligned(residual.data, y_bytes, &keep) : nullptr;
   void* yp = y;
@@ -138,7 +155,7 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   std::vector<DLTensor> tensors;
   tensors.reserve(k.packed.size() + 4);
   const DLDataType f32{kDLFloat, 32, 1};
-  shapes.push_back({M, K});
+  shapes.push_back(x_dl);
   tensors.push_back(MakeDl(xp, f32, &shapes.back()));
   for (const HostArray& a : k.packed) {
     shapes.push_back(a.shape);
@@ -149,10 +166,10 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
     tensors.push_back(MakeDl(bp, f32, &shapes.back()));
   }
   if (k.residual.present) {
-    shapes.push_back({M, N});
+    shapes.push_back(y_dl);
     tensors.push_back(MakeDl(rp, f32, &shapes.back()));
   }
-  shapes.push_back({M, N});
+  shapes.push_back(y_dl);
   tensors.push_back(MakeDl(yp, f32, &shapes.back()));
 
   std::vector<DLTensor*> args;

@@ -1,6 +1,8 @@
 #include "node_config.h"
 
+#include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <map>
 
 namespace sparsec {
@@ -30,6 +32,50 @@ bool IsIdentifier(const std::string& s) {
   if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
   for (char c : s)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+// Reads the conv keys of an op=conv node and derives OH/OW. Every value is bounded so no product overflows.
+bool ParseConv(std::map<std::string, std::string>& kv, NodeConfig* out, std::string* err) {
+  struct Key {
+    const char* name;
+    int64_t* dst;
+    int64_t lo, hi;
+  };
+  ConvGeom& g = out->geom;
+  const int64_t kDim = 2147483647, kSmall = 4096;
+  const Key keys[] = {{"C", &g.C, 1, kDim},      {"H", &g.H, 1, kDim},      {"W", &g.W, 1, kDim},
+                      {"kh", &g.kh, 1, kSmall},  {"kw", &g.kw, 1, kSmall},  {"sh", &g.sh, 1, kSmall},
+                      {"sw", &g.sw, 1, kSmall},  {"dh", &g.dh, 1, kSmall},  {"dw", &g.dw, 1, kSmall},
+                      {"pt", &g.pt, 0, kSmall},  {"pl", &g.pl, 0, kSmall},  {"pb", &g.pb, 0, kSmall},
+                      {"pr", &g.pr, 0, kSmall}};
+  for (const Key& k : keys) {
+    if (!kv.count(k.name)) {
+      *err = std::string("op=conv lacks required key '") + k.name + "'";
+      return false;
+    }
+    if (!ParseInt(kv[k.name], k.dst) || *k.dst < k.lo || *k.dst > k.hi) {
+      *err = std::string(k.name) + "='" + kv[k.name] + "' is out of range " + std::to_string(k.lo) + ".." +
+             std::to_string(k.hi);
+      return false;
+    }
+  }
+  if (g.C * g.kh * g.kw != out->K) {
+    *err = "conv geometry C*kh*kw=" + std::to_string(g.C * g.kh * g.kw) + " differs from K=" + std::to_string(out->K);
+    return false;
+  }
+  const int64_t eh = g.H + g.pt + g.pb - g.dh * (g.kh - 1) - 1, ew = g.W + g.pl + g.pr - g.dw * (g.kw - 1) - 1;
+  if (eh < 0 || ew < 0) {
+    *err = "conv geometry gives an empty output";
+    return false;
+  }
+  g.OH = eh / g.sh + 1;
+  g.OW = ew / g.sw + 1;
+  if (g.H * g.W > kDim || g.OH * g.OW > kDim) {
+    *err = "conv spatial size over 2^31-1";
+    return false;
+  }
+  out->conv = true;
   return true;
 }
 
@@ -112,8 +158,15 @@ bool ParseNodeConfig(const std::string& ctx, NodeConfig* out, std::string* err) 
     return false;
   }
   if (kv.count("act")) out->act = kv["act"];
-  if (out->act != "none" && out->act != "relu" && out->act != "gelu" && out->act != "sigmoid" && out->act != "clip") {
+  static const char* const kActs[] = {"none", "relu", "gelu", "sigmoid", "clip", "silu", "hardswish"};
+  if (std::find(std::begin(kActs), std::end(kActs), out->act) == std::end(kActs)) {
     *err = "unknown activation '" + out->act + "'";
+    return false;
+  }
+  const std::string op = kv.count("op") ? kv["op"] : "matmul";
+  if (op == "conv") return ParseConv(kv, out, err);
+  if (op != "matmul") {
+    *err = "unknown op '" + op + "' (expected matmul or conv)";
     return false;
   }
   return true;

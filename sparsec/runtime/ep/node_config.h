@@ -16,6 +16,12 @@ struct FormatSpec {
   std::string text;  // as written in the node, for messages
 };
 
+// A 2-D NCHW convolution's static geometry (op=conv; docs/internals.md, "Convolutions"). OH/OW are derived.
+struct ConvGeom {
+  int64_t C = 0, H = 0, W = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0, pb = 0, pr = 0;
+  int64_t OH = 0, OW = 0;
+};
+
 struct NodeConfig {
   std::string kernel;  // PackedFunc symbol in the kernel library
   FormatSpec format;
@@ -24,6 +30,8 @@ struct NodeConfig {
   bool bias = false;
   bool residual = false;
   std::string act = "none";  // applied by the kernel; the EP only checks it is known
+  bool conv = false;          // op=conv: X [B, C, H, W] -> Y [B, N, OH, OW]; else matmul (op absent or "matmul")
+  ConvGeom geom;              // when conv
 };
 
 // True when the string announces a sparsec configuration (the node is ours to claim).
@@ -33,7 +41,8 @@ bool IsSparsecContext(const std::string& ctx);
 bool ParseFormat(const std::string& text, FormatSpec* out, std::string* err);
 
 // Parses the whole ep_cache_context. Unknown keys are ignored (forward compatibility); required keys:
-// sparsec=1, kernel, format, K, N. Returns false and sets *err with the offending key on failure.
+// sparsec=1, kernel, format, K, N; with op=conv also C, H, W, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, which must
+// give K = C*kh*kw and a non-empty output. Returns false and sets *err with the offending key on failure.
 bool ParseNodeConfig(const std::string& ctx, NodeConfig* out, std::string* err);
 
 }  // namespace sparsec

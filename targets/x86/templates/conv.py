@@ -1,0 +1,369 @@
+"""Sparse convolution templates over NCHW: ``Y[b, n, p] = act(sum_k W[n, k] * col[b, k, p] + bias[n] + R[b, n, p])``.
+
+The sparse operand is on the left and the output pixels p (contiguous in NCHW) are the vector axis: one nonzero
+W[n, k] multiplies a contiguous vector col[k, p0:p0+vw], the loop nest of XNNPACK's f32-spmm. A pointwise conv reads
+X[b] (viewed [C, H*W]) directly as col; any other geometry first builds col[K, P] for image b in a workspace
+(explicit im2col, rows in parallel, zero padding). Packed layouts are the matmul ones for W[N, K] (docs/internals.md).
+
+Work is split into (pixel tile x output-row chunk) items run in parallel: a pixel tile's col slice stays in cache
+while every output row of the chunk reuses it (parallel over rows alone would stream all of col once per row).
+Pixel tiles are ``mu`` vectors wide, then one tile of the remaining whole vectors, then, when P is not a multiple of
+the vector width, one vector shifted back to end at P (it rewrites a few outputs with identical values). P < vw: a
+single tile P lanes wide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparsec.conv import ConvGeometry
+
+from ..epilogue import ValueEpilogue
+
+MIN_ITEMS = 8  # parallel work items to aim for (2 cores here; more items balance ragged rows)
+
+
+def pixel_tiles(P: int, vw: int, mu: int) -> tuple[int, int, list[tuple[int, int, int, bool]]]:  # noqa: N803
+    """(full tiles of ``mu`` vectors, their lanes, the static extra tile as [(p0, vectors, lanes, clamp)]).
+
+    The extra tile holds the remaining vectors; with ``clamp`` its last vector starts at P - vw (it rewrites a few
+    outputs with identical values), so every pixel is covered in one pass over the weights.
+    """
+    if P < vw:
+        return 0, vw, [(0, 1, P, False)]
+    nvec = -(-P // vw)
+    big = nvec // mu
+    rem = nvec - big * mu
+    if P % vw and not rem:  # the ragged last vector must be in the clamped tile
+        big, rem = big - 1, mu
+    return big, vw, [(big * mu * vw, rem, vw, P % vw != 0)] if rem else []
+
+
+def _px(P: int, p0: Any, u: Any, L: int, v: Any, clamp: bool) -> Any:  # noqa: N803
+    """Pixel of lane v of vector u in a tile at p0 (the clamped last vector ends at P)."""
+    from tvm.script import tirx as T
+
+    return (T.min(p0 + u * L, P - L) if clamp else p0 + u * L) + v
+
+
+def _split(rows: int, tiles: int) -> tuple[int, int]:
+    """(chunks, rows per chunk) so that tiles * chunks reaches about MIN_ITEMS."""
+    chunks = max(1, min(rows, -(-MIN_ITEMS // max(tiles, 1))))
+    per = -(-rows // chunks)
+    return -(-rows // per), per
+
+
+def _im2col_macro(g: ConvGeometry) -> Any:
+    from tvm.script import tirx as T
+
+    khw, OW, P = g.kh * g.kw, g.OW, g.P  # noqa: N806
+
+    @T.macro
+    def im2col(X, col, b):  # noqa: N803
+        for k in T.parallel(g.K):
+            # Output columns ow whose input column iw = ow*sw + off is inside X: [lo, hi); the rest are padding.
+            off = k % g.kw * g.dw - g.pl
+            lo = T.min(T.max((g.sw - 1 - off) // g.sw, 0), OW)
+            hi = T.max(T.min((g.W - 1 - off) // g.sw + 1, OW), lo)
+            for oh in range(g.OH):
+                ih = oh * g.sh - g.pt + (k % khw) // g.kw * g.dh
+                if 0 <= ih and ih < g.H:
+                    for ow in range(lo):
+                        col[0, k, oh * OW + ow] = T.float32(0)
+                    for ow in range(hi - lo):  # stride 1: a contiguous copy
+                        col[0, k, oh * OW + lo + ow] = X[b, k // khw, ih * g.W + (lo + ow) * g.sw + off]
+                    for ow in range(OW - hi):
+                        col[0, k, oh * OW + hi + ow] = T.float32(0)
+                else:
+                    for ow in range(OW):
+                        col[0, k, oh * OW + ow] = T.float32(0)
+
+    @T.macro
+    def nothing(X, col, b):  # noqa: N803
+        T.evaluate(0)
+
+    return nothing if g.pointwise else im2col, (1, 1, 1) if g.pointwise else (1, g.K, P)
+
+
+def _helpers(g: ConvGeometry, epi: ValueEpilogue, bias: bool, residual: bool) -> tuple[Any, Any]:
+    """``load(X, col, b, k, p)`` reads col; ``out(acc, B, R, b, n, p)`` is the epilogue value at (b, n, p)."""
+
+    def load(X: Any, col: Any, b: Any, k: Any, p: Any) -> Any:  # noqa: N803
+        return X[b, k, p] if g.pointwise else col[0, k, p]
+
+    def out(acc: Any, bias_buf: Any, res: Any, b: Any, n: Any, p: Any) -> Any:
+        return epi(acc, bias_buf[n] if bias else None, res[b, n, p] if residual else None)
+
+    return load, out
+
+
+def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bool, residual: bool, mu: int) -> Any:  # noqa: N803
+    """CSR over output channels: one row's nonzeros times U vectors of pixels."""
+    from tvm.script import tirx as T
+
+    prep, col_shape = _im2col_macro(g)
+    load, out = _helpers(g, epi, bias, residual)
+    P, HW = g.P, g.H * g.W  # noqa: N806
+    big, lanes, extra = pixel_tiles(P, vw, mu)
+    mt = mu * lanes
+    chunks, per = _split(N, big + len(extra))
+
+    @T.macro
+    def tile(X, col, Y, Res, values, indices, indptr, bias_b, b, c, p0, U, L, cl):  # noqa: N803
+        for i in range(T.min(per, N - c * per)):  # from 0: TVM 0.27 miscompiles range(a, b) bounds read inside
+            n = c * per + i
+            acc = T.alloc_buffer((U, L), "float32", scope="local")
+            for u in T.unroll(U):
+                for v in T.vectorized(L):
+                    acc[u, v] = T.float32(0)
+            for j in range(indptr[n], indptr[n + 1]):
+                for u in T.unroll(U):
+                    for v in T.vectorized(L):
+                        acc[u, v] = acc[u, v] + values[j] * load(X, col, b, indices[j], _px(P, p0, u, L, v, cl))
+            for u in range(U):
+                for v in T.vectorized(L):
+                    Y[b, n, _px(P, p0, u, L, v, cl)] = out(acc[u, v], bias_b, Res, b, n, _px(P, p0, u, L, v, cl))
+
+    @T.prim_func
+    def kernel(
+        x: T.handle,
+        values: T.Buffer((nnz,), "float32"),
+        indices: T.Buffer((nnz,), "int32"),
+        indptr: T.Buffer((N + 1,), "int32"),
+        bias_b: T.Buffer((N,), "float32"),
+        r: T.handle,
+        y: T.handle,
+    ) -> None:
+        T.func_attr({"tirx.noalias": True})
+        B = T.int64()
+        X = T.match_buffer(x, (B, g.C, HW), "float32")
+        Res = T.match_buffer(r, (B, N, P), "float32")
+        Y = T.match_buffer(y, (B, N, P), "float32")
+        col = T.alloc_buffer(col_shape, "float32")
+        for b in range(B):
+            prep(X, col, b)
+            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
+                for it in T.parallel((big + 1) * chunks):
+                    if it < big * chunks:
+                        tile(
+                            X,
+                            col,
+                            Y,
+                            Res,
+                            values,
+                            indices,
+                            indptr,
+                            bias_b,
+                            b,
+                            it % chunks,
+                            it // chunks * mt,
+                            mu,
+                            lanes,
+                            False,
+                        )
+                    else:
+                        tile(X, col, Y, Res, values, indices, indptr, bias_b, b, it % chunks, *extra[0])
+            else:
+                for it in T.parallel(big * chunks):
+                    tile(
+                        X,
+                        col,
+                        Y,
+                        Res,
+                        values,
+                        indices,
+                        indptr,
+                        bias_b,
+                        b,
+                        it % chunks,
+                        it // chunks * mt,
+                        mu,
+                        lanes,
+                        False,
+                    )
+
+    return kernel
+
+
+def bsr(
+    g: ConvGeometry, N: int, R: int, C: int, nnzb: int, vw: int, epi: ValueEpilogue, bias: bool, residual: bool, mu: int
+) -> Any:  # noqa: N803, E501
+    """BSR over output channels (R x C blocks): each pixel vector is reused by the R rows of a block."""
+    from tvm.script import tirx as T
+
+    prep, col_shape = _im2col_macro(g)
+    load, out = _helpers(g, epi, bias, residual)
+    P, HW = g.P, g.H * g.W  # noqa: N806
+    nbr = -(-N // R)
+    big, lanes, extra = pixel_tiles(P, vw, mu)
+    mt = mu * lanes
+    chunks, per = _split(nbr, big + len(extra))
+
+    @T.macro
+    def tile(X, col, Y, Res, data, indices, indptr, bias_b, b, c, p0, U, L, cl):  # noqa: N803
+        for i in range(T.min(per, nbr - c * per)):
+            ib = c * per + i
+            n0 = T.min(ib * R, N - R)
+            acc = T.alloc_buffer((R, U, L), "float32", scope="local")
+            for r in T.unroll(R):
+                for u in T.unroll(U):
+                    for v in T.vectorized(L):
+                        acc[r, u, v] = T.float32(0)
+            lo = indptr[ib]
+            for e0 in range(indptr[ib + 1] - lo):
+                for cc in T.unroll(C):
+                    for u in T.unroll(U):
+                        xv = T.alloc_buffer((L,), "float32", scope="local")
+                        for v in T.vectorized(L):
+                            xv[v] = load(X, col, b, indices[lo + e0] + cc, _px(P, p0, u, L, v, cl))
+                        for r in T.unroll(R):
+                            for v in T.vectorized(L):
+                                acc[r, u, v] = acc[r, u, v] + data[lo + e0, r, cc] * xv[v]
+            for r in range(R):
+                for u in range(U):
+                    for v in T.vectorized(L):
+                        Y[b, n0 + r, _px(P, p0, u, L, v, cl)] = out(
+                            acc[r, u, v], bias_b, Res, b, n0 + r, _px(P, p0, u, L, v, cl)
+                        )
+
+    @T.prim_func
+    def kernel(
+        x: T.handle,
+        data: T.Buffer((nnzb, R, C), "float32"),
+        indices: T.Buffer((nnzb,), "int32"),
+        indptr: T.Buffer((nbr + 1,), "int32"),
+        bias_b: T.Buffer((N,), "float32"),
+        r: T.handle,
+        y: T.handle,
+    ) -> None:
+        T.func_attr({"tirx.noalias": True})
+        B = T.int64()
+        X = T.match_buffer(x, (B, g.C, HW), "float32")
+        Res = T.match_buffer(r, (B, N, P), "float32")
+        Y = T.match_buffer(y, (B, N, P), "float32")
+        col = T.alloc_buffer(col_shape, "float32")
+        for b in range(B):
+            prep(X, col, b)
+            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
+                for it in T.parallel((big + 1) * chunks):
+                    if it < big * chunks:
+                        tile(
+                            X,
+                            col,
+                            Y,
+                            Res,
+                            data,
+                            indices,
+                            indptr,
+                            bias_b,
+                            b,
+                            it % chunks,
+                            it // chunks * mt,
+                            mu,
+                            lanes,
+                            False,
+                        )
+                    else:
+                        tile(X, col, Y, Res, data, indices, indptr, bias_b, b, it % chunks, *extra[0])
+            else:
+                for it in T.parallel(big * chunks):
+                    tile(
+                        X,
+                        col,
+                        Y,
+                        Res,
+                        data,
+                        indices,
+                        indptr,
+                        bias_b,
+                        b,
+                        it % chunks,
+                        it // chunks * mt,
+                        mu,
+                        lanes,
+                        False,
+                    )
+
+    return kernel
+
+
+def nm(
+    g: ConvGeometry, N: int, n: int, m: int, vw: int, epi: ValueEpilogue, bias: bool, residual: bool, mu: int
+) -> Any:  # noqa: N803, E501
+    """N:M along input channels (im2col rows): every output row has exactly G*n slots, no bound checks."""
+    from tvm.script import tirx as T
+
+    prep, col_shape = _im2col_macro(g)
+    load, out = _helpers(g, epi, bias, residual)
+    K, P, HW = g.K, g.P, g.H * g.W  # noqa: N806
+    groups = -(-K // m)
+    slots = groups * n
+    big, lanes, extra = pixel_tiles(P, vw, mu)
+    mt = mu * lanes
+    chunks, per = _split(N, big + len(extra))
+
+    @T.macro
+    def tile(X, col, Y, Res, values, positions, bias_b, b, c, p0, U, L, cl):  # noqa: N803
+        for i in range(T.min(per, N - c * per)):
+            row = c * per + i
+            acc = T.alloc_buffer((U, L), "float32", scope="local")
+            for u in T.unroll(U):
+                for v in T.vectorized(L):
+                    acc[u, v] = T.float32(0)
+            for gi in range(groups):
+                for t in T.unroll(n):
+                    for u in T.unroll(U):
+                        for v in T.vectorized(L):
+                            acc[u, v] = acc[u, v] + values[row, gi * n + t] * load(
+                                X,
+                                col,
+                                b,
+                                gi * m + T.Cast("int32", positions[row, gi * n + t]),
+                                _px(P, p0, u, L, v, cl),
+                            )
+            for u in range(U):
+                for v in T.vectorized(L):
+                    Y[b, row, _px(P, p0, u, L, v, cl)] = out(acc[u, v], bias_b, Res, b, row, _px(P, p0, u, L, v, cl))
+
+    @T.prim_func
+    def kernel(
+        x: T.handle,
+        values: T.Buffer((N, slots), "float32"),
+        positions: T.Buffer((N, slots), "uint8"),
+        bias_b: T.Buffer((N,), "float32"),
+        r: T.handle,
+        y: T.handle,
+    ) -> None:
+        T.func_attr({"tirx.noalias": True})
+        B = T.int64()
+        X = T.match_buffer(x, (B, g.C, HW), "float32")
+        Res = T.match_buffer(r, (B, N, P), "float32")
+        Y = T.match_buffer(y, (B, N, P), "float32")
+        col = T.alloc_buffer(col_shape, "float32")
+        for b in range(B):
+            prep(X, col, b)
+            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
+                for it in T.parallel((big + 1) * chunks):
+                    if it < big * chunks:
+                        tile(
+                            X,
+                            col,
+                            Y,
+                            Res,
+                            values,
+                            positions,
+                            bias_b,
+                            b,
+                            it % chunks,
+                            it // chunks * mt,
+                            mu,
+                            lanes,
+                            False,
+                        )
+                    else:
+                        tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, *extra[0])
+            else:
+                for it in T.parallel(big * chunks):
+                    tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
+
+    return kernel
