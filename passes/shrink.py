@@ -10,7 +10,8 @@ A channel n of that value can go when
   to 0 (e.g. no bias and Relu), so C's contribution from it is zero too.
 Then P loses output n (weight, bias and the per-channel Add constants) and C loses input n. Sums lose only
 exact-zero terms, so results are the same bits except where P produced Inf/NaN (0 * Inf). Weights shared with other
-nodes are left alone.
+nodes are left alone, and so is a consumer whose weight has an N:M structure (removing inputs would shift its
+groups out of line).
 """
 
 from __future__ import annotations
@@ -98,6 +99,16 @@ def _replace(model: onnx.ModelProto, idx: GraphIndex, name: str, value: np.ndarr
     init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value), name))
 
 
+def _keeps_nm(wc: np.ndarray, kind: str) -> bool:
+    """Whether C's weight has an N:M structure along its inputs, which removing inputs would shift out of line."""
+    from sparsec.formats import NM_PATTERNS, get_format
+
+    w = wc.T if kind == "matmul" else wc.reshape(wc.shape[0], -1)
+    if w.size == 0 or np.count_nonzero(w) == w.size:
+        return False
+    return any(get_format(f"nm:{n}:{m}").conformity(w) == 1.0 for n, m in NM_PATTERNS)
+
+
 def shrink(model: onnx.ModelProto) -> list[str]:
     """Shrink every qualifying pair in place; returns one line per shrunk pair (empty: the model is unchanged)."""
     done: list[str] = []
@@ -123,7 +134,7 @@ def shrink(model: onnx.ModelProto) -> list[str]:
         else:  # weight [Cout, Cin, kh, kw]
             out_zero = ~wp.reshape(wp.shape[0], -1).any(axis=1)
             unread = ~wc.transpose(1, 0, 2, 3).reshape(wc.shape[1], -1).any(axis=1)
-        if out_zero.shape != unread.shape:
+        if out_zero.shape != unread.shape or _keeps_nm(wc, kind):
             continue
         value: np.ndarray | None = np.zeros(out_zero.shape) if bias is None else bias.reshape(-1).astype(np.float64)
         adds: list[str] = []  # per-channel Add constants that must shrink with the channels

@@ -128,3 +128,17 @@ def test_through_bias_add(tmp_path: Path) -> None:
     np.testing.assert_array_equal(weights(m)["b2"], b2[keep])
     _, err = compile_and_compare(biased_mlp()[0], tmp_path, fmt="csr", batches=(1, 4))
     assert err < 1e-4
+
+
+def test_nm_consumer_left_alone() -> None:
+    """Removing inputs of a 2:4 weight would shift its groups of 4 out of line: the pair is not shrunk."""
+    rng = np.random.default_rng(3)
+    b1 = weight(rng, 8, K, 0.6).T.copy()
+    w2 = rng.standard_normal((N, 8)).astype(np.float32)
+    w2[:, [0, 1, 4, 5]] = 0  # 2:4 along the inputs, and inputs 0, 1, 4, 5 are never read
+    nodes = [helper.make_node("MatMul", ["x", "b1"], ["h"], name="p"), helper.make_node("MatMul", ["h", "b2"], ["y"])]
+    m = model(nodes, {"b1": b1, "b2": w2.T.copy()}, {"x": ["batch", K]}, {"y": ["batch", N]})
+    assert shrink(m) == []
+    w2[:, 0] = 1.0  # the first group now has 3 nonzeros: no N:M structure, so the unread inputs 4, 5 go
+    m = model(nodes, {"b1": b1, "b2": w2.T.copy()}, {"x": ["batch", K]}, {"y": ["batch", N]})
+    assert shrink(m) == ["p -> y: 3 of 8 channels removed"]  # inputs 1, 4, 5
