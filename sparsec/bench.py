@@ -38,7 +38,9 @@ def bench(
     base_opts = ort.SessionOptions()
     base_opts.intra_op_num_threads = threads
     dense = ort.InferenceSession(str(baseline), base_opts, providers=["CPUExecutionProvider"])
-    sp_opts = default_session_options()
+    from .artifact import read_manifest
+
+    sp_opts = default_session_options(bool(read_manifest(artifact).get("kernel_library")))
     sp_opts.intra_op_num_threads = threads
     sparse = InferenceSession(artifact, sp_opts)
     ref, got = dense.run(None, feeds), sparse.run(None, feeds)

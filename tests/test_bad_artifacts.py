@@ -93,3 +93,12 @@ def test_in_process_session_refuses_other_target(artifact: Path, tmp_path: Path)
 
     with pytest.raises(SparsecError, match=r"artifact targets 'arm'; this host \(x86_64\) runs x86 artifacts only"):
         InferenceSession(_edited(artifact, tmp_path, {"target.name": "arm"}))
+
+
+def test_spinning_only_off_when_kernels_run() -> None:
+    from sparsec.runtime import default_session_options
+
+    key = "session.intra_op.allow_spinning"
+    assert default_session_options(True).get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default: spinning on
+        default_session_options(False).get_session_config_entry(key)

@@ -58,16 +58,18 @@ def host_target_ok(manifest: dict[str, Any]) -> None:
         )
 
 
-def default_session_options() -> Any:
-    """ORT's defaults, except that idle intra-op threads sleep instead of spinning.
+def default_session_options(sparse: bool = True) -> Any:
+    """ORT's defaults, except that idle intra-op threads sleep instead of spinning when the model has sparse kernels.
 
     ORT's spinning workers compete with TVM's kernel threads for the same cores: measured on MiniLM at batch 1 on
-    2 cores, 136 ms per run with spinning vs 12.8 ms without (benchmarks/threads.py).
+    2 cores, 136 ms per run with spinning vs 12.8 ms without (benchmarks/threads.py). An artifact without sparse
+    layers (everything stayed dense) runs no TVM code, so it keeps ORT's spinning and its dense speed.
     """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if sparse:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Fatal only: the EP leaves shape ops to the CPU EP by design (ORT warns about that), and a failed run raises
     # an exception carrying the message that ORT would also log.
     so.log_severity_level = 4
@@ -92,7 +94,7 @@ def InferenceSession(artifact: str | Path, sess_options: Any = None, **kwargs: A
     devices = [dev for dev in ort.get_ep_devices() if dev.ep_name == EP_NAME]
     if not devices:
         raise SparsecError("the sparsec EP registered but offers no device on this host")
-    so = sess_options if sess_options is not None else default_session_options()
+    so = sess_options if sess_options is not None else default_session_options(bool(manifest.get("kernel_library")))
     # TVM's pool sizes itself on first use: give it ORT's intra-op thread count so the two pools do not oversubscribe.
     os.environ.setdefault("TVM_NUM_THREADS", str(so.intra_op_num_threads or os.cpu_count() or 1))
     ep_options = {"tvm_runtime": str(tvm_runtime_library())}
