@@ -10,6 +10,7 @@ and toolchain versions, so tuning the same model again measures nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -22,6 +23,7 @@ import numpy as np
 from sparsec.errors import SparsecError
 
 from .analysis import Layer
+from .cost_model import reorder_us
 from .select import Choice, fits
 
 TOP = 4  # candidate formats measured per layer
@@ -41,7 +43,7 @@ def candidates(layer: Layer, presets: list[str], predicted: Callable[[str], floa
 
 
 def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: int) -> dict[str, float]:
-    """Median microseconds per call of every entry and of ORT's dense MatMul (``dense``) at M = ``rows``."""
+    """Median microseconds per call of every entry and of ORT's dense MatMul or Conv (``dense``) at M = ``rows``."""
     import tvm
 
     from sparsec.formats import get_format
@@ -49,22 +51,32 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: 
     from sparsec.timing import TVM_GAP_S, interleaved
 
     from .calibrate_measure import dense_runner
+    from .tune_conv import conv_io, dense_conv_runner
 
+    conv = layer.op == "Conv"
     specs, packed = [], {}
     for i, entry in enumerate(entries):
         fmt, variant = entry.split("|")
         arrays = get_format(fmt).pack(layer.w)
         shapes = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in arrays.items())
-        specs.append(KernelSpec(f"tune_{i}", fmt, layer.k, layer.n, shapes, variant=variant))
+        variant = "" if conv else variant  # one conv template per format family
+        specs.append(KernelSpec(f"tune_{i}", fmt, layer.k, layer.n, shapes, variant=variant, conv=layer.geom))
         packed[entry] = arrays
-    x = np.random.default_rng(rows).standard_normal((rows, layer.k)).astype(np.float32)
-    ref = x.astype(np.float64) @ layer.w.T.astype(np.float64)
+    if conv:
+        x, y_shape = conv_io(layer, rows)
+        dense, y_dense = dense_conv_runner(layer, x, threads)
+        dense()
+        ref = y_dense.numpy().reshape(y_shape).astype(np.float64)
+    else:
+        x, y_shape = np.random.default_rng(rows).standard_normal((rows, layer.k)).astype(np.float32), (rows, layer.n)
+        dense = dense_runner(layer.k, layer.n, rows, threads)
+        ref = x.astype(np.float64) @ layer.w.T.astype(np.float64)
     with tempfile.TemporaryDirectory(prefix="sparsec-tune-") as tmp:
         path = Path(tmp) / "tune.so"
         target.build(specs, path)
         lib = tvm.runtime.load_module(str(path))
-        xt, yt = tvm.runtime.tensor(x), tvm.runtime.tensor(np.zeros((rows, layer.n), np.float32))
-        fns: dict[str, Callable[[], object]] = {"dense": dense_runner(layer.k, layer.n, rows, threads)}
+        xt, yt = tvm.runtime.tensor(x), tvm.runtime.tensor(np.zeros(y_shape, np.float32))
+        fns: dict[str, Callable[[], object]] = {"dense": dense}
         for spec, entry in zip(specs, entries, strict=True):
             f = lib[spec.symbol]
             args = (xt, *(tvm.runtime.tensor(a) for a in packed[entry].values()), yt)
@@ -90,7 +102,8 @@ def tune_layer(
     """(choice, kernel variant, measured us per entry, whether it came from the cache) for one layer."""
     from sparsec import cache
 
-    entries = candidates(layer, presets, predicted, target.variants)
+    conv = layer.op == "Conv"
+    entries = candidates(layer, presets, predicted, (lambda f: ["conv"]) if conv else target.variants)
     if not entries:
         return Choice("dense", "stays dense: no sparse format fits"), "", {}, False
     desc = target.describe()
@@ -106,6 +119,7 @@ def tune_layer(
             "isa": desc.get("isa"),
             "versions": versions,
             "threads": _threads(),
+            "conv": dataclasses.asdict(layer.geom) if conv and layer.geom is not None else None,
         }
     )
     times = cache.get_json("tune", key)
@@ -114,14 +128,18 @@ def tune_layer(
         times = _measure(layer, entries, rows, target, _threads())
         cache.put_json("tune", key, times)
     assert times is not None
+    # A sparse conv next to a conv ORT keeps in its NCHWc layout costs ORT layout conversions (passes/layout.py):
+    # not part of the kernel's time, so the cost model's estimate of them is added to every sparse entry.
+    extra = reorder_us(layer.reorder) if conv else 0.0
     best = min(entries, key=lambda e: times[e])
     fmt, variant = best.split("|")
-    dense_us, best_us = times["dense"], times[best]
+    dense_us, best_us = times["dense"], times[best] + extra
     if best_us >= dense_us:
         return (
             Choice(
                 "dense",
-                f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}",
+                f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}"
+                + (f" (incl. {extra:.1f} us of layout conversions)" if extra else ""),
                 dense_us / best_us,
             ),
             "",
@@ -131,8 +149,9 @@ def tune_layer(
     why = (
         f"measured {dense_us / best_us:.2f}x of dense at M={rows} "
         f"({fmt} {variant}: {best_us:.1f} us, dense {dense_us:.1f} us)"
+        + (f", incl. {extra:.1f} us of layout conversions" if extra else "")
     )
-    return Choice(fmt, why, dense_us / best_us), variant, times, cached
+    return Choice(fmt, why, dense_us / best_us), "" if conv else variant, times, cached
 
 
 def _threads() -> int:

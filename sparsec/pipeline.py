@@ -88,12 +88,7 @@ def _tune(
     from .passes.tune import bar, tune_layer
 
     auto = options.format == "auto"
-    # Conv layers keep the cost model's choice: the tuner times matrix-product kernels only (so far).
-    todo = [
-        la
-        for la in layers
-        if not la.skip and la.op != "Conv" and (auto or choices[la.name].format not in ("dense", ""))
-    ]
+    todo = [la for la in layers if not la.skip and (auto or choices[la.name].format not in ("dense", ""))]
     if options.format == "dense":
         todo = []
     versions = toolchain_versions()

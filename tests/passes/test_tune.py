@@ -116,3 +116,23 @@ def test_retune_measures_nothing(tuned: tuple[Path, list[str]]) -> None:
     bars = [ln for ln in r.stderr.splitlines() if "tuning [" in ln]
     assert len(bars) == 3 and all(ln.endswith("(cached)") for ln in bars)
     assert "found in the cache" in r.stderr
+
+
+def test_tuned_cnn_measures_convs_and_matches_ort(tmp_path: Path) -> None:
+    from tests.conv_graphs import geometry_model
+
+    model = geometry_model(density=0.2)
+    src = tmp_path / "cnn.onnx"
+    onnx.save(model, str(src))
+    r = CliRunner().invoke(main, ["compile", str(src), "--tune", "--dim", "batch=2"])
+    assert r.exit_code == 0, r.stderr
+    manifest = json.loads((tmp_path / "cnn.sparsec" / "manifest.json").read_text())
+    convs = [la for la in manifest["layers"] if la["op"] == "Conv" and "tuning" in la]
+    assert convs, manifest["layers"]
+    for la in convs:
+        times = la["tuning"]["measured_us"]
+        assert "dense" in times and all(e.endswith("|conv") for e in times if e != "dense")
+        assert "measured" in la["reason"]
+    feeds = random_feeds(model, {"batch": 3}, seed=9)
+    errors = compare_artifact(model, tmp_path / "cnn.sparsec", feeds)
+    assert max(errors.values()) < 1e-4

@@ -1,0 +1,60 @@
+"""What ``--tune`` needs for Conv layers: ORT's dense Conv at the layer's geometry, and the layer's inputs/outputs in
+the conv kernel layout (X[batch, C, H*W] -> Y[batch, N, OH*OW])."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .analysis import Layer
+
+
+def batch_of(layer: Layer, rows: int) -> int:
+    """Images per run: the layer's M is batch x output pixels."""
+    assert layer.geom is not None
+    return max(1, rows // layer.geom.P)
+
+
+def conv_io(layer: Layer, rows: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """A random input in the kernel layout and the output shape."""
+    g = layer.geom
+    assert g is not None
+    b = batch_of(layer, rows)
+    x = np.random.default_rng(rows).standard_normal((b, g.C, g.H * g.W)).astype(np.float32)
+    return x, (b, layer.n, g.P)
+
+
+def dense_conv_runner(layer: Layer, x: np.ndarray, threads: int) -> tuple[Callable[[], object], Any]:
+    """ORT's Conv on ``x`` (its own NCHWc kernels, spinning off as in sparsec sessions) with pre-bound input and
+    output: (one call runs the layer once, the bound output OrtValue)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = layer.geom
+    assert g is not None
+    b = x.shape[0]
+    node = helper.make_node(
+        "Conv", ["X", "W"], ["Y"], kernel_shape=[g.kh, g.kw], strides=[g.sh, g.sw], dilations=[g.dh, g.dw],
+        pads=[g.pt, g.pl, g.pb, g.pr],
+    )  # fmt: skip
+    w4 = np.ascontiguousarray(layer.w.reshape(layer.n, g.C, g.kh, g.kw))
+    graph = helper.make_graph(
+        [node],
+        "conv",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [b, g.C, g.H, g.W])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [b, layer.n, g.OH, g.OW])],
+        [numpy_helper.from_array(w4, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    binding = sess.io_binding()
+    xv = ort.OrtValue.ortvalue_from_numpy(x.reshape(b, g.C, g.H, g.W))
+    yv = ort.OrtValue.ortvalue_from_numpy(np.zeros((b, layer.n, g.OH, g.OW), np.float32))
+    binding.bind_ortvalue_input("X", xv)
+    binding.bind_ortvalue_output("Y", yv)
+    return (lambda: sess.run_with_iobinding(binding)), yv
