@@ -74,7 +74,6 @@ def make_cases(presets: list[str], shapes: tuple[tuple[int, int], ...], densitie
 
 def dense_runner(k: int, n: int, m: int, threads: int) -> Callable[[], object]:
     """ORT's MatMul Y = X @ W (constant W, dynamic M) with X and Y pre-bound: one call runs the layer once."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(1)
@@ -86,16 +85,27 @@ def dense_runner(k: int, n: int, m: int, threads: int) -> Callable[[], object]:
         [numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "B")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    run, _ = bound_session(model, rng.standard_normal((m, k)).astype(np.float32), (m, n), threads)
+    return run
+
+
+def bound_session(
+    model: Any, x: np.ndarray, y_shape: tuple[int, ...], threads: int
+) -> tuple[Callable[[], object], Any]:
+    """A one-layer ORT session (CPU EP, ``threads`` intra-op threads, spinning off as in sparsec sessions) with input
+    ``X`` bound to ``x`` and output ``Y`` to a buffer of ``y_shape``: (one call runs it once, the output OrtValue)."""
+    import onnxruntime as ort
+
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
     so.add_session_config_entry(SPIN_KEY, "0")
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     binding = sess.io_binding()
-    x = ort.OrtValue.ortvalue_from_numpy(rng.standard_normal((m, k)).astype(np.float32))
-    y = ort.OrtValue.ortvalue_from_numpy(np.zeros((m, n), np.float32))
-    binding.bind_ortvalue_input("X", x)
-    binding.bind_ortvalue_output("Y", y)
-    return lambda: sess.run_with_iobinding(binding)
+    xv = ort.OrtValue.ortvalue_from_numpy(x)
+    yv = ort.OrtValue.ortvalue_from_numpy(np.zeros(y_shape, np.float32))
+    binding.bind_ortvalue_input("X", xv)
+    binding.bind_ortvalue_output("Y", yv)
+    return (lambda: sess.run_with_iobinding(binding)), yv
 
 
 def cpu_snapshot() -> tuple[int, int, float]:

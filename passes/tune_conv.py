@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .analysis import Layer
+from .calibrate_measure import bound_session
 
 
 def batch_of(layer: Layer, rows: int) -> int:
@@ -27,9 +28,8 @@ def conv_io(layer: Layer, rows: int) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def dense_conv_runner(layer: Layer, x: np.ndarray, threads: int) -> tuple[Callable[[], object], Any]:
-    """ORT's Conv on ``x`` (its own NCHWc kernels, spinning off as in sparsec sessions) with pre-bound input and
-    output: (one call runs the layer once, the bound output OrtValue)."""
-    import onnxruntime as ort
+    """ORT's Conv on ``x`` (its own NCHWc kernels) through ``bound_session``: (one call runs the layer once, the bound
+    output OrtValue)."""
     from onnx import TensorProto, helper, numpy_helper
 
     g = layer.geom
@@ -48,13 +48,4 @@ def dense_conv_runner(layer: Layer, x: np.ndarray, threads: int) -> tuple[Callab
         [numpy_helper.from_array(w4, "W")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    binding = sess.io_binding()
-    xv = ort.OrtValue.ortvalue_from_numpy(x.reshape(b, g.C, g.H, g.W))
-    yv = ort.OrtValue.ortvalue_from_numpy(np.zeros((b, layer.n, g.OH, g.OW), np.float32))
-    binding.bind_ortvalue_input("X", xv)
-    binding.bind_ortvalue_output("Y", yv)
-    return (lambda: sess.run_with_iobinding(binding)), yv
+    return bound_session(model, x.reshape(b, g.C, g.H, g.W), (b, layer.n, g.OH, g.OW), threads)
