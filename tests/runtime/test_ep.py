@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,47 +10,8 @@ import numpy as np
 import pytest
 
 from .conftest import EP_NAME, Weights
+from .ep_models import Session, mlp_model, mlp_reference, single_layer_model
 from .onnx_models import SparseLayer, csr_pack, random_sparse, save_model
-from .packing import bsr_pack, nm_pack
-
-Session = Callable[..., Any]
-
-
-def mlp_model(path: Path, w: Weights, **fc1_changes: Any) -> Path:
-    """X[B,S,K] -> fc1 (sparsec) -> Relu (ORT) -> fc2 (sparsec, bias + residual R + relu) -> Y[B,S,N2]."""
-    fc1 = SparseLayer("fc1", "X", "h", "k_fc1", w.K, w.N1, dict(w.p1), extra_ctx=";future_key=ignored")
-    for key, value in fc1_changes.items():
-        setattr(fc1, key, value)
-    fc2 = SparseLayer("fc2", "hr", "Y", "k_fc2", w.N1, w.N2, dict(w.p2), bias=w.b2, residual="R", act="relu")
-    from onnx import helper
-
-    relu = helper.make_node("Relu", ["h"], ["hr"], name="relu")
-    return save_model(
-        path,
-        [fc1, fc2],
-        [relu],
-        inputs={"X": ["B", "S", w.K], "R": ["B", "S", w.N2]},
-        outputs={"Y": ["B", "S", w.N2]},
-        value_shapes={"h": ["B", "S", w.N1], "hr": ["B", "S", w.N1]},
-    )
-
-
-def mlp_reference(w: Weights, x: np.ndarray, r: np.ndarray) -> np.ndarray:
-    h = np.maximum(x @ w.W1.T, 0)
-    return np.maximum(h @ w.W2.T + w.b2 + r, 0)
-
-
-def single_layer_model(path: Path, layer: SparseLayer, x_type: int | None = None, x_shape: Any = None) -> Path:
-    """X -> one sparsec node -> Y, X of rank 2 with a symbolic batch (or the given shape / element type)."""
-    types = {"X": x_type} if x_type is not None else None
-    return save_model(
-        path,
-        [layer],
-        [],
-        inputs={"X": x_shape or ["M", layer.K]},
-        outputs={"Y": ["M", layer.N] if x_shape is None else [None] * len(x_shape)},
-        input_types=types,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -179,105 +139,6 @@ def test_residual_shape_mismatch(tmp_path: Path, weights: Weights, make_session:
     r = np.ones((3, w.N2), np.float32)
     expected = np.maximum(x @ w.W2.T + w.b2 + r, 0)
     np.testing.assert_allclose(sess.run(None, {"X": x, "R": r})[0], expected, rtol=1e-5, atol=1e-5)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# corrupt packed arrays: session creation fails naming the node and the array
-
-
-def _corrupt_csr(w: Weights, how: str) -> dict[str, np.ndarray]:
-    p = {k: v.copy() for k, v in w.p1.items()}
-    if how == "index_too_big":
-        p["indices"][3] = w.K
-    elif how == "index_negative":
-        p["indices"][0] = -1
-    elif how == "indptr_not_monotonic":
-        p["indptr"][2], p["indptr"][3] = p["indptr"][3] + 1, p["indptr"][2]
-    elif how == "indptr_not_from_zero":
-        p["indptr"][0] = 1
-    elif how == "indptr_wrong_end":
-        p["indptr"][-1] -= 1
-    elif how == "values_short":
-        p["values"] = p["values"][:-1]
-    elif how == "indptr_wrong_length":
-        p["indptr"] = p["indptr"][:-1]
-    elif how == "indices_int64":
-        p["indices"] = p["indices"].astype(np.int64)
-    return p
-
-
-@pytest.mark.parametrize(
-    ("how", "message"),
-    [
-        ("index_too_big", r"'fc1__indices' entry 3 = 24 is out of range"),
-        ("index_negative", r"'fc1__indices' entry 0 = -1 is out of range"),
-        ("indptr_not_monotonic", r"'fc1__indptr' is not monotonic"),
-        ("indptr_not_from_zero", r"'fc1__indptr' must start at 0"),
-        ("indptr_wrong_end", r"'fc1__indptr' ends at"),
-        ("values_short", r"'fc1__indices' is int32\[\d+\], expected int32\[\d+\]"),
-        ("indptr_wrong_length", r"'fc1__indptr' is int32\[16\], expected int32\[17\]"),
-        ("indices_int64", r"unsupported element type int64|'fc1__indices' is"),
-    ],
-)
-def test_corrupt_csr_rejected(tmp_path: Path, weights: Weights, make_session: Session, how: str, message: str) -> None:
-    model = mlp_model(tmp_path / "m.onnx", weights, packed=_corrupt_csr(weights, how))
-    with pytest.raises(Exception, match=r"SparsecEP: node 'fc1': .*" + message):
-        make_session(model)
-
-
-def test_wrong_input_count_rejected(tmp_path: Path, weights: Weights, make_session: Session) -> None:
-    # bias=1 announced but no bias input given
-    model = mlp_model(tmp_path / "m.onnx", weights, extra_ctx=";bias=1")
-    with pytest.raises(Exception, match=r"node 'fc1': has 4 inputs.*needs 5"):
-        make_session(model)
-
-
-def _format_layer(fmt: str, packed: dict[str, np.ndarray], k: int, n: int) -> SparseLayer:
-    # No kernel of these formats in the test library: a VALID layer gets as far as the kernel lookup, so the
-    # "not found" error proves validation passed, while a corrupt one stops at validation.
-    return SparseLayer("fmt", "X", "Y", "no_such_kernel", k, n, packed, fmt=fmt)
-
-
-@pytest.mark.parametrize(("fmt", "r", "c"), [("bsr:4x1", 4, 1), ("bsr:3x5", 3, 5), ("bsr:1x8", 1, 8)])
-def test_bsr_validation(tmp_path: Path, make_session: Session, fmt: str, r: int, c: int) -> None:
-    rng = np.random.default_rng(3)
-    n, k = 10, 22  # neither a multiple of R nor of C: exercises the shifted last block row / column
-    good = bsr_pack(random_sparse(rng, n, k, 0.3), r, c)
-    model = single_layer_model(tmp_path / "good.onnx", _format_layer(fmt, good, k, n))
-    with pytest.raises(Exception, match="kernel function 'no_such_kernel' not found"):
-        make_session(model)
-    bad = {key: v.copy() for key, v in good.items()}
-    bad["indices"][0] = k - c + 1  # block would read past column K
-    model = single_layer_model(tmp_path / "bad.onnx", _format_layer(fmt, bad, k, n))
-    with pytest.raises(Exception, match=r"'fmt__indices' entry 0 .* out of range"):
-        make_session(model)
-    bad = {key: v.copy() for key, v in good.items()}
-    bad["data"] = bad["data"][:, :, :1] if c > 1 else bad["data"][:, :1, :]
-    model = single_layer_model(tmp_path / "bad2.onnx", _format_layer(fmt, bad, k, n))
-    with pytest.raises(Exception, match=r"'fmt__data' is float32\[.*expected float32"):
-        make_session(model)
-
-
-def test_nm_validation(tmp_path: Path, make_session: Session) -> None:
-    rng = np.random.default_rng(4)
-    n, k = 6, 10  # K not a multiple of M=4: the last group is short
-    w = random_sparse(rng, n, k, 0.5)
-    good = nm_pack(w, 2, 4)
-    model = single_layer_model(tmp_path / "good.onnx", _format_layer("nm:2:4", good, k, n))
-    with pytest.raises(Exception, match="kernel function 'no_such_kernel' not found"):
-        make_session(model)
-    for bad_pos in (4, 3):  # 4 >= M; 3 in the last group reads column 8+3 = 11 >= K
-        bad = {key: v.copy() for key, v in good.items()}
-        bad["positions"][0, -1] = bad_pos
-        model = single_layer_model(tmp_path / "bad.onnx", _format_layer("nm:2:4", bad, k, n))
-        with pytest.raises(Exception, match=r"'fmt__positions' entry 5 = \d is out of range"):
-            make_session(model)
-
-
-def test_bad_config_rejected(tmp_path: Path, weights: Weights, make_session: Session) -> None:
-    model = mlp_model(tmp_path / "m.onnx", weights, fmt="coo")
-    with pytest.raises(Exception, match=r"node 'fc1': unsupported format 'coo'"):
-        make_session(model)
 
 
 # ----------------------------------------------------------------------------------------------------------------
