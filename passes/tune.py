@@ -57,11 +57,11 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: 
     specs, packed = [], {}
     for i, entry in enumerate(entries):
         fmt, variant = entry.split("|")
-        arrays = get_format(fmt).pack(layer.w)
-        shapes = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in arrays.items())
+        if fmt not in packed:  # the variants of one format share its packed arrays
+            packed[fmt] = get_format(fmt).pack(layer.w)
+        shapes = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in packed[fmt].items())
         variant = "" if conv else variant  # one conv template per format family
         specs.append(KernelSpec(f"tune_{i}", fmt, layer.k, layer.n, shapes, variant=variant, conv=layer.geom))
-        packed[entry] = arrays
     if conv:
         x, y_shape = conv_io(layer, rows)
         dense, y_dense = dense_conv_runner(layer, x, threads)
@@ -79,7 +79,7 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: 
         fns: dict[str, Callable[[], object]] = {"dense": dense}
         for spec, entry in zip(specs, entries, strict=True):
             f = lib[spec.symbol]
-            args = (xt, *(tvm.runtime.tensor(a) for a in packed[entry].values()), yt)
+            args = (xt, *(tvm.runtime.tensor(a) for a in packed[entry.split("|")[0]].values()), yt)
             f(*args)
             err = np.abs(yt.numpy() - ref).max() / max(np.abs(ref).max(), 1.0)
             if not err < 1e-4:
@@ -134,22 +134,13 @@ def tune_layer(
     best = min(entries, key=lambda e: times[e])
     fmt, variant = best.split("|")
     dense_us, best_us = times["dense"], times[best] + extra
+    layout = f", incl. {extra:.1f} us of layout conversions" if extra else ""
     if best_us >= dense_us:
-        return (
-            Choice(
-                "dense",
-                f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}"
-                + (f" (incl. {extra:.1f} us of layout conversions)" if extra else ""),
-                dense_us / best_us,
-            ),
-            "",
-            times,
-            cached,
-        )
+        why = f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}{layout}"
+        return Choice("dense", why, dense_us / best_us), "", times, cached
     why = (
         f"measured {dense_us / best_us:.2f}x of dense at M={rows} "
-        f"({fmt} {variant}: {best_us:.1f} us, dense {dense_us:.1f} us)"
-        + (f", incl. {extra:.1f} us of layout conversions" if extra else "")
+        f"({fmt} {variant}: {best_us:.1f} us, dense {dense_us:.1f} us{layout})"
     )
     return Choice(fmt, why, dense_us / best_us), "" if conv else variant, times, cached
 
