@@ -8,6 +8,7 @@ it fits; a layer it does not fit stays dense with the reason recorded (and repor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparsec.errors import SparsecError
@@ -46,12 +47,8 @@ def candidates(target_supports: object, cost: CostModel) -> list[str]:
     return [p for p in list_presets() if p != "dense" and target_supports(p) and cost.knows(p)]  # type: ignore[operator]
 
 
-def choose(layer: Layer, fmt_option: str, presets: list[str], cost: CostModel, rows: int) -> Choice:
-    """The format of one layer and the reason, for ``--format fmt_option``."""
-    if layer.skip:
-        return Choice("dense", f"stays dense: {layer.skip}")
-    if fmt_option == "dense":
-        return Choice("dense", "stays dense: --format dense")
+def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str], float]:
+    """fmt -> the cost model's predicted speedup of the layer in ``fmt`` over ORT dense at M = ``rows``."""
     p = layer.profile
     assert p is not None
     dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
@@ -65,6 +62,16 @@ def choose(layer: Layer, fmt_option: str, presets: list[str], cost: CostModel, r
     def speedup(fmt: str) -> float:
         return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(fmt, layer.w), rows) + extra_us)
 
+    return speedup
+
+
+def choose(layer: Layer, fmt_option: str, presets: list[str], cost: CostModel, rows: int) -> Choice:
+    """The format of one layer and the reason, for ``--format fmt_option``."""
+    if layer.skip:
+        return Choice("dense", f"stays dense: {layer.skip}")
+    if fmt_option == "dense":
+        return Choice("dense", "stays dense: --format dense")
+    speedup = predicted_speedup(layer, cost, rows)
     if fmt_option != "auto":
         why = fits(layer, fmt_option)
         if why:

@@ -84,7 +84,7 @@ def _tune(
 ) -> dict[str, dict[str, Any]]:
     """Replace the cost model's choices by measured ones (``passes/tune.py``); returns the tuning records."""
     from .options import toolchain_versions
-    from .passes.select import Choice
+    from .passes.select import Choice, predicted_speedup
     from .passes.tune import bar, tune_layer
 
     auto = options.format == "auto"
@@ -95,11 +95,7 @@ def _tune(
     records: dict[str, dict[str, Any]] = {}
     for i, layer in enumerate(todo):
         rows = layer.rows or options.representative_m
-        dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
-
-        def predicted(fmt: str, layer: Any = layer, rows: int = rows, dense_us: float = dense_us) -> float:
-            return dense_us / cost.predict_us(fmt, layer.k, layer.n, layer.profile.stored(fmt, layer.w), rows)
-
+        predicted = predicted_speedup(layer, cost, rows)
         forced = options.format != "auto"
         choice, variant, times, cached = tune_layer(
             layer, rows, [options.format] if forced else presets, predicted, target, versions
