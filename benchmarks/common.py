@@ -48,9 +48,10 @@ def dense_session(model: str | Path, threads: int = THREADS, spinning: bool = Tr
     return ort.InferenceSession(str(model), ort_options(threads, spinning), providers=["CPUExecutionProvider"])
 
 
-def sparsec_session(artifact: str | Path, threads: int = THREADS, spinning: bool = False) -> Any:
-    """ORT intra-op spinning is off by default here: with it on, ORT's and TVM's spinning workers fight (measured:
-    MiniLM-L3 batch 1 136 ms with spinning vs 13 ms without, TVM_NUM_THREADS=2; see benchmarks/threads.py)."""
+def sparsec_session(artifact: str | Path, threads: int = THREADS, spinning: bool = True) -> Any:
+    """ORT's default spinning, as sparsec.runtime uses it: the kernels run on the session's own ORT pool (before
+    2026-11-25 they ran on TVM's pool, which fought ORT's spinning workers: MiniLM-L3 b1 136 ms spinning vs 13 ms
+    not; benchmarks/threads.py compared those settings)."""
     from sparsec.runtime import InferenceSession
 
     return InferenceSession(artifact, ort_options(threads, spinning))

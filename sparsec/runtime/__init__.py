@@ -42,6 +42,9 @@ def _register(ort: Any) -> None:
     lib = str(ep_library())
     if _registered.get(EP_NAME) == lib:
         return
+    if any(d.ep_name == EP_NAME for d in ort.get_ep_devices()):  # the app (or a test) registered it already
+        _registered[EP_NAME] = lib
+        return
     try:
         ort.register_execution_provider_library(EP_NAME, lib)
     except Exception as e:
@@ -58,18 +61,16 @@ def host_target_ok(manifest: dict[str, Any]) -> None:
         )
 
 
-def default_session_options(sparse: bool = True) -> Any:
-    """ORT's defaults, except that idle intra-op threads sleep instead of spinning when the model has sparse kernels.
+def default_session_options() -> Any:
+    """ORT's defaults (its spinning intra-op pool included), with ORT's own logging silenced.
 
-    ORT's spinning workers compete with TVM's kernel threads for the same cores: measured on MiniLM at batch 1 on
-    2 cores, 136 ms per run with spinning vs 12.8 ms without (benchmarks/threads.py). An artifact without sparse
-    layers (everything stayed dense) runs no TVM code, so it keeps ORT's spinning and its dense speed.
+    The EP runs the kernels' parallel loops on this same pool (runtime/ep/parallel.h), so there is one set of
+    threads per session. (Before, kernels ran on TVM's pool and ORT's spinning had to be turned off: MiniLM-L3
+    b1 s128 on 2 cores, sparsec 4.98 ms spinning off vs 4.04 ms now, ORT dense 7.08 ms; /tmp probe, 2026-11-25.)
     """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    if sparse:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Fatal only: the EP leaves shape ops to the CPU EP by design (ORT warns about that), and a failed run raises
     # an exception carrying the message that ORT would also log.
     so.log_severity_level = 4
@@ -94,10 +95,12 @@ def InferenceSession(artifact: str | Path, sess_options: Any = None, **kwargs: A
     devices = [dev for dev in ort.get_ep_devices() if dev.ep_name == EP_NAME]
     if not devices:
         raise SparsecError("the sparsec EP registered but offers no device on this host")
-    so = sess_options if sess_options is not None else default_session_options(bool(manifest.get("kernel_library")))
-    # TVM's pool sizes itself on first use: give it ORT's intra-op thread count so the two pools do not oversubscribe.
-    os.environ.setdefault("TVM_NUM_THREADS", str(so.intra_op_num_threads or os.cpu_count() or 1))
-    ep_options = {"tvm_runtime": str(tvm_runtime_library())}
+    so = sess_options if sess_options is not None else default_session_options()
+    # The kernels' parallel loops run on ORT's intra-op pool (the EP routes them), one task per thread.
+    ep_options = {
+        "tvm_runtime": str(tvm_runtime_library()),
+        "parallel_tasks": str(so.intra_op_num_threads or os.cpu_count() or 1),
+    }
     kernel_lib = manifest.get("kernel_library")
     if kernel_lib:
         ep_options["kernel_library"] = str((d / kernel_lib).resolve())

@@ -1,5 +1,7 @@
 #include "compute.h"
 
+#include "parallel.h"
+
 #include <dlpack/dlpack.h>
 
 #include <cstdint>
@@ -175,6 +177,7 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   std::vector<DLTensor*> args;
   for (DLTensor& t : tensors) args.push_back(&t);
   std::string err;
+  ParallelScope on_ort_pool(ctx);
   if (!k.fn->Call(args.data(), static_cast<int>(args.size()), &err))
     return Fail(k, ORT_FAIL, "kernel '" + k.cfg.kernel + "' failed: " + err);
   if (yp != y) std::memcpy(y, yp, y_bytes);

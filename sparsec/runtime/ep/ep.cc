@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -15,6 +16,14 @@ namespace {
 std::string Lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
+}
+
+bool ParseTasks(const char* text, int* out) {
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || v < 1 || v > 1024) return false;
+  *out = static_cast<int>(v);
+  return true;
 }
 
 void Log(const OrtLogger* logger, OrtLoggingLevel level, const std::string& msg) {
@@ -130,6 +139,12 @@ OrtStatus* ReadEpOptions(const OrtSessionOptions* session_options, EpOptions* ou
     std::string opt = key.substr(prefix.size());
     if (opt == "kernel_library") out->kernel_library = values[i];
     if (opt == "tvm_runtime") out->tvm_runtime = values[i];
+    if (opt == "parallel_tasks" && !ParseTasks(values[i], &out->parallel_tasks)) {
+      const std::string msg = std::string("EP option parallel_tasks must be an integer in 1..1024, got '") +
+                              values[i] + "'";  // before the pairs (and values[i]) are released
+      g_api->ReleaseKeyValuePairs(kvps);
+      return MakeStatus(ORT_INVALID_ARGUMENT, msg);
+    }
   }
   g_api->ReleaseKeyValuePairs(kvps);
   return nullptr;
@@ -172,7 +187,7 @@ OrtStatus* ORT_API_CALL SparsecEp::GetCapabilityImpl(OrtEp* self, const OrtGraph
 
 std::shared_ptr<KernelLibrary> SparsecEp::Library(std::string* err) {
   std::lock_guard<std::mutex> lock(lib_mu_);
-  if (!lib_) lib_ = KernelLibrary::Load(options_.tvm_runtime, options_.kernel_library, err);
+  if (!lib_) lib_ = KernelLibrary::Load(options_.tvm_runtime, options_.kernel_library, options_.parallel_tasks, err);
   return lib_;
 }
 

@@ -1,5 +1,7 @@
 #include "kernel_lib.h"
 
+#include "parallel.h"
+
 #include <dlfcn.h>
 
 #include <map>
@@ -66,7 +68,7 @@ bool LoadTvmRuntimeOnce(const std::string& tvm_runtime, std::string* err) {
 }  // namespace
 
 std::shared_ptr<KernelLibrary> KernelLibrary::Load(const std::string& tvm_runtime, const std::string& path,
-                                                   std::string* err) {
+                                                   int parallel_tasks, std::string* err) {
   if (path.empty()) {
     *err = "EP option 'kernel_library' is not set: pass add_provider_for_devices(devices, "
            "{'kernel_library': <path of kernels.so>, 'tvm_runtime': <path of libtvm_runtime.so>})";
@@ -88,6 +90,7 @@ std::shared_ptr<KernelLibrary> KernelLibrary::Load(const std::string& tvm_runtim
     *err = "cannot load kernel library " + path + ": " + e.what();
     return nullptr;
   }
+  if (!RouteParallelLaunch(path, parallel_tasks, err)) return nullptr;
   return lib;
 }
 

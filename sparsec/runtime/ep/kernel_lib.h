@@ -28,9 +28,10 @@ class KernelLibrary {
   // Loads libtvm_ffi (promoted to RTLD_GLOBAL) and libtvm_runtime at `tvm_runtime` (RTLD_GLOBAL) once per
   // process, then the kernel library `path`. Kernels call back into the runtime (__TVMBackendParallelLaunch,
   // workspace allocation): without it a T.parallel kernel segfaults. Empty `tvm_runtime` falls back to the
-  // loader's search path. nullptr + *err naming the path on failure.
+  // loader's search path. The library's parallel loops are routed to ORT's thread pool (parallel.h), split into
+  // `parallel_tasks` tasks (<= 0: keep the current count). nullptr + *err naming the path on failure.
   static std::shared_ptr<KernelLibrary> Load(const std::string& tvm_runtime, const std::string& path,
-                                             std::string* err);
+                                             int parallel_tasks, std::string* err);
   // The function `name`, or nullptr + *err naming the function and the library.
   std::shared_ptr<const KernelFunction> Find(const std::string& name, std::string* err) const;
   const std::string& path() const { return path_; }
