@@ -97,6 +97,31 @@ def _helpers(g: ConvGeometry, epi: ValueEpilogue, bias: bool, residual: bool) ->
     return load, out
 
 
+def _images(prep: Any, tile: Any, big: int, lanes: int, extra: list[Any], chunks: int, mu: int) -> Any:
+    """The driver every format shares: for each image, im2col (if any), then the (pixel tile x row chunk) items in
+    one parallel region. ``tile(X, col, Y, Res, w0, w1, w2, bias, b, chunk, p0, vectors, lanes, clamp)`` computes
+    one item; w0..w2 are the format's packed arrays (N:M has two and passes its second one twice)."""
+    from tvm.script import tirx as T
+
+    mt = mu * lanes
+
+    @T.macro
+    def images(X, col, Y, Res, w0, w1, w2, bias_b, B):  # noqa: N803
+        for b in range(B):
+            prep(X, col, b)
+            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
+                for it in T.parallel((big + 1) * chunks):
+                    if it < big * chunks:
+                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
+                    else:
+                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, *extra[0])
+            else:
+                for it in T.parallel(big * chunks):
+                    tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
+
+    return images
+
+
 def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bool, residual: bool, mu: int) -> Any:  # noqa: N803
     """CSR over output channels: one row's nonzeros times U vectors of pixels."""
     from tvm.script import tirx as T
@@ -105,7 +130,6 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bo
     load, out = _helpers(g, epi, bias, residual)
     P, HW = g.P, g.H * g.W  # noqa: N806
     big, lanes, extra = pixel_tiles(P, vw, mu)
-    mt = mu * lanes
     chunks, per = _split(N, big + len(extra))
 
     @T.macro
@@ -124,6 +148,8 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bo
                 for v in T.vectorized(L):
                     Y[b, n, _px(P, p0, u, L, v, cl)] = out(acc[u, v], bias_b, Res, b, n, _px(P, p0, u, L, v, cl))
 
+    images = _images(prep, tile, big, lanes, extra, chunks, mu)
+
     @T.prim_func
     def kernel(
         x: T.handle,
@@ -140,47 +166,7 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bo
         Res = T.match_buffer(r, (B, N, P), "float32")
         Y = T.match_buffer(y, (B, N, P), "float32")
         col = T.alloc_buffer(col_shape, "float32")
-        for b in range(B):
-            prep(X, col, b)
-            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
-                for it in T.parallel((big + 1) * chunks):
-                    if it < big * chunks:
-                        tile(
-                            X,
-                            col,
-                            Y,
-                            Res,
-                            values,
-                            indices,
-                            indptr,
-                            bias_b,
-                            b,
-                            it % chunks,
-                            it // chunks * mt,
-                            mu,
-                            lanes,
-                            False,
-                        )
-                    else:
-                        tile(X, col, Y, Res, values, indices, indptr, bias_b, b, it % chunks, *extra[0])
-            else:
-                for it in T.parallel(big * chunks):
-                    tile(
-                        X,
-                        col,
-                        Y,
-                        Res,
-                        values,
-                        indices,
-                        indptr,
-                        bias_b,
-                        b,
-                        it % chunks,
-                        it // chunks * mt,
-                        mu,
-                        lanes,
-                        False,
-                    )
+        images(X, col, Y, Res, values, indices, indptr, bias_b, B)
 
     return kernel
 
@@ -196,7 +182,6 @@ def bsr(
     P, HW = g.P, g.H * g.W  # noqa: N806
     nbr = -(-N // R)
     big, lanes, extra = pixel_tiles(P, vw, mu)
-    mt = mu * lanes
     chunks, per = _split(nbr, big + len(extra))
 
     @T.macro
@@ -226,6 +211,8 @@ def bsr(
                             acc[r, u, v], bias_b, Res, b, n0 + r, _px(P, p0, u, L, v, cl)
                         )
 
+    images = _images(prep, tile, big, lanes, extra, chunks, mu)
+
     @T.prim_func
     def kernel(
         x: T.handle,
@@ -242,47 +229,7 @@ def bsr(
         Res = T.match_buffer(r, (B, N, P), "float32")
         Y = T.match_buffer(y, (B, N, P), "float32")
         col = T.alloc_buffer(col_shape, "float32")
-        for b in range(B):
-            prep(X, col, b)
-            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
-                for it in T.parallel((big + 1) * chunks):
-                    if it < big * chunks:
-                        tile(
-                            X,
-                            col,
-                            Y,
-                            Res,
-                            data,
-                            indices,
-                            indptr,
-                            bias_b,
-                            b,
-                            it % chunks,
-                            it // chunks * mt,
-                            mu,
-                            lanes,
-                            False,
-                        )
-                    else:
-                        tile(X, col, Y, Res, data, indices, indptr, bias_b, b, it % chunks, *extra[0])
-            else:
-                for it in T.parallel(big * chunks):
-                    tile(
-                        X,
-                        col,
-                        Y,
-                        Res,
-                        data,
-                        indices,
-                        indptr,
-                        bias_b,
-                        b,
-                        it % chunks,
-                        it // chunks * mt,
-                        mu,
-                        lanes,
-                        False,
-                    )
+        images(X, col, Y, Res, data, indices, indptr, bias_b, B)
 
     return kernel
 
@@ -299,11 +246,10 @@ def nm(
     groups = -(-K // m)
     slots = groups * n
     big, lanes, extra = pixel_tiles(P, vw, mu)
-    mt = mu * lanes
     chunks, per = _split(N, big + len(extra))
 
     @T.macro
-    def tile(X, col, Y, Res, values, positions, bias_b, b, c, p0, U, L, cl):  # noqa: N803
+    def tile(X, col, Y, Res, values, positions, _unused, bias_b, b, c, p0, U, L, cl):  # noqa: N803
         for i in range(T.min(per, N - c * per)):
             row = c * per + i
             acc = T.alloc_buffer((U, L), "float32", scope="local")
@@ -325,6 +271,8 @@ def nm(
                 for v in T.vectorized(L):
                     Y[b, row, _px(P, p0, u, L, v, cl)] = out(acc[u, v], bias_b, Res, b, row, _px(P, p0, u, L, v, cl))
 
+    images = _images(prep, tile, big, lanes, extra, chunks, mu)
+
     @T.prim_func
     def kernel(
         x: T.handle,
@@ -340,30 +288,6 @@ def nm(
         Res = T.match_buffer(r, (B, N, P), "float32")
         Y = T.match_buffer(y, (B, N, P), "float32")
         col = T.alloc_buffer(col_shape, "float32")
-        for b in range(B):
-            prep(X, col, b)
-            if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
-                for it in T.parallel((big + 1) * chunks):
-                    if it < big * chunks:
-                        tile(
-                            X,
-                            col,
-                            Y,
-                            Res,
-                            values,
-                            positions,
-                            bias_b,
-                            b,
-                            it % chunks,
-                            it // chunks * mt,
-                            mu,
-                            lanes,
-                            False,
-                        )
-                    else:
-                        tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, *extra[0])
-            else:
-                for it in T.parallel(big * chunks):
-                    tile(X, col, Y, Res, values, positions, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
+        images(X, col, Y, Res, values, positions, positions, bias_b, B)
 
     return kernel
