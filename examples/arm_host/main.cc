@@ -61,8 +61,10 @@ Ort::Session OpenArtifact(Ort::Env& env, const std::string& dir, int threads) {
   std::unordered_map<std::string, std::string> ep_options = {{"tvm_runtime", tvm_runtime}};
   if (IsFile(kernels)) ep_options["kernel_library"] = kernels;  // absent when every layer stayed dense
   Ort::SessionOptions so;
-  if (threads > 0) so.SetIntraOpNumThreads(threads);
-  so.AddConfigEntry("session.intra_op.allow_spinning", "0");  // ORT's spinning threads would starve TVM's
+  if (threads > 0) {
+    so.SetIntraOpNumThreads(threads);
+    ep_options["parallel_tasks"] = std::to_string(threads);  // the kernels' loops run on this same ORT pool
+  }
   so.AppendExecutionProvider_V2(env, devices, ep_options);
   return Ort::Session(env, (dir + "/model.onnx").c_str(), so);
 }

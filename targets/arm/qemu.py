@@ -115,7 +115,7 @@ def qemu_cpu(cpu: str = "") -> str:
 def qemu_command(host: Path, threads: int = 2, cpu: str = "") -> list[str]:
     """``qemu-aarch64`` with the aarch64 sysroot and the runtime libraries on the loader path."""
     libs = aarch64_libs()
-    env = [f"LD_LIBRARY_PATH={libs.folder}", f"TVM_NUM_THREADS={threads}"]
+    env = [f"LD_LIBRARY_PATH={libs.folder}"]
     return [QEMU, "-cpu", qemu_cpu(cpu), "-L", str(qemu_prefix()), *(x for e in env for x in ("-E", e)), str(host)]
 
 
@@ -128,9 +128,9 @@ def run_artifact(
     cpu: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> list[np.ndarray]:
-    """The artifact's outputs (model order) for ``feeds``, computed by the aarch64 app under qemu (``threads`` for
-    both ORT and TVM; ``qemu_args`` e.g. a ``-plugin``; ``repeat`` runs the model that many times; ``cpu`` the
-    artifact's --cpu, which picks the emulated core)."""
+    """The artifact's outputs (model order) for ``feeds``, computed by the aarch64 app under qemu (``threads``: ORT's
+    intra-op threads, which also run the kernels; ``qemu_args`` e.g. a ``-plugin``; ``repeat`` runs the model that
+    many times; ``cpu`` the artifact's --cpu, which picks the emulated core)."""
     why = qemu_missing()
     if why:
         raise SparsecError(f"cannot run aarch64 code here: {why}")

@@ -14,7 +14,7 @@ namespace sparsec {
 struct EpOptions {
   std::string kernel_library;  // "kernel_library": absolute path of the artifact's kernels.so
   std::string tvm_runtime;     // "tvm_runtime": absolute path of libtvm_runtime.so
-  int parallel_tasks = 0;      // "parallel_tasks": tasks per kernel parallel loop (the session's threads); 0: all cores
+  int parallel_tasks = 0;      // "parallel_tasks": tasks per kernel parallel loop (the session's threads); 0: one per hardware thread
 };
 
 // Reads the EP options from the session options handed to CreateEp (ORT stores them as session config

@@ -29,7 +29,7 @@ class KernelLibrary {
   // process, then the kernel library `path`. Kernels call back into the runtime (__TVMBackendParallelLaunch,
   // workspace allocation): without it a T.parallel kernel segfaults. Empty `tvm_runtime` falls back to the
   // loader's search path. The library's parallel loops are routed to ORT's thread pool (parallel.h), split into
-  // `parallel_tasks` tasks (<= 0: keep the current count). nullptr + *err naming the path on failure.
+  // `parallel_tasks` tasks (<= 0: one per hardware thread). nullptr + *err naming the path on failure.
   static std::shared_ptr<KernelLibrary> Load(const std::string& tvm_runtime, const std::string& path,
                                              int parallel_tasks, std::string* err);
   // The function `name`, or nullptr + *err naming the function and the library.

@@ -2,8 +2,10 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <thread>
 
 namespace sparsec {
 namespace {
@@ -67,7 +69,9 @@ bool RouteParallelLaunch(const std::string& path, int tasks, std::string* err) {
     g_tvm_launch.compare_exchange_strong(expected, *slot);  // every library gets the same runtime function
     *slot = &OrtParallelLaunch;
   }
-  if (tasks > 0) g_tasks.store(tasks);
+  // Without the option (an app that does not pass it): one task per hardware thread, which ORT's pool spreads
+  // over however many threads it has.
+  g_tasks.store(tasks > 0 ? tasks : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
   return true;
 }
 

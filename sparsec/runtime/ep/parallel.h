@@ -14,7 +14,8 @@
 namespace sparsec {
 
 // Re-points the parallel launcher of the already loaded library `path` (dlopen RTLD_NOLOAD). `tasks` is how many
-// tasks one parallel loop is split into (ORT's pool spreads them over its threads). false + *err on failure.
+// tasks one parallel loop is split into (ORT's pool spreads them over its threads; <= 0: the hardware thread
+// count). The count is process-wide: the last library routed sets it. false + *err on failure.
 bool RouteParallelLaunch(const std::string& path, int tasks, std::string* err);
 
 // While alive, parallel loops of kernels called on this thread run on `ctx`'s thread pool. Without a scope (any
