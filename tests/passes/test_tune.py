@@ -77,6 +77,25 @@ def test_fastest_entry_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert (choice.format, variant) == ("csr", "xt") and choice.speedup == pytest.approx(5.0)
 
 
+def test_conv_layout_conversions_move_from_dense_to_sparse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """ORT's Conv timed alone includes its own NCHWc conversions, which its NCHWc neighbours spare it in the model;
+    the sparse kernel makes ORT pay them there. 100 us dense alone, 70 us kernel, 20 us of conversions: 80 vs 90."""
+    from sparsec.passes.cost_model import REORDER_NS
+    from tests.conv_graphs import geometry_model
+
+    monkeypatch.setenv("SPARSEC_CACHE_DIR", str(tmp_path))
+    (layer, *_) = find_layers(geometry_model(0.2))
+    assert layer.op == "Conv"
+    layer.reorder = round(20_000 / REORDER_NS)  # 20 us
+    times = lambda la, entries, rows, t, th: {"dense": 100.0, **{e: 70.0 for e in entries}}  # noqa: E731
+    monkeypatch.setattr(tune, "_measure", times)
+    choice, *_ = tune.tune_layer(layer, 64, ["csr"], lambda f: 1.0, get_target("x86"), {})  # type: ignore[arg-type]
+    assert choice.format == "dense" and choice.speedup == pytest.approx(80 / 90, rel=1e-3), choice
+    layer.reorder = 0  # no NCHWc neighbour: ORT pays its conversions either way, the kernel none
+    choice, *_ = tune.tune_layer(layer, 64, ["csr"], lambda f: 1.0, get_target("x86"), {})  # type: ignore[arg-type]
+    assert choice.format == "csr" and choice.speedup == pytest.approx(100 / 70, rel=1e-3), choice
+
+
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     d = tmp_path_factory.mktemp("tuned")
