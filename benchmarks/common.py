@@ -51,7 +51,7 @@ def dense_session(model: str | Path, threads: int = THREADS, spinning: bool = Tr
 def sparsec_session(artifact: str | Path, threads: int = THREADS, spinning: bool = True) -> Any:
     """ORT's default spinning, as sparsec.runtime uses it: the kernels run on the session's own ORT pool (before
     2026-11-25 they ran on TVM's pool, which fought ORT's spinning workers: MiniLM-L3 b1 136 ms spinning vs 13 ms
-    not; benchmarks/threads.py compared those settings)."""
+    not)."""
     from sparsec.runtime import InferenceSession
 
     return InferenceSession(artifact, ort_options(threads, spinning))

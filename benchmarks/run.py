@@ -1,4 +1,4 @@
-"""``python -m benchmarks.run`` (``make bench``): layer sweep + end to end (+ DeepSparse) + thread study.
+"""``python -m benchmarks.run`` (``make bench``): layer sweep + end to end (+ DeepSparse).
 
 Prints Markdown tables (paste into README's "Measured") and writes all numbers to .cache/bench/latest.json.
 """
@@ -22,31 +22,6 @@ def _say(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def _thread_cases(layers: list[dict[str, Any]], e2e: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A big layer (from the sweep's cache) and MiniLM 90% at batch 1 and 8, whatever of them exists."""
-    from .common import source_digest
-
-    cases: list[dict[str, Any]] = []
-    d = CACHE / "layers" / source_digest()
-    for sub in (d / "768x3072_unstructured_90", d / "1536x384_unstructured_90"):
-        if (sub / "csr.sparsec" / "manifest.json").is_file():
-            for m in (1, 128):
-                cases.append(
-                    {"name": f"{sub.name} csr M={m}", "model": str(sub / "model.onnx"),
-                     "artifact": str(sub / "csr.sparsec"), "dims": {"M": m}}
-                )  # fmt: skip
-            break
-    e = CACHE / "e2e" / source_digest()
-    art = e / "minilm_unstructured_0.9_auto.sparsec"
-    if (art / "manifest.json").is_file():
-        for b in (1, 8):
-            cases.append(
-                {"name": f"MiniLM 90% auto b{b}", "model": str(e / "minilm_unstructured_0.9.onnx"),
-                 "artifact": str(art), "dims": {"batch_size": b, "sequence_length": 128}}
-            )  # fmt: skip
-    return cases
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a subset: 2 shapes, 3 patterns, M in {1, 128}")
@@ -55,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     only.add_argument("--e2e-only", action="store_true")
     ap.add_argument("--no-deepsparse", action="store_true", help="skip the DeepSparse peer")
     ap.add_argument("--no-auto", action="store_true", help="layer sweep: skip the --format auto column")
-    ap.add_argument("--thread-study", action="store_true", help="also compare TVM_NUM_THREADS / ORT spinning")
     ap.add_argument("-o", "--output", type=Path, default=CACHE / "latest.json")
     a = ap.parse_args(argv)
 
@@ -77,18 +51,15 @@ def main(argv: list[str] | None = None) -> int:
 
         e2e = run_e2e(deepsparse=not a.no_deepsparse, say=_say, quick=a.quick)
         out["e2e"] = e2e
-    study = []
-    if a.thread_study:
-        from .threads import study as thread_study
-
-        study = thread_study(_thread_cases(layers, e2e), _say)
-        out["thread_study"] = study
     out["seconds"] = time.perf_counter() - t0
     a.output.parent.mkdir(parents=True, exist_ok=True)
     a.output.write_text(json.dumps(out, indent=1, default=str))
 
     print(f"`{out['command']}` ({out['date']}, {out['seconds']:.0f} s)\n\nMachine: {machine_md(info)}\n")
-    print(f"Threads: ORT intra_op_num_threads={THREADS}, inter_op=1; TVM_NUM_THREADS={info['TVM_NUM_THREADS']}.")
+    print(
+        f"Threads: ORT intra_op_num_threads={THREADS}, inter_op=1; sparsec sessions run their kernels on that pool "
+        f"(TVM_NUM_THREADS={info['TVM_NUM_THREADS']} sizes TVM's own pool, used only by `benchmarks.kernels`)."
+    )
     print("Timing: interleaved runs (A B A B ...), median per side; speedup = ORT dense ms / other ms.")
     print("`*`: other processes kept more than 20% of the CPUs busy just before that measurement (less reliable).\n")
     if layers:
@@ -102,11 +73,6 @@ def main(argv: list[str] | None = None) -> int:
             " (LayerNormalization decomposed) in .venv-deepsparse; its speedup is against ORT dense timed interleaved"
             " in that same worker process (same onnxruntime version, same inputs, same 2 threads).\n"
         )
-    if study:
-        from .threads import study_md
-
-        print("### Thread pools: TVM_NUM_THREADS x ORT intra-op spinning\n")
-        print(study_md(study) + "\n")
     print(f"JSON: {a.output}")
     return 0
 
