@@ -40,15 +40,16 @@ def _say(msg: str) -> None:
     print(f"[cnn] {msg}", file=sys.stderr, flush=True)
 
 
-def prepared(name: str, pattern: str, resolution: int, say: Say) -> tuple[Path, Path, str]:
-    """(pruned model, compiled artifact, chosen formats), cached while the compiler sources are unchanged."""
+def prepared(name: str, pattern: str, resolution: int, say: Say, tune: bool = False) -> tuple[Path, Path, str]:
+    """(pruned model, compiled artifact, chosen formats), cached while the compiler sources are unchanged.
+    ``tune``: compiled with ``--tune`` (every conv timed against ORT's at batch 1) instead of the cost model alone."""
     from models.cnn import GENERATORS, save
     from sparsec.compiler import compile_model
     from sparsec.options import CompileOptions
     from sparsec.prune import parse_pattern, prune_model
 
     d = CACHE / "cnn" / source_digest() / f"{name}_{resolution}_{pattern.replace(':', '_')}"
-    model, art = d / "model.onnx", d / "auto.sparsec"
+    model, art = d / "model.onnx", d / ("tune.sparsec" if tune else "auto.sparsec")
     if not model.is_file():
         say(f"generating {name} ({resolution}x{resolution}) and pruning --pattern {pattern}")
         pruned, _ = prune_model(GENERATORS[name](resolution=resolution), parse_pattern(pattern))
@@ -57,7 +58,8 @@ def prepared(name: str, pattern: str, resolution: int, say: Say) -> tuple[Path, 
         shutil.rmtree(art, ignore_errors=True)
         say(f"compiling {name}")
         t0 = time.perf_counter()
-        compile_model(model, art, CompileOptions(target="x86", format="auto", verify=False))
+        opts = CompileOptions(target="x86", format="auto", verify=False, tune=tune, dims={"batch": 1})
+        compile_model(model, art, opts)
         say(f"compiled in {time.perf_counter() - t0:.1f} s")
     layers = json.loads((art / "manifest.json").read_text())["layers"]
     convs = [la for la in layers if la["op"] == "Conv"]
@@ -66,17 +68,20 @@ def prepared(name: str, pattern: str, resolution: int, say: Say) -> tuple[Path, 
     return model, art, f"{len(sparse)}/{len(convs)} convs sparse ({kinds})"
 
 
-def bench_one(name: str, pattern: str, resolution: int, batch: int, budget_s: float, say: Say) -> dict[str, Any]:
+def bench_one(
+    name: str, pattern: str, resolution: int, batch: int, budget_s: float, say: Say, tune: bool = False
+) -> dict[str, Any]:
     import numpy as np
 
-    model, art, chosen = prepared(name, pattern, resolution, say)
+    model, art, chosen = prepared(name, pattern, resolution, say, tune)
     feeds = {"image": np.random.default_rng(batch).standard_normal((batch, 3, resolution, resolution), np.float32)}
     dense, sparse = dense_session(model), sparsec_session(art)
     err = max_error(sparse.run(None, feeds), dense.run(None, feeds))
     busy = wait_quiet(say)
     t = interleaved({"ort": runner(dense, feeds), "sparsec": runner(sparse, feeds)}, budget_s=budget_s,
                     sample_ms=0.0, gaps={"sparsec": TVM_GAP_S})  # fmt: skip
-    row = {"model": name, "pruning": pattern, "resolution": resolution, "batch": batch, "chosen": chosen,
+    row = {"model": name, "pruning": pattern + (" --tune" if tune else ""), "resolution": resolution, "batch": batch,
+           "chosen": chosen,
            "ort_ms": t["ort"]["median_ms"], "sparsec_ms": t["sparsec"]["median_ms"], "max_rel_error": err,
            "busy": busy}  # fmt: skip
     row["ratio"] = row["ort_ms"] / row["sparsec_ms"]
@@ -106,13 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", default="1")
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--budget", type=float, default=6.0, help="seconds of interleaved timing per case")
+    ap.add_argument("--tune", action="store_true", help="also a row per case compiled with --tune")
     args = ap.parse_args(argv)
     set_tvm_threads(THREADS)
     rows = []
     for name in args.models.split(","):
         for pattern in args.patterns.split(","):
             for batch in (int(b) for b in args.batches.split(",")):
-                rows.append(bench_one(name, pattern, args.resolution, batch, args.budget, _say))
+                for tune in (False, True) if args.tune else (False,):
+                    rows.append(bench_one(name, pattern, args.resolution, batch, args.budget, _say, tune))
     print(table(rows))
 
 
