@@ -69,7 +69,8 @@ def _decode(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
     out = {}
     for name, t in outputs.items():
         raw = base64.b64decode(t["data"])
-        out[name] = np.frombuffer(raw, dtype=np.dtype(t["dtype"]).newbyteorder("<")).astype(t["dtype"]).reshape(t["dims"])
+        little = np.frombuffer(raw, dtype=np.dtype(t["dtype"]).newbyteorder("<"))
+        out[name] = little.astype(t["dtype"]).reshape(t["dims"])
     return out
 
 

@@ -62,7 +62,8 @@ def node_env() -> dict[str, str]:
 def ort_web_missing() -> str:
     """Why onnxruntime-web is not available ("" when it is installed)."""
     if not (ort_web_dist() / "ort.wasm.min.mjs").is_file():
-        return f"onnxruntime-web is not installed in {npm_dir()}: run `python -m sparsec.targets.wasm.npm` (make setup does)"
+        hint = "run `python -m sparsec.targets.wasm.npm` (make setup does)"
+        return f"onnxruntime-web is not installed in {npm_dir()}: {hint}"
     return ""
 
 
