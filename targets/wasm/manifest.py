@@ -16,10 +16,11 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("csr", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
     Variant("nm", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
     Variant("nm", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
+    # Block rows as vector lanes, up to 4 vectors per block row (16x1, the seed paper's mobile block shape).
     Variant(
         "bsr",
         "rows",
-        lambda f, vw: f.r % vw == 0 and f.r <= 2 * vw,
+        lambda f, vw: f.r % vw == 0 and f.r <= 4 * vw,
         lambda f, vw: max(1, min(8, ACC_REGISTERS * vw // f.r)),
     ),
     Variant("bsr", "xt", lambda f, vw: f.r <= ACC_REGISTERS, lambda f, vw: max(1, ACC_REGISTERS // f.r)),
