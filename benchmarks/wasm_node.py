@@ -58,9 +58,10 @@ def sparse_mlp(width: int = 1024, layers: int = 3, density: float = 0.1, seed: i
     return m
 
 
-def measure(model_path: Path, dims: dict[str, int], rounds: int, name: str) -> dict[str, object]:
+def measure(model_path: Path, dims: dict[str, int], rounds: int, name: str, fmt: str = "auto") -> dict[str, object]:
     """Compile ``model_path`` for wasm (verified in node), then time both sides in one node process."""
-    art = compile_model(model_path, OUT / f"{name}.sparsec", CompileOptions(target="wasm", dims=dims)).artifact
+    opts = CompileOptions(target="wasm", dims=dims, format=fmt)
+    art = compile_model(model_path, OUT / f"{name}.sparsec", opts).artifact
     layers = json.loads((art / "manifest.json").read_text())["layers"]
     feeds = random_feeds(onnx.load(str(model_path)), dims, seed=1)
     with tempfile.TemporaryDirectory(prefix="sparsec-wasm-bench-") as tmp:
@@ -82,6 +83,7 @@ def default_cases(rounds: int) -> list[dict[str, object]]:
     onnx.save(sparse_mlp(), str(mlp_path))
     for batch in (1, 16):
         results.append(measure(mlp_path, {"batch": batch}, rounds, f"mlp90_b{batch}"))
+    results.append(measure(mlp_path, {"batch": 1}, rounds, "mlp90_b1_csr", fmt="csr"))  # the cost model said dense
     minilm = OUT / "minilm90.onnx"
     if not minilm.is_file():
         pruned, _ = prune_model(onnx.load(str(fetch_minilm())), parse_pattern("unstructured:0.9"))
@@ -97,10 +99,11 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="an ONNX model (default: the README cases)")
     ap.add_argument("--dim", action="append", default=[], help="NAME=VALUE for a symbolic input dimension")
     ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--format", default="auto", help="sparsec --format for --model (default: auto)")
     args = ap.parse_args()
     if args.model:
         dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
-        results = [measure(args.model, dims, args.rounds, args.model.stem)]
+        results = [measure(args.model, dims, args.rounds, args.model.stem, args.format)]
     else:
         results = default_cases(args.rounds)
     print("| model | dims | sparse layers | onnxruntime-web ms | sparsec wasm ms | speedup | max rel diff |")
