@@ -79,7 +79,8 @@ def _segment(
         initializer=inits,
         value_info=[v for v in g.value_info if v.name in produced and v.name not in outputs],
     )
-    opsets = [o for o in model.opset_import if o.domain != "com.microsoft"] or list(model.opset_import)
+    used = {n.domain for n in nodes} | {"", "ai.onnx"}  # the sparsec nodes' com.microsoft only when still used
+    opsets = [o for o in model.opset_import if o.domain in used]
     seg = helper.make_model(graph, opset_imports=opsets, producer_name="sparsec")
     seg.ir_version = model.ir_version
     return seg

@@ -96,6 +96,15 @@ def test_comparison_sees_the_wasm_kernels(tmp_path: Path) -> None:
     assert relative_error(run_in_node(art, feeds)[0], reference_outputs(original, feeds)[0]) > 1e-2
 
 
+def test_changed_kernels_are_refused(tmp_path: Path) -> None:
+    art = compile_wasm(mlp(), tmp_path, "csr", verify=False)
+    wasm = bytearray((art / "kernels.wasm").read_bytes())
+    wasm[len(wasm) // 2] ^= 0xFF
+    (art / "kernels.wasm").write_bytes(bytes(wasm))
+    with pytest.raises(SparsecError, match=r"kernels.wasm does not match its sha256 in manifest.json"):
+        run_in_node(art, {"x": np.ones((2, 64), np.float32)})
+
+
 def test_bad_input_is_an_error_not_a_crash(tmp_path: Path) -> None:
     art = compile_wasm(mlp(), tmp_path, "csr", verify=False)
     with pytest.raises(SparsecError, match=r"wasm artifact failed in node: sparsec: input 'x': dims \[2,63\]"):
