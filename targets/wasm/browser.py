@@ -75,7 +75,8 @@ def _decode(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def run_in_browser(artifact: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The artifact's outputs by name, computed in headless Chromium from the artifact served on localhost."""
+    """The artifact's outputs by name (in the model's order), computed in headless Chromium from the artifact served
+    on localhost."""
     missing = chromium_missing()
     if missing:
         raise SparsecError(missing)
@@ -110,4 +111,6 @@ def run_in_browser(artifact: Path, feeds: dict[str, np.ndarray]) -> dict[str, np
     result = sink["result"]
     if "error" in result:
         raise SparsecError(f"wasm artifact failed in chromium: {result['error']}")
-    return _decode(result["outputs"])
+    got = _decode(result["outputs"])
+    order = json.loads((Path(artifact) / "plan.json").read_text())["outputs"]  # JS puts integer-like keys first
+    return {o["name"]: got[o["name"]] for o in order}
