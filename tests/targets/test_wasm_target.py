@@ -82,3 +82,18 @@ def test_artifact_files_hashed_and_kernels_use_simd(tmp_path: Path) -> None:
     assert out.stdout.strip() == "function"
     plan = json.loads((art / "plan.json").read_text())
     assert [s["kind"] for s in plan["steps"]] == ["sparse", "sparse"]
+
+
+@needs_wasm
+def test_two_compiles_are_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same model and options -> the same bytes in every file (kernels.wasm really rebuilt and relinked)."""
+    monkeypatch.setenv("SPARSEC_CACHE", "off")
+    onnx.save(MODELS["ffn"](), str(tmp_path / "m.onnx"))
+    opts = CompileOptions(target="wasm", format="csr", verify=False)
+    a = compile_model(tmp_path / "m.onnx", tmp_path / "a.sparsec", opts).artifact
+    b = compile_model(tmp_path / "m.onnx", tmp_path / "sub" / "b.sparsec", opts).artifact
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir()) and "kernels.wasm" in names
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs between two compiles"
+    assert str(tmp_path) not in (a / "manifest.json").read_text() + (a / "plan.json").read_text()
