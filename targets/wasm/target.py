@@ -39,6 +39,7 @@ class WasmTarget:
     isa = "simd128"
     vector_width = VECTOR_WIDTH
     tunable = False  # --tune times kernels natively; wasm kernels run only inside a JS engine
+    sparse_conv = True  # the x86 conv templates, with the SIMD128 vector width
 
     def __init__(self) -> None:
         self._progress: Progress | None = None

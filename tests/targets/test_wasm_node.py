@@ -54,9 +54,26 @@ def test_conv_epilogues(tmp_path: Path) -> None:
 
     original = epilogue_model()
     art = compile_wasm(original, tmp_path, "csr", verify=False)
-    assert {la["op"] for la in json.loads((art / "manifest.json").read_text())["layers"]} == {"Conv"}
+    layers = json.loads((art / "manifest.json").read_text())["layers"]
+    assert {la["op"] for la in layers} == {"Conv"} and {la["format"] for la in layers} == {"csr"}
     for i, batch in enumerate((1, 3)):
         assert_matches(original, art, {"batch": batch}, seed=200 + i)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "bsr:4x1", "bsr:1x4", "nm:2:4"])
+def test_conv_geometries(fmt: str, tmp_path: Path) -> None:
+    """Every conv geometry of tests/conv_graphs.py (1x1, strided, 3x3 same/valid/strided, dilated with asymmetric
+    pads, 5x5) on odd channel counts, sparse in each format family."""
+    from sparsec.prune import parse_pattern, prune_model
+    from tests.conv_graphs import GEOMETRIES, geometry_model
+
+    original = geometry_model(0.5 if fmt.startswith("nm") else 0.3, seed=len(fmt))
+    if fmt.startswith("nm"):
+        original, _ = prune_model(original, parse_pattern("nm:2:4"))
+    art = compile_wasm(original, tmp_path, fmt, verify=False)
+    layers = json.loads((art / "manifest.json").read_text())["layers"]
+    assert [la["format"] for la in layers] == [fmt] * len(GEOMETRIES)
+    assert_matches(original, art, {"batch": 2}, seed=300)
 
 
 def test_cli_compile_verifies_in_node(tmp_path: Path) -> None:
