@@ -52,8 +52,8 @@ def node() -> str:
 
 
 def node_env() -> dict[str, str]:
-    """The environment emcc and node run in: Debian's emscripten finds its JS tools' modules in /usr/share/nodejs
-    and needs node's experimental fetch off (its tools predate it)."""
+    """The environment emcc runs in: Debian's emscripten finds its JS tools' node modules in /usr/share/nodejs.
+    (The standalone link below never runs emscripten's generated JS, so node's fetch needs no flag.)"""
     env = dict(os.environ)
     env.setdefault("NODE_PATH", "/usr/share/nodejs")
     return env
