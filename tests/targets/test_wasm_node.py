@@ -48,6 +48,36 @@ def test_matches_ort(name: str, fmt: str, tmp_path: Path) -> None:
         assert_matches(original, art, dims, seed=100 + i)
 
 
+def test_matmul_epilogues(tmp_path: Path) -> None:
+    """A chain of MatMul + bias + activation with every activation fused on matmul kernels (Relu, Clip 0..6,
+    Sigmoid, SiLU, HardSwish, x * HardSigmoid), then a dense Add on onnxruntime-web; GELU is in the FFN above."""
+    from models.synthetic import sparse_matrix
+    from tests.conv_graphs import ACTS, act_nodes
+    from tests.passes.graphs import model
+
+    rng = np.random.default_rng(5)
+    width, nodes, cur = 24, [], "x"
+    inits: dict[str, np.ndarray] = {"zero": np.array(0, np.float32), "six": np.array(6, np.float32)}
+    for i, act in enumerate(ACTS):
+        inits[f"w{i}"] = sparse_matrix(rng, (width, width), 0.3)
+        inits[f"b{i}"] = rng.standard_normal(width).astype(np.float32)
+        nodes += [
+            onnx.helper.make_node("MatMul", [cur, f"w{i}"], [f"m{i}"]),
+            onnx.helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"]),
+            *act_nodes(act, f"a{i}", f"h{i}"),
+        ]
+        cur = f"h{i}"
+    nodes.append(onnx.helper.make_node("Add", ["x", cur], ["y"]))
+    original = model(nodes, inits, {"x": ["batch", width]}, {"y": ["batch", width]})
+    art = compile_wasm(original, tmp_path, "csr", verify=False)
+    assert [la["format"] for la in json.loads((art / "manifest.json").read_text())["layers"]] == ["csr"] * len(ACTS)
+    plan = json.loads((art / "plan.json").read_text())
+    # every bias and activation fused; the residual Add after the last activation cannot be: one dense step
+    assert [s["kind"] for s in plan["steps"]] == ["sparse"] * len(ACTS) + ["dense"]
+    for i, batch in enumerate((1, 13)):
+        assert_matches(original, art, {"batch": batch}, seed=400 + i)
+
+
 def test_conv_epilogues(tmp_path: Path) -> None:
     """Sparse convs (3x3 and 1x1) with bias, residual and every activation run on the wasm conv kernels."""
     from tests.conv_graphs import epilogue_model
