@@ -97,3 +97,33 @@ def test_two_compiles_are_byte_identical(tmp_path: Path, monkeypatch: pytest.Mon
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs between two compiles"
     assert str(tmp_path) not in (a / "manifest.json").read_text() + (a / "plan.json").read_text()
+
+
+KERNEL_ERROR_JS = """
+import { readFile } from 'node:fs/promises';
+const bytes = await readFile(process.argv[1]);
+const imports = { env: { emscripten_notify_memory_growth: () => {} } };
+const x = (await WebAssembly.instantiate(bytes, imports)).instance.exports;
+x._initialize?.();
+const p = x.sc_alloc(1 << 16);
+const desc = new Int32Array(8 * 6);
+desc.set([p, 2, 2, 32, 2, 47, 0, 0], 0);  // X f32[2, 47]: the kernel's K is 48
+for (let i = 1; i < 6; i++) desc.set([p, 1, 2, 32, 4, 0, 0, 0], i * 8);
+const dp = x.sc_alloc(desc.byteLength);
+new Int32Array(x.memory.buffer, dp, desc.length).set(desc);
+const rc = x.__tvm_ffi_sparsec_k0(0, x.sc_pack(6, dp), 6, x.sc_result());
+const mem = new Uint8Array(x.memory.buffer);
+let s = '', q = x.sc_last_error();
+while (mem[q]) s += String.fromCharCode(mem[q++]);
+console.log(JSON.stringify({ rc, error: s, bad_pack: x.sc_pack(17, dp) }));
+"""
+
+
+@needs_wasm
+def test_kernel_argument_errors_come_back_as_text(tmp_path: Path) -> None:
+    """Below sparsec.mjs's own checks: a kernel called with wrong arguments returns an error code and the driver
+    keeps TVM's message (no trap, no out-of-bounds access); sc_pack refuses more arguments than it holds."""
+    art = compile_wasm(MODELS["ffn"](), tmp_path, "csr", verify=False)
+    cmd = ["node", "--input-type=module", "-e", KERNEL_ERROR_JS, str(art / "kernels.wasm")]
+    out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    assert out["rc"] != 0 and "sparsec_k0" in out["error"] and out["bad_pack"] == 0
