@@ -8,7 +8,9 @@ DEMO    := .cache/demo
 
 .PHONY: setup demo test lint bench fuzz clean
 
-setup: $(VENV)/.installed $(EP_LIB)
+WASM_NPM := .cache/wasm/npm/node_modules/.sparsec-lock
+
+setup: $(VENV)/.installed $(EP_LIB) $(WASM_NPM)
 
 $(VENV)/.installed: pyproject.toml
 	bash tools/system_deps.sh
@@ -19,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 
 $(EP_LIB): $(VENV)/.installed $(wildcard sparsec/runtime/ep/*.cc sparsec/runtime/ep/*.h sparsec/runtime/ep/CMakeLists.txt)
 	$(VPY) -m sparsec.runtime.build_ep
+
+$(WASM_NPM): $(VENV)/.installed targets/wasm/npm/package-lock.json
+	$(VPY) -m sparsec.targets.wasm.npm
 
 demo: setup
 	@mkdir -p $(DEMO)

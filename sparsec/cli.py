@@ -64,14 +64,16 @@ def main() -> None:
 
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", default="x86", show_default=True, help="x86 (this host) | arm (aarch64 + NEON)")
+@click.option(
+    "--target", default="x86", show_default=True, help="x86 (this host) | arm (aarch64 + NEON) | wasm (node, browser)"
+)
 @click.option("--cpu", default="", help="arm: the core to tune for, an LLVM CPU name (e.g. cortex-a76) [generic]")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="artifact directory [MODEL.sparsec]")
 @click.option("--format", "fmt", default="auto", show_default=True, help=FORMAT_HELP)
 @click.option(
     "--verify/--no-verify",
     default=None,
-    help="compare with ORT on random inputs [default: when this host can run the target's code; arm: under qemu]",
+    help="compare with ORT on random inputs [default: when this host can run the target's code; arm: qemu; wasm: node]",
 )
 @click.option("--tune", is_flag=True, help="x86: measure formats and kernel variants per layer on this host (cached)")
 @click.option("--dump-dir", type=click.Path(file_okay=False, path_type=Path), help="write the model after each stage")

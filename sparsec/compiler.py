@@ -95,6 +95,8 @@ def compile_model(
     say = progress or _noop
     t0 = time.perf_counter()
     target = get_target(options.target, options.cpu)  # unknown targets / CPUs fail before any work
+    if options.tune and not getattr(target, "tunable", True):
+        raise SparsecError(f"--tune is not available for --target {target.name} (kernels are timed natively)")
     if options.tune and target.cannot_run():
         raise SparsecError(
             f"--tune times kernels on this host, which cannot run {target.name} code: {target.cannot_run()}"
@@ -115,8 +117,8 @@ def compile_model(
     with ArtifactWriter(out) as writer:
         if specs:
             _build_cached(target, specs, writer.path(target.library_name), versions, say)
-        target.bundle(writer.path(MODEL).parent, say)
         onnx.save(rewritten, str(writer.path(MODEL)))
+        target.bundle(writer.path(MODEL).parent, say)  # after model.onnx: a bundle may derive files from it
         manifest = {
             "versions": versions,
             "target": target.describe(),

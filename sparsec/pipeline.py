@@ -35,7 +35,7 @@ def _select(
     choices = {}
     shapes = _concrete_shapes(model, options.dims) if options.dims else {}
     for layer in layers:
-        if layer.op == "Conv" and target.name != "x86" and not layer.skip:
+        if layer.op == "Conv" and not getattr(target, "sparse_conv", False) and not layer.skip:
             layer.skip = f"sparse convolutions are compiled for x86 only so far (target {target.name})"
         layer.rows = layer.rows or _rows_from_shapes(layer, shapes)
         rows = layer.rows or options.representative_m

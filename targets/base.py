@@ -107,8 +107,16 @@ def _arm(cpu: str) -> Target:
     return target
 
 
-# wasm / cuda: planned (see /work/shared/DESIGN.md); not registered until they build and run.
-_TARGETS: dict[str, Callable[[str], Target]] = {"x86": _x86, "arm": _arm}
+def _wasm(cpu: str) -> Target:
+    from .wasm.target import WasmTarget
+
+    if cpu:
+        raise SparsecError("--cpu applies to --target arm only (wasm builds generic wasm32 + SIMD128)")
+    return WasmTarget()
+
+
+# cuda: planned (see /work/shared/DESIGN.md); not registered until it builds and runs.
+_TARGETS: dict[str, Callable[[str], Target]] = {"x86": _x86, "arm": _arm, "wasm": _wasm}
 
 
 def known_targets() -> list[str]:

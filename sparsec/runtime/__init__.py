@@ -55,7 +55,11 @@ def _register(ort: Any) -> None:
 def host_target_ok(manifest: dict[str, Any]) -> None:
     kind = manifest.get("target", {}).get("name")
     if kind != "x86" or platform.machine() not in ("x86_64", "AMD64"):
-        hint = " (`sparsec run` runs ARM artifacts under qemu-aarch64)" if kind == "arm" else ""
+        hints = {
+            "arm": " (`sparsec run` runs ARM artifacts under qemu-aarch64)",
+            "wasm": " (`sparsec run` runs wasm artifacts in node; time them with `python -m benchmarks.wasm_node`)",
+        }
+        hint = hints.get(str(kind), "")
         raise SparsecError(
             f"artifact targets {kind!r}; this host ({platform.machine()}) runs x86 artifacts only in-process{hint}"
         )

@@ -26,6 +26,7 @@ class X86Target:
 
     name = "x86"
     library_name = "kernels.so"
+    sparse_conv = True  # has conv kernels (targets without this attribute keep Conv layers dense)
 
     @cached_property
     def isa(self) -> str:

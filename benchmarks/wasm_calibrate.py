@@ -1,0 +1,106 @@
+"""Measure the wasm cost model (``passes/cost_data/wasm.json``) in node: ``python -m benchmarks.wasm_calibrate``.
+
+The native calibration (``sparsec tune-cost-model``) times kernels through TVM on this host; wasm kernels only run
+inside a JS engine, so this script times whole one-layer models instead, in node, single-threaded, interleaved
+(benchmarks/wasm_node.mjs): onnxruntime-web's MatMul on the dense weight vs the sparsec wasm artifact (the sparse
+step's JS cost included: copies in and out of wasm memory), per format family at M = 1, 16, 128 on three layer
+shapes at 90% sparsity (N:M at its own 50%). Fitted per (format, M): ``t_us = M * a * stored / 1000 + c``
+(least squares, a, c >= 0; b = 0). Dense gets c = 0: inside a model a MatMul runs in a segment that runs anyway,
+whereas a sparse step pays its JS overhead and splits a segment.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from sparsec.compiler import compile_model
+from sparsec.formats import get_format
+from sparsec.options import CompileOptions
+from sparsec.prune import parse_pattern, prune_model
+from sparsec.targets.wasm.node_runner import write_tensors
+from sparsec.targets.wasm.toolchain import node
+
+from .wasm_node import OUT, SCRIPT
+
+SHAPES = ((384, 1536), (1536, 384), (1024, 1024))  # K x N
+FORMATS = {"csr": "unstructured:0.9", "bsr:4x4": "block:4x4:0.9", "bsr:16x1": "block:16x1:0.9", "nm:2:4": "nm:2:4"}
+MS = (1, 16, 128)
+DATA = Path(__file__).resolve().parent.parent / "passes" / "cost_data" / "wasm.json"
+
+
+def layer(k: int, n: int, pattern: str, seed: int) -> onnx.ModelProto:
+    w = np.random.default_rng(seed).standard_normal((k, n)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "layer",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["m", k])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["m", n])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return prune_model(m, parse_pattern(pattern))[0]
+
+
+def stored(fmt: str, w: np.ndarray) -> int:
+    return int(sum(a.size for name, a in get_format(fmt).pack(w.T.copy()).items() if name in ("values", "data")))
+
+
+def time_pair(model_path: Path, art: Path, m: int, k: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory(prefix="sparsec-wasm-cal-") as tmp:
+        x = np.random.default_rng(m).standard_normal((m, k)).astype(np.float32)
+        write_tensors(Path(tmp), {"x": x})
+        cmd = [node(), str(SCRIPT), str(art), str(model_path), tmp, "15"]
+        res = json.loads(
+            subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        )
+    return float(res["ort_ms"]) * 1e3, float(res["sparsec_ms"]) * 1e3
+
+
+def fit(points: list[tuple[int, int, float]], with_c: bool) -> list[float]:
+    """[a_ns, 0, c_us] for t_us = m * a * stored / 1000 + c over (m, stored, t_us) points."""
+    x = np.array([[m * s / 1000.0, 1.0 if with_c else 0.0] for m, s, _ in points])
+    y = np.array([t for *_, t in points])
+    (a, c), *_ = np.linalg.lstsq(x, y, rcond=None)
+    if c < 0 or not with_c:
+        a, c = float(np.dot(x[:, 0], y) / np.dot(x[:, 0], x[:, 0])), 0.0
+    return [round(max(float(a), 1e-6), 6), 0.0, round(float(c), 3)]
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    points: dict[str, dict[int, list[tuple[int, int, float]]]] = {}
+    for i, (k, n) in enumerate(SHAPES):
+        for fmt, pattern in FORMATS.items():
+            model = layer(k, n, pattern, seed=i)
+            path = OUT / f"cal_{k}x{n}_{fmt.replace(':', '')}.onnx"
+            onnx.save(model, str(path))
+            opts = CompileOptions(target="wasm", format=fmt, verify=False)
+            art = compile_model(path, path.with_suffix(".sparsec"), opts).artifact
+            w = numpy_helper.to_array(model.graph.initializer[0])
+            for m in MS:
+                dense_us, sparse_us = time_pair(path, art, m, k)
+                points.setdefault("dense", {}).setdefault(m, []).append((m, k * n, dense_us))
+                points.setdefault(fmt, {}).setdefault(m, []).append((m, stored(fmt, w), sparse_us))
+                print(f"{k}x{n} {fmt:9s} M={m:3d}: dense {dense_us:8.1f} us  sparse {sparse_us:8.1f} us", flush=True)
+    table = {fmt: {str(m): fit(pts, with_c=fmt != "dense") for m, pts in by_m.items()} for fmt, by_m in points.items()}
+    for family, preset in (("bsr", "bsr:4x4"), ("nm", "nm:2:4")):
+        table[family] = table[preset]  # other presets of the family use the measured one's constants
+    source = (
+        "measured by python -m benchmarks.wasm_calibrate: node, onnxruntime-web wasm vs sparsec wasm, 1 thread, "
+        "one-layer models, interleaved medians"
+    )
+    doc = {"source": source, "sources": {"simd128": source}, "isa": {"simd128": table}}
+    DATA.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {DATA}")
+
+
+if __name__ == "__main__":
+    main()

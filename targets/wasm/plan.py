@@ -1,0 +1,192 @@
+"""Split a rewritten model into the steps the JS runner walks (internals.md, "WebAssembly artifact").
+
+onnxruntime-web cannot run sparsec nodes, so the graph, in topological order, becomes a list of steps: a *dense*
+step is a maximal run of consecutive ordinary nodes saved as its own ONNX model (``dense_<i>.onnx``, run by
+onnxruntime-web); a *sparse* step is one sparsec node run by its kernel in ``kernels.wasm``, with its packed
+weights (and constant bias) stored once in ``weights.bin``. ``plan.json`` lists the steps with their input and
+output value names; the runner keeps a name -> tensor map.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from sparsec.errors import SparsecError
+from sparsec.formats import get_format
+from sparsec.passes.graph import GraphIndex, node_reads, sparse_info, topo_sort
+
+PLAN = "plan.json"
+WEIGHTS = "weights.bin"
+ALIGN = 64  # byte alignment of every array in weights.bin
+DLPACK = {"float32": (2, 32), "int32": (0, 32), "uint8": (1, 8)}  # numpy dtype -> (DLDataTypeCode, bits)
+PLAN_VERSION = 1
+
+
+@dataclass
+class Plan:
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    weights: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blob: bytearray = field(default_factory=bytearray)
+    segments: dict[str, onnx.ModelProto] = field(default_factory=dict)
+
+    def add_weight(self, name: str, value: np.ndarray) -> None:
+        if name in self.weights:
+            return
+        dtype = str(value.dtype)
+        if dtype not in DLPACK:
+            raise SparsecError(f"wasm target: packed array {name} has dtype {dtype}, expected one of {sorted(DLPACK)}")
+        self.blob.extend(b"\0" * (-len(self.blob) % ALIGN))
+        data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+        code, bits = DLPACK[dtype]
+        self.weights[name] = {
+            "dtype": dtype,
+            "shape": [int(d) for d in value.shape],
+            "offset": len(self.blob),
+            "nbytes": len(data),
+            "code": code,
+            "bits": bits,
+        }
+        self.blob.extend(data)
+
+
+def _value_info(name: str, index: GraphIndex, known: dict[str, onnx.ValueInfoProto]) -> onnx.ValueInfoProto:
+    if name in known:
+        return known[name]
+    elem = index.dtypes.get(name, onnx.TensorProto.FLOAT)  # every value next to a sparsec node is float32
+    return helper.make_tensor_value_info(name, elem, None)
+
+
+def _segment(
+    model: onnx.ModelProto, nodes: list[onnx.NodeProto], inputs: list[str], outputs: list[str], index: GraphIndex
+) -> onnx.ModelProto:
+    g = model.graph
+    known = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
+    produced = {o for n in nodes for o in n.output}
+    reads = {i for n in nodes for i in node_reads(n)}
+    inits = [t for t in g.initializer if t.name in reads and t.name not in produced]
+    graph = helper.make_graph(
+        nodes,
+        f"{g.name or 'graph'}_dense",
+        [_value_info(n, index, known) for n in inputs],
+        [_value_info(n, index, known) for n in outputs],
+        initializer=inits,
+        value_info=[v for v in g.value_info if v.name in produced and v.name not in outputs],
+    )
+    used = {n.domain for n in nodes} | {"", "ai.onnx"}  # the sparsec nodes' com.microsoft only when still used
+    opsets = [o for o in model.opset_import if o.domain in used]
+    seg = helper.make_model(graph, opset_imports=opsets, producer_name="sparsec")
+    seg.ir_version = model.ir_version
+    return seg
+
+
+def _sparse_step(node: onnx.NodeProto, index: GraphIndex, plan: Plan) -> dict[str, Any]:
+    info = sparse_info(node)
+    assert info is not None
+    names = get_format(info.format).array_names
+    consts = list(node.input[1 : 1 + len(names)]) + ([node.input[1 + len(names)]] if info.bias else [])
+    for name in consts:
+        value = index.constant(name)
+        if value is None:
+            raise SparsecError(f"wasm target: {node.name}: packed input {name} is not a constant")
+        plan.add_weight(name, value)
+    step: dict[str, Any] = {
+        "kind": "sparse",
+        "name": node.name,
+        "kernel": f"__tvm_ffi_{info.kernel}",
+        "format": info.format,
+        "op": info.op,
+        "K": info.K,
+        "N": info.N,
+        "x": node.input[0],
+        "weights": consts,
+        "residual": node.input[1 + len(names) + int(info.bias)] if info.residual else None,
+        "output": node.output[0],
+    }
+    if info.op == "conv":
+        g = info.geometry()
+        step["conv"] = {"C": g.C, "H": g.H, "W": g.W, "OH": g.OH, "OW": g.OW}
+    return step
+
+
+def make_plan(model: onnx.ModelProto) -> Plan:
+    """The steps of ``model`` (a rewritten model; it is not modified)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    topo_sort(model.graph)
+    index = GraphIndex(model)
+    g = model.graph
+    runs: list[tuple[bool, list[onnx.NodeProto]]] = []
+    for node in g.node:
+        sparse = sparse_info(node) is not None
+        if runs and not sparse and not runs[-1][0]:
+            runs[-1][1].append(node)
+        else:
+            runs.append((sparse, [node]))
+    graph_inputs = {i.name for i in g.input} - set(index.initializers)
+    later_reads: list[set[str]] = []
+    needed = {o.name for o in g.output}
+    for _, nodes in reversed(runs):  # values read by this run or any later one, or graph outputs
+        later_reads.append(set(needed))
+        needed |= {i for n in nodes for i in node_reads(n)}
+    later_reads.reverse()
+    plan = Plan()
+    available = set(graph_inputs)
+    for i, (sparse, nodes) in enumerate(runs):
+        after = later_reads[i]
+        if sparse:
+            step = _sparse_step(nodes[0], index, plan)
+            for name in (step["x"], step["residual"]):
+                if name is not None and name not in available:
+                    raise SparsecError(f"wasm target: {nodes[0].name}: input {name} is not computed at run time")
+            plan.steps.append(step)
+            available.add(step["output"])
+            continue
+        produced = [o for n in nodes for o in n.output if o]
+        ins = sorted({r for n in nodes for r in node_reads(n)} & available - set(produced))
+        outs = [o for o in produced if o in after]
+        if not outs:
+            continue  # dead nodes
+        file = f"dense_{len(plan.segments)}.onnx"
+        plan.segments[file] = _segment(model, nodes, ins, outs, index)
+        plan.steps.append({"kind": "dense", "file": file, "inputs": ins, "outputs": outs})
+        available.update(outs)
+    missing = [o.name for o in g.output if o.name not in available]
+    if missing:
+        raise SparsecError(f"wasm target: graph outputs {missing} are constants or undefined; not supported")
+    return plan
+
+
+def write_plan(model: onnx.ModelProto, folder: Path) -> Plan:
+    """Write ``plan.json``, ``weights.bin`` and the dense segments into ``folder``."""
+    plan = make_plan(model)
+    index = GraphIndex(model)
+
+    def io(values: Any) -> list[dict[str, Any]]:
+        out = []
+        for v in values:
+            if v.name in index.initializers:
+                continue
+            tt = v.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
+            elem = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+            out.append({"name": v.name, "dtype": str(elem), "shape": dims})
+        return out
+
+    doc = {
+        "plan_version": PLAN_VERSION,
+        "inputs": io(model.graph.input),
+        "outputs": io(model.graph.output),
+        "steps": plan.steps,
+        "weights": plan.weights,
+    }
+    for file, seg in plan.segments.items():
+        onnx.save(seg, str(folder / file))
+    (folder / WEIGHTS).write_bytes(bytes(plan.blob))
+    (folder / PLAN).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return plan
