@@ -94,7 +94,7 @@ def compile_model(
 
     say = progress or _noop
     t0 = time.perf_counter()
-    target = get_target(options.target, options.cpu)  # unknown targets / CPUs fail before any work
+    target = get_target(options.target, options.cpu, options.arch)  # unknown targets / CPUs / archs fail first
     if options.tune and target.cannot_run():
         raise SparsecError(
             f"--tune times kernels on this host, which cannot run {target.name} code: {target.cannot_run()}"
@@ -151,14 +151,20 @@ def _build_cached(target: Any, specs: list[Any], path: Path, versions: dict[str,
             "versions": versions,
         }
     )
+    side = tuple(getattr(target, "side_files", ()))  # files the build writes beside the library (cuda)
     data = cache.get_file("lib", key)
-    if data is not None:
+    extra = {name: cache.get_file("lib", f"{key}-{name}") for name in side}
+    if data is not None and all(v is not None for v in extra.values()):
         say(f"kernel library for {len(specs)} kernels found in the cache ({cache.root()})")
         path.write_bytes(data)
+        for name, blob in extra.items():
+            (path.parent / name).write_bytes(blob or b"")
         return
     say(f"generating {len(specs)} {target.name} kernels with TVM")
     target.build(specs, path, say)
     cache.put_file("lib", key, path.read_bytes())
+    for name in side:
+        cache.put_file("lib", f"{key}-{name}", (path.parent / name).read_bytes())
 
 
 def _value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:

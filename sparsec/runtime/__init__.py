@@ -51,6 +51,10 @@ def _register(ort: Any) -> None:
 
 def host_target_ok(manifest: dict[str, Any]) -> None:
     kind = manifest.get("target", {}).get("name")
+    if kind == "cuda":  # one line: no driver here, or the EP's CUDA launch path is not there yet
+        from ..targets.cuda.driver import refuse
+
+        raise SparsecError(f"sparsec: {refuse(str(manifest['target'].get('arch', '?')))}")
     if kind != "x86" or platform.machine() not in ("x86_64", "AMD64"):
         hint = " (`sparsec run` runs ARM artifacts under qemu-aarch64)" if kind == "arm" else ""
         raise SparsecError(

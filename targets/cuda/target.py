@@ -1,0 +1,75 @@
+"""The CUDA target: NVIDIA GPUs sm_80..sm_90, kernels generated with TVM's CUDA codegen and compiled with nvcc.
+
+The artifact carries the device code (``kernels.fatbin``: SASS for the arch + PTX; also ``kernels.ptx``,
+``kernels.cubin`` and the generated ``kernels.cu``) and ``kernels.json``, the launch metadata a host needs
+(docs/internals.md, "CUDA artifact"). Nothing here needs a GPU; running does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..base import KernelSpec, Progress
+from .arch import check_arch, compute_of
+
+
+class CudaTarget:
+    """``--target cuda [--arch sm_80|sm_86|sm_89|sm_90]``."""
+
+    name = "cuda"
+    library_name = "kernels.fatbin"
+    isa = "cuda"  # the cost-model table (passes/cost_data/cuda.json)
+
+    def __init__(self, arch: str = "") -> None:
+        self.arch = check_arch(arch)
+
+    @property
+    def side_files(self) -> tuple[str, ...]:
+        """Files the build writes beside the library (cached with it)."""
+        from .build import SIDE_FILES
+
+        return SIDE_FILES
+
+    def describe(self) -> dict[str, Any]:
+        from .toolchain import nvcc_version
+
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "ptx_arch": compute_of(self.arch),
+            "isa": self.isa,
+            "nvcc": nvcc_version(),
+            "device_files": ["kernels.fatbin", "kernels.ptx", "kernels.cubin", "kernels.cu"],
+            "launch_metadata": "kernels.json",
+        }
+
+    def supports(self, fmt: str) -> bool:
+        from .kernels import supported
+
+        return supported(fmt)
+
+    def variants(self, fmt: str) -> list[str]:
+        from .kernels import variants
+
+        return variants(fmt)
+
+    def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
+        from .build import build_library
+
+        build_library(list(specs), out_path, self.arch, progress)
+
+    def bundle(self, folder: Path, progress: Progress | None = None) -> None:
+        """Nothing beyond the build's files: the EP is the host's (see the README's CUDA section)."""
+
+    def cannot_run(self) -> str:
+        from .driver import cannot_run
+
+        return cannot_run()
+
+    def run_artifact(self, artifact: Path, feeds: dict[str, Any]) -> list[Any]:
+        from sparsec.errors import SparsecError
+
+        from .driver import refuse
+
+        raise SparsecError(refuse(self.arch))
