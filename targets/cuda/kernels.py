@@ -31,7 +31,7 @@ class Launch:
     block: tuple[int, int, int]
     grid_x: int
     rows_per_block: int  # grid.y = ceil(M / rows_per_block), M = rows of X at run time
-    smem_bytes: int  # static shared memory per block
+    static_smem_bytes: int  # static shared memory per block, in the cubin (launch with 0 dynamic bytes)
     lossy: bool  # inputs rounded to 16 bits (nm:2:4 on tensor cores)
 
     def grid(self, m: int) -> tuple[int, int, int]:
@@ -98,7 +98,7 @@ def instantiate(spec: KernelSpec) -> tuple[Any, Launch]:
         block=block,
         grid_x=grid_x,
         rows_per_block=rows,
-        smem_bytes=smem,
+        static_smem_bytes=smem,
         lossy=fam == "nm",
     )
     return finish(func, spec.symbol, spec.bias, spec.residual), launch

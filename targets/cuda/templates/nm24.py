@@ -24,7 +24,7 @@ MMA_M = 8  # rows of X per mma tile
 M_TILES = 4  # mma tiles per warp along m
 M_TILE = MMA_M * M_TILES  # rows of X per block
 K_CHUNK = 256  # inputs staged in shared memory per chunk (a multiple of 16)
-PAD_WORDS = 4  # row padding of the staged tile (bank-conflict-free B reads)
+PAD_WORDS = 4  # row padding: a stride of 4 x odd words makes the B-fragment reads bank-conflict free
 
 
 def chunk(K: int) -> int:  # noqa: N803
@@ -78,7 +78,9 @@ def kernel(K: int, N: int, G: int, epi: Epilogue, dtype: str = "float16") -> Any
             for nb in T.thread_binding((N + N_TILE - 1) // N_TILE, thread="blockIdx.x"):
                 for w in T.thread_binding(WARPS, thread="threadIdx.y"):
                     for lane in T.thread_binding(32, thread="threadIdx.x"):
-                        xs = T.alloc_buffer((M_TILE, words), "uint32", scope="shared")
+                        # flat, indexed row * words + col: a 2-D buffer would be compacted to the columns actually
+                        # read, dropping the bank-conflict padding
+                        xs = T.alloc_buffer((M_TILE * words,), "uint32", scope="shared")
                         acc = T.alloc_buffer((M_TILES, 4), "float32", scope="local")
                         a = T.alloc_buffer((2,), "uint32", scope="local")
                         e = T.alloc_buffer((1,), "uint32", scope="local")
@@ -91,7 +93,7 @@ def kernel(K: int, N: int, G: int, epi: Epilogue, dtype: str = "float16") -> Any
                                 idx = it * (WARPS * 32) + w * 32 + lane
                                 mm = mb * M_TILE + idx // (kc // 2)
                                 k0 = c * kc + idx % (kc // 2) * 2
-                                xs[idx // (kc // 2), idx % (kc // 2)] = pack(
+                                xs[idx // (kc // 2) * words + idx % (kc // 2)] = pack(
                                     T.if_then_else(mm < M and k0 < K, X[T.min(mm, M - 1), T.min(k0, K - 1)], zero),
                                     T.if_then_else(
                                         mm < M and k0 + 1 < K, X[T.min(mm, M - 1), T.min(k0 + 1, K - 1)], zero
@@ -129,8 +131,8 @@ def kernel(K: int, N: int, G: int, epi: Epilogue, dtype: str = "float16") -> Any
                                         mma(
                                             acc[j, 0], acc[j, 1], acc[j, 2], acc[j, 3],
                                             a[0], a[1],
-                                            xs[j * MMA_M + L.b_col(lane), s * 8 + L.b_k(lane, 0, 0) // 2],
-                                            xs[j * MMA_M + L.b_col(lane), s * 8 + L.b_k(lane, 1, 0) // 2],
+                                            xs[(j * MMA_M + L.b_col(lane)) * words + s * 8 + L.b_k(lane, 0, 0) // 2],
+                                            xs[(j * MMA_M + L.b_col(lane)) * words + s * 8 + L.b_k(lane, 1, 0) // 2],
                                             acc[j, 0], acc[j, 1], acc[j, 2], acc[j, 3],
                                             e[0], 0,
                                         )  # fmt: skip
