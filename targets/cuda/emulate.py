@@ -130,3 +130,32 @@ def nm24_product(
                 keep = (rows < n) & (cols < m_rows)
                 y[cols[keep], rows[keep]] = acc[keep, i]
     return y
+
+
+def bsr_product(x: np.ndarray, packed: dict[str, np.ndarray], n: int, r: int, c: int, halo: int = -1) -> np.ndarray:
+    """Y[M, N] as the BSR kernel computes it: X staged chunk by chunk (``templates.bsr.chunk`` inputs plus a halo
+    of C-1 columns, zero past K), each block used in the chunk where it starts; the shifted last block row rewrites
+    its overlapping rows. ``halo`` overrides C-1 (tests check that a short halo is caught)."""
+    from .templates import bsr
+
+    m_rows, k = x.shape
+    kc = bsr.chunk(k, r, c)
+    halo = c - 1 if halo < 0 else halo
+    data, indices, indptr = packed["data"], packed["indices"], packed["indptr"]
+    y = np.zeros((m_rows, n), np.float32)
+    for ib in range(len(indptr) - 1):
+        acc = np.zeros((m_rows, r), np.float32)
+        for ch in range(-(-k // kc)):
+            xs = np.zeros((m_rows, kc + halo), np.float32)
+            cols = np.arange(ch * kc, min(ch * kc + kc + halo, k))
+            xs[:, : len(cols)] = x[:, cols]
+            for e in range(indptr[ib], indptr[ib + 1]):
+                cs = int(indices[e])
+                if ch * kc <= cs < ch * kc + kc:
+                    for cc in range(c):
+                        col = cs - ch * kc + cc
+                        xv = xs[:, col] if col < xs.shape[1] else np.zeros(m_rows, np.float32)
+                        acc += xv[:, None] * data[e, :, cc][None, :]
+        rs = min(ib * r, n - r)
+        y[:, rs : rs + r] = acc
+    return y
