@@ -33,6 +33,19 @@ bool FileExists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A CUDA artifact's kernel library is a fatbin (docs/internals.md, "CUDA artifact"). This EP cannot launch CUDA
+// kernels yet: say so in one line, naming the missing driver first when there is none.
+std::string CudaRefusal() {
+  void* cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!cuda) return "sparsec: this artifact targets CUDA but no NVIDIA driver (libcuda.so.1) was found";
+  return "sparsec: this artifact targets CUDA: the sparsec EP does not launch CUDA kernels yet "
+         "(benchmarks/gpu_check.py runs them)";
+}
+
 // dlopen()ed handles are never closed: kernels and TVM's thread pool may still reference them at exit.
 bool LoadTvmRuntimeOnce(const std::string& tvm_runtime, std::string* err) {
   static std::mutex mu;
@@ -74,6 +87,10 @@ std::shared_ptr<KernelLibrary> KernelLibrary::Load(const std::string& tvm_runtim
   }
   if (!FileExists(path)) {
     *err = "kernel library not found: " + path;
+    return nullptr;
+  }
+  if (EndsWith(path, ".fatbin")) {
+    *err = CudaRefusal();
     return nullptr;
   }
   if (!LoadTvmRuntimeOnce(tvm_runtime, err)) return nullptr;
