@@ -95,6 +95,9 @@ def compile_model(
     say = progress or _noop
     t0 = time.perf_counter()
     target = get_target(options.target, options.cpu, options.arch)  # unknown targets / CPUs / archs fail first
+    untunable = getattr(target, "cannot_tune", lambda: "")()  # a target whose kernels the tuner cannot time
+    if options.tune and untunable:
+        raise SparsecError(f"--tune: {untunable}")
     if options.tune and target.cannot_run():
         raise SparsecError(
             f"--tune times kernels on this host, which cannot run {target.name} code: {target.cannot_run()}"

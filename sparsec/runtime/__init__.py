@@ -42,6 +42,9 @@ def _register(ort: Any) -> None:
     lib = str(ep_library())
     if _registered.get(EP_NAME) == lib:
         return
+    if any(d.ep_name == EP_NAME for d in ort.get_ep_devices()):  # registered in this process by someone else
+        _registered[EP_NAME] = lib
+        return
     try:
         ort.register_execution_provider_library(EP_NAME, lib)
     except Exception as e:
@@ -51,10 +54,13 @@ def _register(ort: Any) -> None:
 
 def host_target_ok(manifest: dict[str, Any]) -> None:
     kind = manifest.get("target", {}).get("name")
-    if kind == "cuda":  # one line: no driver here, or the EP's CUDA launch path is not there yet
+    if kind == "cuda":  # the EP runs CUDA artifacts on the GPU through the driver: one line when there is none
         from ..targets.cuda.driver import refuse
 
-        raise SparsecError(f"sparsec: {refuse(str(manifest['target'].get('arch', '?')))}")
+        why = refuse(str(manifest["target"].get("arch", "?")))
+        if why:
+            raise SparsecError(f"sparsec: {why}")
+        return
     if kind != "x86" or platform.machine() not in ("x86_64", "AMD64"):
         hint = " (`sparsec run` runs ARM artifacts under qemu-aarch64)" if kind == "arm" else ""
         raise SparsecError(

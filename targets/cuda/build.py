@@ -23,7 +23,7 @@ from .kernels import Launch, instantiate
 from .toolchain import Resources, compile_source, nvcc_version, resource_usage
 
 HOST = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}  # TVM needs a host target; its host code is not shipped
-SIDE_FILES = ("kernels.cu", "kernels.ptx", "kernels.cubin", "kernels.json")
+SIDE_FILES = ("kernels.cu", "kernels.ptx", "kernels.cubin", "kernels.json", "kernels.launch")
 _ENTRY = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)\s*\{')
 
 
@@ -87,11 +87,32 @@ def build_library(specs: list[KernelSpec], out_path: Path, arch: str, progress: 
     (folder / "kernels.ptx").write_bytes(compile_source(source, arch, "ptx")[0])
     cubin, usage = resource_usage(source, arch)
     (folder / "kernels.cubin").write_bytes(cubin)
-    (folder / "kernels.json").write_text(json.dumps(launch_metadata(source, arch, launches, usage), indent=1) + "\n")
+    meta = launch_metadata(source, arch, launches, usage)
+    (folder / "kernels.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (folder / "kernels.launch").write_text(launch_table(meta, specs))
     for r in usage:
         if not r.clean:
             say(f"warning: {r.kernel} uses local memory ({r.stack_bytes} B) or spills on {arch}")
     say(f"wrote {out.name} and {', '.join(SIDE_FILES)}")
+
+
+def abi_names(spec: KernelSpec) -> list[str]:
+    """The kernel ABI's argument order by name: X, the packed arrays, [bias], [residual], Y."""
+    names = ["X", *(name for name, _, _ in spec.arrays)]
+    return names + (["bias"] if spec.bias else []) + (["residual"] if spec.residual else []) + ["Y"]
+
+
+def launch_table(meta: dict[str, Any], specs: list[KernelSpec]) -> str:
+    """kernels.launch, the EP's launch metadata (no JSON parser in C++): one line per kernel,
+    ``symbol entry bx by bz grid_x rows_per_block abi,names params,names``."""
+    by_symbol = {s.symbol: s for s in specs}
+    lines = []
+    for k in meta["kernels"]:
+        abi = ",".join(abi_names(by_symbol[k["symbol"]]))
+        block = " ".join(str(v) for v in k["block"])
+        fields = [k["symbol"], k["entry"], block, k["grid_x"], k["rows_per_block"], abi, ",".join(k["params"])]
+        lines.append(" ".join(str(f) for f in fields))
+    return "\n".join(lines) + "\n"
 
 
 def launch_metadata(source: str, arch: str, launches: list[Launch], usage: list[Resources]) -> dict[str, Any]:

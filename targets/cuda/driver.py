@@ -21,17 +21,7 @@ def driver_problem() -> str:
     return ""
 
 
-NOT_YET = "the sparsec EP does not launch CUDA kernels yet (benchmarks/gpu_check.py runs and times them on a GPU)"
-
-
-def cannot_run() -> str:
-    """Why this host cannot run CUDA artifacts ("" would mean it can; today there is always a reason)."""
-    return driver_problem() or NOT_YET
-
-
 def refuse(arch: str) -> str:
-    """The one-line reason a CUDA artifact for ``arch`` cannot run in-process on this host."""
+    """The one-line reason a CUDA artifact for ``arch`` cannot run in-process on this host ("" when it can)."""
     problem = driver_problem()
-    if problem:
-        return f"this artifact targets CUDA {arch} but {problem}"
-    return f"this artifact targets CUDA {arch}: {NOT_YET}"
+    return f"this artifact targets CUDA {arch} but {problem}" if problem else ""

@@ -42,6 +42,7 @@ class CudaTarget:
             "nvcc": nvcc_version(),
             "device_files": ["kernels.fatbin", "kernels.ptx", "kernels.cubin", "kernels.cu"],
             "launch_metadata": "kernels.json",
+            "ep_launch_table": "kernels.launch",
         }
 
     def supports(self, fmt: str) -> bool:
@@ -63,13 +64,17 @@ class CudaTarget:
         """Nothing beyond the build's files: the EP is the host's (see the README's CUDA section)."""
 
     def cannot_run(self) -> str:
-        from .driver import cannot_run
+        """"" on a host with an NVIDIA driver and GPU (the EP runs the kernels there), else why not."""
+        from .driver import driver_problem
 
-        return cannot_run()
+        return driver_problem()
+
+    def cannot_tune(self) -> str:
+        """--tune times kernels through TVM's CPU runtime; GPU timing is benchmarks/gpu_check.py's job for now."""
+        return "not available for --target cuda (the tuner times kernels on the CPU); formats come from the cost model"
 
     def run_artifact(self, artifact: Path, feeds: dict[str, Any]) -> list[Any]:
-        from sparsec.errors import SparsecError
+        """The sparsec EP runs the kernels on the GPU (kernels.fatbin via the driver API), ORT's CPU EP the rest."""
+        from sparsec.runtime import InferenceSession
 
-        from .driver import refuse
-
-        raise SparsecError(refuse(self.arch))
+        return list(InferenceSession(artifact).run(None, feeds))

@@ -126,3 +126,24 @@ def resource_usage(source: str, arch: str) -> tuple[bytes, list[Resources]]:
             )
         )
     return cubin, out
+
+
+def fatbin_entries(data: bytes) -> list[tuple[str, int]]:
+    """(kind, arch) of every entry of a fatbin: kind "sass" (an ELF cubin) or "ptx"; arch 90 for sm_90 / compute_90.
+
+    Layout (the fatbin container nvcc writes): a 16-byte header (magic 0xBA55ED50, version, header size, payload
+    size), then entries, each a header (kind u16: 1 PTX, 2 ELF; header size u32 at +4; payload size u64 at +8;
+    arch u32 at +28) followed by its payload.
+    """
+    import struct
+
+    magic, _, head, size = struct.unpack_from("<IHHQ", data, 0)
+    if magic != 0xBA55ED50:
+        raise ValueError("not a fatbin (bad magic)")
+    out, off = [], head
+    while off < head + size:
+        kind, _, entry_head, payload = struct.unpack_from("<HHIQ", data, off)
+        arch = struct.unpack_from("<I", data, off + 28)[0]
+        out.append(({1: "ptx", 2: "sass"}.get(kind, f"kind{kind}"), arch))
+        off += entry_head + payload
+    return out

@@ -20,7 +20,7 @@ from sparsec.targets.cuda.toolchain import find_nvcc
 from tests.targets.arm_models import for_format, mlp
 
 EM_CUDA = 190  # ELF e_machine of a cubin
-DEVICE_FILES = ("kernels.fatbin", "kernels.ptx", "kernels.cubin", "kernels.cu", "kernels.json")
+DEVICE_FILES = ("kernels.fatbin", "kernels.ptx", "kernels.cubin", "kernels.cu", "kernels.json", "kernels.launch")
 
 
 def skip_without_nvcc() -> None:
@@ -68,12 +68,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--target", "cuda", "--arch", "sm_70"], "unknown --arch 'sm_70'"),
         (["--target", "x86", "--arch", "sm_90"], "--arch applies to --target cuda only"),
         (["--target", "cuda", "--verify"], "--verify: cannot run cuda code on this host"),
-        (["--target", "cuda", "--tune"], "--tune times kernels on this host"),
+        (["--target", "cuda", "--tune"], "--tune: not available for --target cuda"),
     ],
 )
 def test_compile_refusals_are_one_line(models: Path, args: list[str], match: str) -> None:
-    if "--verify" in args or "--tune" in args:
-        assert get_target("cuda").cannot_run()  # true until the EP launches CUDA kernels, GPU or not
+    if "--verify" in args and not driver_problem():
+        pytest.skip("this host has an NVIDIA GPU: --verify runs")
     out = models / "refused.sparsec"
     code, _, err = run("compile", str(models / "mlp.onnx"), "-o", str(out), *args)
     assert code == 2 and match in one_error_line(err)
@@ -106,6 +106,24 @@ def test_artifact_has_device_code_metadata_and_hashes(artifact: tuple[Path, str]
     for k in meta["kernels"]:
         assert k["spill_bytes"] == 0 and k["local_bytes"] == 0
         assert k["params"][0] == "X" and k["params"][-1] == "M" and "Y" in k["params"]
+    # the EP's table: same entries and parameter order, plus the ABI order of the arguments it is called with
+    table = [line.split() for line in (folder / "kernels.launch").read_text().splitlines()]
+    assert [(t[0], t[1], t[8].split(",")) for t in table] == [
+        (k["symbol"], k["entry"], k["params"]) for k in meta["kernels"]
+    ]
+    for t in table:
+        assert t[7].split(",") == ["X", "data", "indices", "indptr", "bias", "Y"] or t[7].startswith("X,values"), t
+
+
+def test_second_compile_restores_device_files_from_the_cache(
+    artifact: tuple[Path, str], models: Path, tmp_path: Path
+) -> None:
+    folder, _ = artifact
+    again = tmp_path / "again.sparsec"
+    code, _, err = run("compile", str(models / "mlp.onnx"), "--target", "cuda", "--arch", "sm_90", "-o", str(again))
+    assert code == 0 and "found in the cache" in err, err
+    for name in DEVICE_FILES:
+        assert (again / name).read_bytes() == (folder / name).read_bytes(), name
 
 
 def test_nm24_forced_uses_sparse_tensor_cores(models: Path) -> None:
@@ -129,12 +147,13 @@ def test_running_a_cuda_artifact_here_is_one_line(artifact: tuple[Path, str], tm
     from sparsec.runtime import InferenceSession
 
     folder, _ = artifact
+    if not driver_problem():
+        pytest.skip("this host has an NVIDIA GPU: the artifact runs (tests/targets/test_cuda_gpu.py)")
     with pytest.raises(SparsecError) as e:
         InferenceSession(folder)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("sparsec: this artifact targets CUDA sm_90")
-    if driver_problem():
-        assert "no NVIDIA driver (libcuda.so.1) was found" in msg or "failed to initialize" in msg
+    assert "no NVIDIA driver (libcuda.so.1) was found" in msg or "failed to initialize" in msg
     np.save(tmp_path / "x.npy", np.zeros((2, 64), np.float32))
     code, _, err = run("run", str(folder), "--input", f"x={tmp_path / 'x.npy'}")
     assert code == 2 and "cannot run it on this host" in one_error_line(err)
