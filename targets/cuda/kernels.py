@@ -18,6 +18,8 @@ _BSR = re.compile(r"^bsr:(\d+)x(\d+)$")
 # Variants per format family, default first. nm:2:4: the 16-bit type the tensor cores multiply.
 VARIANTS: dict[str, tuple[str, ...]] = {"csr": ("warp",), "bsr": ("tile",), "nm": ("f16", "bf16")}
 NM_DTYPES = {"f16": "float16", "bf16": "bfloat16"}
+# max |err| / max |ref| a compile verifies a lossy nm:2:4 artifact against (11 / 8 significant bits per input)
+LOSSY_TOLERANCE = {"f16": 5e-3, "bf16": 3e-2}
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,13 @@ class CudaTarget:
         """--tune times kernels through TVM's CPU runtime; GPU timing is benchmarks/gpu_check.py's job for now."""
         return "not available for --target cuda (the tuner times kernels on the CPU); formats come from the cost model"
 
+    def tolerance(self, specs: list[KernelSpec]) -> float | None:
+        """Verification tolerance when a lossy kernel was asked for (nm:2:4 rounds its inputs to 16 bits)."""
+        from .kernels import LOSSY_TOLERANCE, NM_DTYPES
+
+        lossy = [spec.variant or next(iter(NM_DTYPES)) for spec in specs if spec.format == "nm:2:4"]
+        return max((LOSSY_TOLERANCE[v] for v in lossy), default=None)
+
     def run_artifact(self, artifact: Path, feeds: dict[str, Any]) -> list[Any]:
         """The sparsec EP runs the kernels on the GPU (kernels.fatbin via the driver API), ORT's CPU EP the rest."""
         from sparsec.runtime import InferenceSession

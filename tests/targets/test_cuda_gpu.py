@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,3 +50,25 @@ def test_every_format_matches_float64_on_the_gpu() -> None:
     rows = check(seed=0, reps=2, rows=(1, 33), layers=layers)
     bad = [r for r in rows if not r.ok]
     assert not bad, bad
+
+
+@gpu
+@needs_gpu
+def test_compiled_model_verifies_through_the_ep_on_the_gpu(tmp_path: Path) -> None:
+    """`sparsec compile --target cuda` verifies on a GPU host: the EP runs the kernels, ORT's CPU EP the rest."""
+    import onnx
+
+    from benchmarks.gpu_check import build_arch
+    from sparsec.compiler import compile_model
+    from sparsec.options import CompileOptions
+    from sparsec.targets.cuda.launcher import Driver
+    from tests.targets.arm_models import for_format, mlp
+
+    arch = build_arch(Driver().compute_capability())
+    for fmt in ("csr", "bsr:4x4"):
+        model = tmp_path / f"{fmt.replace(':', '_')}.onnx"
+        onnx.save(for_format(mlp(), fmt), str(model))
+        result = compile_model(
+            model, tmp_path / f"{model.stem}.sparsec", CompileOptions(target="cuda", arch=arch, format=fmt, verify=True)
+        )
+        assert result.errors and max(result.errors.values()) < 1e-4 and not result.unverified
