@@ -60,8 +60,8 @@ def test_other_version_refused_naming_both(artifact: Path, tmp_path: Path, key: 
 
 
 def test_other_target_refused_naming_both(artifact: Path, tmp_path: Path) -> None:
-    code, err = _run(_edited(artifact, tmp_path, {"target.name": "cuda"}), tmp_path, X)
-    assert code == 2 and "unknown target 'cuda' (known targets: arm, x86)" in err
+    code, err = _run(_edited(artifact, tmp_path, {"target.name": "tpu"}), tmp_path, X)
+    assert code == 2 and "unknown target 'tpu' (known targets: arm, cuda, x86)" in err
 
 
 def test_other_artifact_format_refused(artifact: Path, tmp_path: Path) -> None:
