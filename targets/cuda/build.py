@@ -104,13 +104,13 @@ def abi_names(spec: KernelSpec) -> list[str]:
 
 def launch_table(meta: dict[str, Any], specs: list[KernelSpec]) -> str:
     """kernels.launch, the EP's launch metadata (no JSON parser in C++): one line per kernel,
-    ``symbol entry bx by bz grid_x rows_per_block abi,names params,names``."""
+    ``symbol entry bx by bz grid_y rows_per_block abi,names params,names``."""
     by_symbol = {s.symbol: s for s in specs}
     lines = []
     for k in meta["kernels"]:
         abi = ",".join(abi_names(by_symbol[k["symbol"]]))
         block = " ".join(str(v) for v in k["block"])
-        fields = [k["symbol"], k["entry"], block, k["grid_x"], k["rows_per_block"], abi, ",".join(k["params"])]
+        fields = [k["symbol"], k["entry"], block, k["grid_y"], k["rows_per_block"], abi, ",".join(k["params"])]
         lines.append(" ".join(str(f) for f in fields))
     return "\n".join(lines) + "\n"
 

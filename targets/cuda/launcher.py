@@ -145,4 +145,4 @@ def kernel_args(meta: dict[str, Any], arrays: dict[str, DeviceArray], m: int) ->
 
 
 def grid_of(meta: dict[str, Any], m: int) -> tuple[int, int, int]:
-    return (int(meta["grid_x"]), -(-m // int(meta["rows_per_block"])), 1)
+    return (-(-m // int(meta["rows_per_block"])), int(meta["grid_y"]), 1)

@@ -70,6 +70,6 @@ def test_cuda_artifact_runs_through_the_ep_on_a_stand_in_driver(tmp_path: Path, 
     np.testing.assert_allclose(y[0], ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y[1], ref[::-1], rtol=1e-5, atol=1e-5)  # second run: weights stay uploaded
     launches = (tmp_path / "launch.log").read_text().split("\n")[:-1]
-    grid = f"{meta['grid_x']} {-(-37 // meta['rows_per_block'])} 1"
+    grid = f"{-(-37 // meta['rows_per_block'])} {meta['grid_y']} 1"
     block = " ".join(str(v) for v in meta["block"])
     assert launches == [f"{meta['entry']} {grid} {block} 37"] * 2

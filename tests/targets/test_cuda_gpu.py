@@ -21,7 +21,7 @@ needs_gpu = pytest.mark.skipif(
 
 def test_launch_arguments_follow_kernels_json() -> None:
     """Runs anywhere: the parameter order and the pointer array cuLaunchKernel reads."""
-    meta = {"entry": "k_kernel", "params": ["X", "Y", "bias", "values", "M"], "grid_x": 3, "rows_per_block": 32}
+    meta = {"entry": "k_kernel", "params": ["X", "Y", "bias", "values", "M"], "grid_y": 3, "rows_per_block": 32}
     arrays = {
         n: DeviceArray(0x1000 * (i + 1), (1,), np.dtype(np.float32)) for i, n in enumerate(["X", "Y", "bias", "values"])
     }
@@ -30,7 +30,7 @@ def test_launch_arguments_follow_kernels_json() -> None:
     values, params = pack_params(args)
     assert [ctypes.c_uint64.from_address(params[i]).value for i in range(4)] == [0x1000, 0x2000, 0x3000, 0x4000]
     assert ctypes.c_int64.from_address(params[4]).value == 70
-    assert grid_of(meta, 70) == (3, 3, 1)
+    assert grid_of(meta, 70) == (3, 3, 1)  # (ceil(70 / 32), grid_y, 1)
     with pytest.raises(Exception, match="no array for parameter 'values'"):
         kernel_args(meta, {k: v for k, v in arrays.items() if k != "values"}, 1)
 

@@ -119,3 +119,16 @@ def test_generated_source_does_not_depend_on_the_arch() -> None:
     from sparsec.targets.cuda.build import generate
 
     assert generate(specs()[-2:], "sm_90")[0] == generate(specs()[-2:], "sm_80")[0]
+
+
+def test_too_many_output_blocks_is_a_one_line_error() -> None:
+    """N is on grid.y (at most 65535 blocks); M, known only at run time, is on grid.x."""
+    from sparsec.errors import SparsecError
+    from sparsec.targets.base import KernelSpec
+
+    n = 4 * (kernels.MAX_GRID_Y + 1)
+    spec = KernelSpec(
+        "wide", "csr", 8, n, (("values", (n,), "float32"), ("indices", (n,), "int32"), ("indptr", (n + 1,), "int32"))
+    )
+    with pytest.raises(SparsecError, match="blocks along grid.y"):
+        kernels.instantiate(spec)

@@ -77,7 +77,7 @@ std::vector<std::string> SplitCsv(const std::string& s) {
   return out;
 }
 
-// kernels.launch: "symbol entry bx by bz grid_x rows_per_block abi,csv params,csv" per line.
+// kernels.launch: "symbol entry bx by bz grid_y rows_per_block abi,csv params,csv" per line.
 bool ReadLaunches(const std::string& path, std::map<std::string, CudaLaunch>* out, std::string* err) {
   std::ifstream in(path);
   if (!in) {
@@ -90,7 +90,7 @@ bool ReadLaunches(const std::string& path, std::map<std::string, CudaLaunch>* ou
     std::stringstream ss(line);
     std::string symbol, abi, params;
     CudaLaunch l;
-    if (!(ss >> symbol >> l.entry >> l.block[0] >> l.block[1] >> l.block[2] >> l.grid_x >> l.rows_per_block >> abi >>
+    if (!(ss >> symbol >> l.entry >> l.block[0] >> l.block[1] >> l.block[2] >> l.grid_y >> l.rows_per_block >> abi >>
           params) ||
         l.rows_per_block < 1) {
       *err = "bad line in " + path + ": " + line;
@@ -153,6 +153,8 @@ std::shared_ptr<const CudaKernel> CudaModule::Find(const std::string& symbol, st
 }
 
 CudaKernel::~CudaKernel() {
+  if (constants_.empty()) return;
+  module_->api().cuCtxSetCurrent(module_->context());  // the session may end on another thread
   for (auto& kv : constants_) module_->api().cuMemFree(kv.second.second);
 }
 
@@ -214,11 +216,15 @@ bool CudaKernel::Call(DLTensor* const* args, int num_args, std::string* err) con
     values.push_back(dev[idx]);
     params.push_back(&values.back());
   }
-  const unsigned grid_y = static_cast<unsigned>((m + launch_.rows_per_block - 1) / launch_.rows_per_block);
+  const long long grid_x = (m + launch_.rows_per_block - 1) / launch_.rows_per_block;  // M on grid.x
+  if (ok && grid_x > 2147483647LL) {
+    *err = "too many rows for one launch: M=" + std::to_string(m);
+    ok = false;
+  }
   if (ok && m > 0) {
-    ok = module_->Check(api.cuLaunchKernel(fn_, launch_.grid_x, grid_y, 1, launch_.block[0], launch_.block[1],
-                                           launch_.block[2], 0, nullptr, params.data(), nullptr),
-                        "cuLaunchKernel", err) &&
+    const int launched = api.cuLaunchKernel(fn_, static_cast<unsigned>(grid_x), launch_.grid_y, 1, launch_.block[0],
+                                            launch_.block[1], launch_.block[2], 0, nullptr, params.data(), nullptr);
+    ok = module_->Check(launched, "cuLaunchKernel", err) &&
          module_->Check(api.cuCtxSynchronize(), "running the kernel (cuCtxSynchronize)", err);
   }
   if (ok && y_index >= 0 && Bytes(args[y_index]))

@@ -20,7 +20,7 @@ struct CudaApi;
 struct CudaLaunch {
   std::string entry;
   unsigned block[3] = {1, 1, 1};
-  unsigned grid_x = 1;
+  unsigned grid_y = 1;  // blocks over N; grid.x = ceil(M / rows_per_block)
   long long rows_per_block = 1;
   std::vector<std::string> abi;     // the kernel ABI order of the DLTensor arguments (X, packed..., Y)
   std::vector<std::string> params;  // the device entry's parameter order (names from abi, and M)

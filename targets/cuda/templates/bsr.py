@@ -6,7 +6,7 @@ read one block's ``data`` with consecutive addresses). X[m0:m0+mt, ...] is stage
 chunk row stride is padded to an odd number of words so the mt rows read by one warp fall in distinct banks. Every
 thread walks the block row's block list once per chunk and multiplies the blocks starting inside the chunk (each
 block is used exactly once). Rows of the shifted last block row (docs/internals.md) are written twice with the same
-value. Grid: (ceil(N / R), ceil(M / mt)).
+value. Grid: (ceil(M / mt), ceil(N / R)): M, known only at run time, on grid.x.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def kernel(K: int, N: int, R: int, C: int, nnzb: int, epi: Epilogue) -> Any:  # 
         X = T.match_buffer(x, (M, K), "float32")
         Res = T.match_buffer(r, (M, N), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
-        for mb in T.thread_binding((M + mt - 1) // mt, thread="blockIdx.y"):
-            for ib in T.thread_binding(nbr, thread="blockIdx.x"):
+        for mb in T.thread_binding((M + mt - 1) // mt, thread="blockIdx.x"):
+            for ib in T.thread_binding(nbr, thread="blockIdx.y"):
                 for t in T.thread_binding(threads, thread="threadIdx.x"):
                     xs = T.alloc_buffer((mt, words), "float32", scope="shared")
                     acc = T.alloc_buffer((1,), "float32", scope="local")

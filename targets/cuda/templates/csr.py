@@ -6,7 +6,7 @@ stride 32, so the loads of ``values``/``indices`` are coalesced (one 128-byte li
 X from shared memory for all ``mt`` rows (each value/index loaded once, used mt times). A butterfly of warp shuffles
 sums the 32 partial sums; lane 0 applies the epilogue and stores. When a row of X does not fit in shared memory
 (K > ``MAX_STAGED_K``) the lanes gather from global memory instead (L1/L2 cached).
-Grid: (ceil(N / 4), ceil(M / mt)).
+Grid: (ceil(M / mt), ceil(N / 4)): M, known only at run time, on grid.x (up to 2^31 - 1 blocks).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def kernel(K: int, N: int, nnz: int, epi: Epilogue) -> Any:  # noqa: N803
         X = T.match_buffer(x, (M, K), "float32")
         R = T.match_buffer(r, (M, N), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
-        for mb in T.thread_binding((M + mt - 1) // mt, thread="blockIdx.y"):
-            for nb in T.thread_binding((N + WARPS - 1) // WARPS, thread="blockIdx.x"):
+        for mb in T.thread_binding((M + mt - 1) // mt, thread="blockIdx.x"):
+            for nb in T.thread_binding((N + WARPS - 1) // WARPS, thread="blockIdx.y"):
                 for w in T.thread_binding(WARPS, thread="threadIdx.y"):
                     for lane in T.thread_binding(32, thread="threadIdx.x"):
                         xs = T.alloc_buffer((mt, K if staged else 1), "float32", scope="shared")

@@ -6,7 +6,8 @@ A fragment per k16 step. The block's 32 rows of X are staged chunk by chunk (``K
 converted once to 16-bit pairs (one uint32 per two k), with coalesced 8-byte loads; the row stride is padded by
 4 words so the B-fragment reads of a warp hit 32 distinct banks. A fragments and metadata are built from the packed
 ``values``/``positions`` arrays as described in ``mma_layout`` (re-encoded per group, no host-side repacking).
-Grid: (ceil(N / 64), ceil(M / 32)); M is a runtime shape, every load and store is guarded.
+Grid: (ceil(M / 32), ceil(N / 64)); M is a runtime shape (on grid.x, up to 2^31 - 1 blocks), every load and
+store is guarded.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ def kernel(K: int, N: int, G: int, epi: Epilogue, dtype: str = "float16") -> Any
         X = T.match_buffer(x, (M, K), "float32")
         R = T.match_buffer(r, (M, N), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
-        for mb in T.thread_binding((M + M_TILE - 1) // M_TILE, thread="blockIdx.y"):
-            for nb in T.thread_binding((N + N_TILE - 1) // N_TILE, thread="blockIdx.x"):
+        for mb in T.thread_binding((M + M_TILE - 1) // M_TILE, thread="blockIdx.x"):
+            for nb in T.thread_binding((N + N_TILE - 1) // N_TILE, thread="blockIdx.y"):
                 for w in T.thread_binding(WARPS, thread="threadIdx.y"):
                     for lane in T.thread_binding(32, thread="threadIdx.x"):
                         # flat, indexed row * words + col: a 2-D buffer would be compacted to the columns actually
