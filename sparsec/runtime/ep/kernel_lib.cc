@@ -42,7 +42,6 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-
 // dlopen()ed handles are never closed: kernels and TVM's thread pool may still reference them at exit.
 bool LoadTvmRuntimeOnce(const std::string& tvm_runtime, std::string* err) {
   static std::mutex mu;
