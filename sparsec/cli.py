@@ -65,9 +65,13 @@ def main() -> None:
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--target", default="x86", show_default=True, help="x86 (this host) | arm (aarch64 + NEON) | wasm (node, browser)"
+    "--target",
+    default="x86",
+    show_default=True,
+    help="x86 (this host) | arm (aarch64 + NEON) | wasm (node, browser) | cuda (NVIDIA GPU)",
 )
 @click.option("--cpu", default="", help="arm: the core to tune for, an LLVM CPU name (e.g. cortex-a76) [generic]")
+@click.option("--arch", default="", help="cuda: sm_80 | sm_86 | sm_89 | sm_90 [sm_80]")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="artifact directory [MODEL.sparsec]")
 @click.option("--format", "fmt", default="auto", show_default=True, help=FORMAT_HELP)
 @click.option(
@@ -85,6 +89,7 @@ def compile_cmd(
     model: Path,
     target: str,
     cpu: str,
+    arch: str,
     output: Path | None,
     fmt: str,
     verify: bool | None,
@@ -96,7 +101,7 @@ def compile_cmd(
     from .compiler import compile_model
     from .options import CompileOptions
 
-    opts = CompileOptions(target=target, format=fmt, verify=verify, cpu=cpu, tune=tune, dims=_dims(dims))
+    opts = CompileOptions(target=target, format=fmt, verify=verify, cpu=cpu, arch=arch, tune=tune, dims=_dims(dims))
     out = output or model.with_suffix(".sparsec")
     result = compile_model(model, out, opts, dump_dir=dump_dir, progress=progress)
     click.echo(result.summary())

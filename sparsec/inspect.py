@@ -32,7 +32,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"{'layer':<44} {'op':<6} {'shape (N x K)':<13} {'dens':>5}  {'full N:M':<10} {'best blocks':<21} "
         f"{'0-rows/cols':<11} format / reason"
     )
-    lines = [f"target: {report['target'].get('name')} ({report['target'].get('cpu', '?')})", head, "-" * len(head)]
+    t = report["target"]
+    lines = [f"target: {t.get('name')} ({t.get('cpu') or t.get('arch', '?')})", head, "-" * len(head)]
     for r in report["weights"]:
         nm = ",".join(k for k, v in r["nm"].items() if v == 1.0) or "-"
         shape = "x".join(str(s) for s in r["shape"])

@@ -20,6 +20,7 @@ class CompileOptions:
     format: str = "auto"
     verify: bool | None = None  # None: verify when this host can run the target's code, else say it was skipped
     cpu: str = ""  # --cpu NAME (arm: LLVM mcpu); "" = the target's default
+    arch: str = ""  # --arch sm_XX (cuda); "" = the target's default (sm_80)
     tune: bool = False  # measure candidate formats and variants per layer on this host (passes/tune.py)
     representative_m: int = 128  # rows of the activation the cost model ranks formats at, when nothing says more
     dims: dict[str, int] = field(default_factory=dict)  # --dim NAME=N: symbolic dims for selection, tuning, verify

@@ -90,33 +90,46 @@ class Target(Protocol):
         ...
 
 
-def _x86(cpu: str) -> Target:
+def _x86(cpu: str, arch: str) -> Target:
     from .x86.target import X86Target
 
+    if arch:
+        raise SparsecError("--arch applies to --target cuda only")
     if cpu:
         raise SparsecError("--cpu applies to --target arm only (x86 builds for this host's CPU)")
     return X86Target()
 
 
-def _arm(cpu: str) -> Target:
+def _arm(cpu: str, arch: str) -> Target:
     from .arm.target import ArmTarget
 
+    if arch:
+        raise SparsecError("--arch applies to --target cuda only (arm takes --cpu)")
     target = ArmTarget(cpu)
     if cpu:
         target.check_cpu()  # before any work; imports TVM only when a CPU is named
     return target
 
 
-def _wasm(cpu: str) -> Target:
+def _wasm(cpu: str, arch: str) -> Target:
     from .wasm.target import WasmTarget
 
+    if arch:
+        raise SparsecError("--arch applies to --target cuda only")
     if cpu:
         raise SparsecError("--cpu applies to --target arm only (wasm builds generic wasm32 + SIMD128)")
     return WasmTarget()
 
 
-# cuda: planned (see /work/shared/DESIGN.md); not registered until it builds and runs.
-_TARGETS: dict[str, Callable[[str], Target]] = {"x86": _x86, "arm": _arm, "wasm": _wasm}
+def _cuda(cpu: str, arch: str) -> Target:
+    from .cuda.target import CudaTarget
+
+    if cpu:
+        raise SparsecError("--cpu applies to --target arm only (cuda takes --arch)")
+    return CudaTarget(arch)  # checks the arch name; no TVM import
+
+
+_TARGETS: dict[str, Callable[[str, str], Target]] = {"x86": _x86, "arm": _arm, "wasm": _wasm, "cuda": _cuda}
 
 
 def known_targets() -> list[str]:
@@ -124,11 +137,11 @@ def known_targets() -> list[str]:
     return sorted(_TARGETS)
 
 
-def get_target(name: str, cpu: str = "") -> Target:
-    """The target called ``name`` (for ``cpu``, "" = the target's default); unknown names or CPUs raise a one-line
-    SparsecError listing the known ones."""
+def get_target(name: str, cpu: str = "", arch: str = "") -> Target:
+    """The target called ``name`` (for ``cpu`` / GPU ``arch``, "" = the target's default); unknown names, CPUs or
+    archs raise a one-line SparsecError listing the known ones."""
     try:
         factory = _TARGETS[name]
     except KeyError:
         raise SparsecError(f"unknown target {name!r} (known targets: {', '.join(known_targets())})") from None
-    return factory(cpu)
+    return factory(cpu, arch)

@@ -54,6 +54,13 @@ def _register(ort: Any) -> None:
 
 def host_target_ok(manifest: dict[str, Any]) -> None:
     kind = manifest.get("target", {}).get("name")
+    if kind == "cuda":  # the EP runs CUDA artifacts on the GPU through the driver: one line when there is none
+        from ..targets.cuda.driver import refuse
+
+        why = refuse(str(manifest["target"].get("arch", "?")))
+        if why:
+            raise SparsecError(f"sparsec: {why}")
+        return
     if kind != "x86" or platform.machine() not in ("x86_64", "AMD64"):
         hints = {
             "arm": " (`sparsec run` runs ARM artifacts under qemu-aarch64)",

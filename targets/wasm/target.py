@@ -38,7 +38,6 @@ class WasmTarget:
     library_name = "kernels.wasm"
     isa = "simd128"
     vector_width = VECTOR_WIDTH
-    tunable = False  # --tune times kernels natively; wasm kernels run only inside a JS engine
     sparse_conv = True  # the x86 conv templates, with the SIMD128 vector width
 
     def __init__(self) -> None:
@@ -92,6 +91,10 @@ class WasmTarget:
         shutil.copy2(JS_DIR / ENTRY, folder / ENTRY)
         for name in ORT_FILES:
             shutil.copy2(ort_web_dist() / name, folder / name)
+
+    def cannot_tune(self) -> str:
+        """--tune times kernels natively; wasm kernels run only inside a JS engine."""
+        return "not available for --target wasm (kernels are timed natively; use python -m benchmarks.wasm_node)"
 
     def cannot_run(self) -> str:
         """Why this host cannot run wasm artifacts ("" when node and onnxruntime-web are installed)."""

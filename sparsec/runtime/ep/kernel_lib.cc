@@ -1,10 +1,12 @@
 #include "kernel_lib.h"
 
+#include "cuda_lib.h"
 #include "parallel.h"
 
 #include <dlfcn.h>
 
 #include <map>
+#include <optional>
 #include <vector>
 #include <mutex>
 #include <sys/stat.h>
@@ -20,12 +22,14 @@ namespace ffi = tvm::ffi;
 namespace sparsec {
 
 struct KernelLibrary::Impl {
-  ffi::Module module;
+  std::optional<ffi::Module> module;  // a TVM kernel library (kernels.so)
+  std::shared_ptr<CudaModule> cuda;   // or a CUDA artifact's kernels.fatbin
 };
 
 struct KernelFunction::Impl {
   std::shared_ptr<KernelLibrary::Impl> lib;  // the module must outlive the function
-  ffi::Function fn;
+  std::optional<ffi::Function> fn;
+  std::shared_ptr<const CudaKernel> cuda;
 };
 
 namespace {
@@ -33,6 +37,10 @@ namespace {
 bool FileExists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // dlopen()ed handles are never closed: kernels and TVM's thread pool may still reference them at exit.
@@ -78,11 +86,17 @@ std::shared_ptr<KernelLibrary> KernelLibrary::Load(const std::string& tvm_runtim
     *err = "kernel library not found: " + path;
     return nullptr;
   }
-  if (!LoadTvmRuntimeOnce(tvm_runtime, err)) return nullptr;
   auto lib = std::make_shared<KernelLibrary>();
   lib->path_ = path;
+  if (EndsWith(path, ".fatbin")) {  // a CUDA artifact (docs/internals.md, "CUDA artifact"): no TVM runtime needed
+    auto cuda = CudaModule::Load(path, err);
+    if (!cuda) return nullptr;
+    lib->impl_ = std::make_shared<Impl>(Impl{std::nullopt, std::move(cuda)});
+    return lib;
+  }
+  if (!LoadTvmRuntimeOnce(tvm_runtime, err)) return nullptr;
   try {
-    lib->impl_ = std::make_shared<Impl>(Impl{ffi::Module::LoadFromFile(path)});
+    lib->impl_ = std::make_shared<Impl>(Impl{ffi::Module::LoadFromFile(path), nullptr});
   } catch (const ffi::Error& e) {
     *err = "cannot load kernel library " + path + ": " + e.kind() + ": " + e.message();
     return nullptr;
@@ -95,13 +109,19 @@ std::shared_ptr<KernelLibrary> KernelLibrary::Load(const std::string& tvm_runtim
 }
 
 std::shared_ptr<const KernelFunction> KernelLibrary::Find(const std::string& name, std::string* err) const {
+  if (impl_->cuda) {
+    auto kernel = impl_->cuda->Find(name, err);
+    if (!kernel) return nullptr;
+    return std::make_shared<const KernelFunction>(
+        std::make_shared<KernelFunction::Impl>(KernelFunction::Impl{impl_, std::nullopt, std::move(kernel)}));
+  }
   try {
-    ffi::Optional<ffi::Function> f = impl_->module->GetFunction(name);
+    ffi::Optional<ffi::Function> f = (*impl_->module)->GetFunction(name);
     if (!f.has_value()) {
       *err = "kernel function '" + name + "' not found in " + path_;
       return nullptr;
     }
-    auto impl = std::make_shared<KernelFunction::Impl>(KernelFunction::Impl{impl_, *f});
+    auto impl = std::make_shared<KernelFunction::Impl>(KernelFunction::Impl{impl_, *f, nullptr});
     return std::make_shared<const KernelFunction>(std::move(impl));
   } catch (const ffi::Error& e) {
     *err = "looking up kernel function '" + name + "' in " + path_ + ": " + e.message();
@@ -110,10 +130,11 @@ std::shared_ptr<const KernelFunction> KernelLibrary::Find(const std::string& nam
 }
 
 bool KernelFunction::Call(DLTensor* const* args, int num_args, std::string* err) const {
+  if (impl_->cuda) return impl_->cuda->Call(args, num_args, err);
   std::vector<ffi::AnyView> packed(args, args + num_args);
   try {
     ffi::Any ret;
-    impl_->fn.CallPacked(packed.data(), num_args, &ret);
+    impl_->fn->CallPacked(packed.data(), num_args, &ret);
   } catch (const ffi::Error& e) {
     *err = e.kind() + ": " + e.message();
     return false;

@@ -1,4 +1,5 @@
-// The kernel library of an artifact (kernels.so, exported by TVM) and the functions the EP calls in it.
+// The kernel library of an artifact (kernels.so, exported by TVM; or a CUDA artifact's kernels.fatbin, run through
+// cuda_lib) and the functions the EP calls in it.
 // tvm-ffi headers stay inside kernel_lib.cc: the rest of the EP sees plain C++ (faster builds, one place that
 // knows about tvm::ffi exceptions).
 #pragma once

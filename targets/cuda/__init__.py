@@ -1,0 +1,1 @@
+"""The CUDA target: sparse kernels for NVIDIA GPUs (sm_80+), generated with TVM and compiled with nvcc."""

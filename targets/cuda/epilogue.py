@@ -1,0 +1,60 @@
+"""The kernel epilogue for CUDA: ``Y = act(acc + bias + residual)`` with CUDA's own libdevice math.
+
+x86's epilogue spells every activation in arithmetic so that LLVM can vectorize it; on a GPU each thread is scalar
+and TVM's CUDA codegen inlines expressions without sharing subterms, so that spelling becomes ~40 copies of a
+polynomial per output (a 60k-line source for one GELU kernel). Here GELU is ``x * 0.5 * erfcf(-x / sqrt(2))``
+(erfc keeps the relative precision for x < -3 where ``1 + erf`` cancels), sigmoid ``1 / (1 + expf(-x))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sparsec.targets.x86.epilogue import Epilogue
+
+
+def _f(v: float) -> Any:
+    from tvm import tirx
+
+    return tirx.const(v, "float32")
+
+
+def _call(name: str, x: Any) -> Any:
+    from tvm import tirx
+
+    return tirx.call_pure_extern("float32", name, x)
+
+
+def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], Any]:
+    """The activation as a function on a float32 TIR expression."""
+    from tvm import tirx
+
+    def sigmoid(x: Any) -> Any:
+        return _f(1.0) / (_f(1.0) + _call("expf", -x))
+
+    table: dict[str, Callable[[Any], Any]] = {
+        "none": lambda x: x,
+        "relu": lambda x: tirx.max(x, _f(0.0)),
+        "gelu": lambda x: x * _f(0.5) * _call("erfcf", x * _f(-0.7071067811865476)),
+        "sigmoid": sigmoid,
+        "clip": lambda x: tirx.min(tirx.max(x, _f(clip_min)), _f(clip_max)),
+        "silu": lambda x: x * sigmoid(x),
+        "hardswish": lambda x: x * tirx.max(tirx.min(x * _f(1.0 / 6.0) + _f(0.5), _f(1.0)), _f(0.0)),
+    }
+    return table[act]
+
+
+def make_epilogue(bias: bool, residual: bool, act: str, clip_min: float = 0.0, clip_max: float = 0.0) -> Epilogue:
+    """``epi(acc, bias_buf, residual_buf, m, n)``; buffers the spec does not have are never touched."""
+    fn = activation(act, clip_min, clip_max)
+
+    def epi(acc: Any, bias_buf: Any, res_buf: Any, m: Any, n: Any) -> Any:
+        x = acc
+        if bias:
+            x = x + bias_buf[n]
+        if residual:
+            x = x + res_buf[m, n]
+        return fn(x)
+
+    return epi
