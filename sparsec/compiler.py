@@ -207,7 +207,5 @@ def _verify(
     bad = {k: v for k, v in errors.items() if not v <= limit}
     if bad:
         name, err = max(bad.items(), key=lambda kv: kv[1])
-        raise SparsecError(
-            f"verification failed: output {name!r} differs from ORT (max rel error {err:.3g} > {limit})"
-        )
+        raise SparsecError(f"verification failed: output {name!r} differs from ORT (max rel error {err:.3g} > {limit})")
     return errors

@@ -8,7 +8,7 @@ from functools import cache
 
 @cache
 def driver_problem() -> str:
-    """"" when libcuda.so.1 loads and reports a GPU; otherwise why not (one line)."""
+    """ "" when libcuda.so.1 loads and reports a GPU; otherwise why not (one line)."""
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
     except OSError:

@@ -64,7 +64,7 @@ class CudaTarget:
         """Nothing beyond the build's files: the EP is the host's (see the README's CUDA section)."""
 
     def cannot_run(self) -> str:
-        """"" on a host with an NVIDIA driver and GPU (the EP runs the kernels there), else why not."""
+        """ "" on a host with an NVIDIA driver and GPU (the EP runs the kernels there), else why not."""
         from .driver import driver_problem
 
         return driver_problem()
