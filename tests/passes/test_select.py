@@ -8,7 +8,7 @@ import pytest
 from sparsec.errors import SparsecError
 from sparsec.passes.analysis import find_layers
 from sparsec.passes.cost_model import CostModel
-from sparsec.passes.select import MARGIN, candidates, check_forced, choose
+from sparsec.passes.select import FAMILY_MARGIN, MARGIN, candidates, check_forced, choose
 from tests.passes.graphs import matmul_model, weight
 
 # dense: 1 ns per MAC; csr: 4 ns per stored value; bsr: 1.5 ns; nm: 2 ns (no per-row or fixed cost).
@@ -57,6 +57,21 @@ def test_nm_only_when_the_weight_conforms() -> None:
     w[0, 0] = w[0, 1] = 1.0  # one group breaks 1:2
     c = choose(layer_with(w), "auto", ["nm:1:2"], cheap_nm, 128)
     assert c.format == "dense" and "no sparse format fits" in c.reason
+
+
+def test_nm_needs_its_larger_margin() -> None:
+    """An N:M format predicted between MARGIN and its own margin stays dense, and says what it needed; a format of
+    another family with the same prediction would have been chosen."""
+    w = weight(np.random.default_rng(2), density=1.0)
+    w.reshape(w.shape[0], -1)[:, 1::2] = 0.0  # 1:2: 37 columns in 19 groups, one slot each
+    speedup = 37 / 19 / 1.5  # nm at 1.5 ns per slot: 1.30x, just under the nm margin
+    assert MARGIN < speedup < FAMILY_MARGIN["nm"]
+    nm = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.5, 0.0, 0.0]}}, "")
+    c = choose(layer_with(w), "auto", ["nm:1:2"], nm, 128)
+    assert c.format == "dense" and c.speedup == pytest.approx(speedup), c
+    assert f"needs {FAMILY_MARGIN['nm']:.1f}x" in c.reason
+    cheaper = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.4, 0.0, 0.0]}}, "")  # 1.39x: over it
+    assert choose(layer_with(w), "auto", ["nm:1:2"], cheaper, 128).format == "nm:1:2"
 
 
 def test_forced_format_that_does_not_fit_stays_dense_with_reason() -> None:
