@@ -92,8 +92,9 @@ def dense_runner(k: int, n: int, m: int, threads: int) -> Callable[[], object]:
 def bound_session(
     model: Any, x: np.ndarray, y_shape: tuple[int, ...], threads: int
 ) -> tuple[Callable[[], object], Any]:
-    """A one-layer ORT session (CPU EP, ``threads`` intra-op threads, spinning off as in sparsec sessions) with input
-    ``X`` bound to ``x`` and output ``Y`` to a buffer of ``y_shape``: (one call runs it once, the output OrtValue)."""
+    """A one-layer ORT session (CPU EP, ``threads`` intra-op threads, spinning off: the TVM kernels timed next to it
+    run on TVM's own pool here, which idle spinning ORT workers would slow) with input ``X`` bound to ``x`` and
+    output ``Y`` to a buffer of ``y_shape``: (one call runs it once, the output OrtValue)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -77,7 +77,8 @@ def default_session_options() -> Any:
 
     The EP runs the kernels' parallel loops on this same pool (runtime/ep/parallel.h), so there is one set of
     threads per session. (Before, kernels ran on TVM's pool and ORT's spinning had to be turned off: MiniLM-L3
-    b1 s128 on 2 cores, sparsec 4.98 ms spinning off vs 4.04 ms now, ORT dense 7.08 ms; /tmp probe, 2026-11-25.)
+    b1 s128 on 2 cores, 2026-11-25: sparsec 4.98 ms with spinning off vs 4.04 ms with the shared spinning pool, ORT
+    dense 7.08 ms, interleaved in one process.)
     """
     import onnxruntime as ort
 
