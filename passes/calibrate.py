@@ -4,14 +4,14 @@ Run: ``python -m sparsec.passes.calibrate [--quick] [--out PATH] [--raw PATH]`` 
 on (about 6 minutes on 2 cores, ``--quick`` about 1); it replaces the host ISA's table in ``cost_data/x86.json``
 and keeps the other ISAs' tables.
 
-For the host ISA, every format preset the x86 target has a kernel for (csr, bsr:RxC, nm:N:M; the kernel variant
-the compiler picks by default) is built over a grid of layer shapes and densities (N:M at its own pattern density)
--- all kernels of one shape in ONE library, compiling is the slow part -- and timed through tvm-ffi calls at
-M = 1, 16 and 128, interleaved with ORT's dense MatMul (same threads, ORT's intra-op spinning off so its idle
-workers do not slow the TVM kernels timed next to it, pre-bound inputs and outputs). Each point is the fastest of
-a few pass medians taken minutes apart (whole groups of functions run 1.3-1.5x slower for a while on this VM, other processes or not; a pass during
-which other processes were busy is re-timed). Dense times are reduced by the per-call overhead ORT's Python
-``run`` has beyond a tvm-ffi call, so both sides carry the same call overhead.
+For the host ISA, every format preset the x86 target has a kernel for (csr, bsr:RxC, nm:N:M; the kernel variant the
+compiler picks by default) is built over a grid of layer shapes and densities (N:M at its own pattern density) --
+all kernels of one shape in ONE library, compiling is the slow part -- and timed through tvm-ffi calls at M = 1, 16
+and 128, interleaved with ORT's dense MatMul (same threads, ORT's intra-op spinning off so its idle workers do not
+slow the TVM kernels timed next to it, pre-bound inputs and outputs). Each point is the fastest of a few pass
+medians taken minutes apart (whole groups of functions run 1.3-1.5x slower for a while on this VM, other processes
+or not; a pass during which other processes were busy is re-timed). Dense times are reduced by the per-call overhead
+ORT's Python ``run`` has beyond a tvm-ffi call, so both sides carry the same call overhead.
 
 Per (format key, bucket) the constants of ``t_us = M * (a * stored + b * N) / 1000 + c`` are fitted by
 non-negative least squares on relative error, for each preset and for each family ("csr", "bsr", "nm": all its
