@@ -36,12 +36,46 @@ def _select(
     shapes = _concrete_shapes(model, options.dims) if options.dims else {}
     for layer in layers:
         if layer.op == "Conv" and not getattr(target, "sparse_conv", False) and not layer.skip:
-            layer.skip = f"sparse convolutions are compiled for x86 only so far (target {target.name})"
+            layer.skip = f"no sparse convolution kernels for target {target.name} (x86 and wasm have them)"
         layer.rows = layer.rows or _rows_from_shapes(layer, shapes)
         rows = layer.rows or options.representative_m
         choices[layer.name] = choose(layer, options.format, presets, cost, rows)
-    tuned = _tune(layers, choices, presets, cost, target, options, say) if options.tune else {}
+    if options.format == "auto" and not options.tune:  # --tune recounts with its own, measured choices
+        m = options.representative_m
+        _settle_layout(model, layers, choices, lambda la: choose(la, "auto", presets, cost, la.rows or m))
+    tuned = _tune(model, layers, choices, presets, cost, target, options, say) if options.tune else {}
     return layers, choices, tuned
+
+
+def _settle_layout(
+    model: onnx.ModelProto, layers: list[Any], choices: dict[str, Any], rechoose: Callable[[Any], Any]
+) -> None:
+    """Recount each sparse conv's NCHWc conversions with the convs that stayed dense as ORT's too (passes/layout.py)
+    and choose it again; a conv that goes back to dense adds conversions to its neighbours, so repeat until nothing
+    changes (the sparse set only shrinks: at most one round per conv)."""
+    from .passes.graph import GraphIndex
+    from .passes.layout import reorder_elements
+
+    convs = [la for la in layers if la.op == "Conv" and la.geom is not None and not la.skip]
+    if not convs:
+        return
+    idx = GraphIndex(model)
+    for _ in range(len(convs)):
+        kept_dense = frozenset(la.node.output[0] for la in convs if choices[la.name].format == "dense")
+        changed = False
+        for la in convs:
+            if choices[la.name].format == "dense":
+                continue
+            shape = idx.shapes.get(la.node.input[0]) or [None]
+            batch = shape[0] if isinstance(shape[0], int) else 1
+            reorder = batch * reorder_elements(idx, la.node, kept_dense)
+            if reorder == la.reorder:
+                continue
+            la.reorder = reorder
+            choices[la.name] = rechoose(la)
+            changed = changed or choices[la.name].format == "dense"
+        if not changed:
+            return
 
 
 def _concrete_shapes(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str, list[Any]]:
@@ -74,6 +108,7 @@ def _rows_from_shapes(layer: Any, shapes: dict[str, list[Any]]) -> int | None:
 
 
 def _tune(
+    model: onnx.ModelProto,
     layers: list[Any],
     choices: dict[str, Any],
     presets: list[str],
@@ -93,7 +128,8 @@ def _tune(
         todo = []
     versions = toolchain_versions()
     records: dict[str, dict[str, Any]] = {}
-    for i, layer in enumerate(todo):
+
+    def tune_one(layer: Any) -> Any:
         rows = layer.rows or options.representative_m
         predicted = predicted_speedup(layer, cost, rows)
         forced = options.format != "auto"
@@ -104,7 +140,6 @@ def _tune(
             best = min((e for e in times if e != "dense"), key=lambda e: times[e])
             variant = best.split("|")[1]
             choice = Choice(options.format, f"forced by --format ({choice.reason.removeprefix('stays dense: ')})")
-        choices[layer.name] = choice
         records[layer.name] = {
             "variant": variant,
             "measured_us": {k: round(v, 3) for k, v in sorted(times.items())},
@@ -112,7 +147,13 @@ def _tune(
         }
         if say:
             how = "cached" if cached else f"measured {len(times) - 1} kernels and dense"
-            say(f"tuning {bar(i + 1, len(todo))} {layer.name}: {choice.format} {variant} ({how})")
+            say(f"tuning {bar(len(records), len(todo))} {layer.name}: {choice.format} {variant} ({how})")
+        return choice
+
+    for layer in todo:
+        choices[layer.name] = tune_one(layer)
+    if auto:  # measured times are cached: re-choosing after the layout recount measures nothing again
+        _settle_layout(model, layers, choices, tune_one)
     return records
 
 

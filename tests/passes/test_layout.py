@@ -1,4 +1,5 @@
-"""layout: a conv next to a conv ORT keeps (depthwise/grouped, NCHWc) is charged ORT's layout conversions."""
+"""layout: a conv next to a conv ORT keeps (depthwise/grouped, or kept dense by the selection) is charged ORT's
+layout conversions; the pipeline recounts after choosing and re-chooses until stable."""
 
 from __future__ import annotations
 
@@ -34,3 +35,47 @@ def test_reorder_counted_only_next_to_ort_convs() -> None:
     reorder = {la.name: la.reorder for la in find_layers(m)}
     image = 2 * C * S * S  # batch 2
     assert reorder == {"dw1": 0, "pw1": 2 * image, "dw2": 0, "pw2": image, "pw3": 0}
+
+
+def _chain() -> tuple[object, list[object]]:
+    """x -> a -> b -> c -> y, three pointwise group-1 convs."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("Conv", ["x", "a"], ["ya"], name="a"),
+        helper.make_node("Conv", ["ya", "b"], ["yb"], name="b"),
+        helper.make_node("Conv", ["yb", "c"], ["y"], name="c"),
+    ]
+    inits = {n: conv_weight(rng, C, C, 1, 0.2) for n in "abc"}
+    m = model(nodes, inits, {"x": [1, C, S, S]}, {"y": [1, C, S, S]})
+    return m, find_layers(m)
+
+
+def test_convs_kept_dense_count_as_ort_convs() -> None:
+    from sparsec.passes.graph import GraphIndex
+    from sparsec.passes.layout import reorder_elements
+
+    m, layers = _chain()
+    idx, image = GraphIndex(m), C * S * S
+    a, b, c = (la.node for la in layers)  # type: ignore[attr-defined]
+    assert [reorder_elements(idx, n) for n in (a, b, c)] == [0, 0, 0]  # group-1 neighbours: ORT's only if kept dense
+    assert reorder_elements(idx, b, frozenset({"ya"})) == image  # a (output "ya") kept dense: b's input side
+    assert reorder_elements(idx, b, frozenset({"ya", "y"})) == 2 * image
+    assert reorder_elements(idx, a, frozenset({"yb"})) == image
+
+
+def test_settle_recounts_until_stable() -> None:
+    """b sits before c, which stayed dense: b pays conversions and goes dense; then a, next to b, does too."""
+    from sparsec.passes.select import Choice
+    from sparsec.pipeline import _settle_layout
+
+    m, layers = _chain()
+    choices = {"a": Choice("csr", "x"), "b": Choice("csr", "x"), "c": Choice("dense", "x")}
+    calls: list[str] = []
+
+    def rechoose(la):  # type: ignore[no-untyped-def]
+        calls.append(la.name)
+        return Choice("dense", "conversions") if la.reorder else Choice("csr", "x")
+
+    _settle_layout(m, layers, choices, rechoose)  # type: ignore[arg-type]
+    assert {k: v.format for k, v in choices.items()} == {"a": "dense", "b": "dense", "c": "dense"}
+    assert calls == ["b", "a"]  # a was recounted only once b had gone dense
