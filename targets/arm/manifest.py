@@ -7,25 +7,13 @@ tiles hold more accumulators than on x86 AVX2 (16 of 16 registers there would sp
 
 from __future__ import annotations
 
-from sparsec.targets.x86.manifest import Variant, choose, supported_presets, variants_for
+from sparsec.targets.x86.manifest import Variant, choose, supported_presets, variant_table, variants_for
 
 VECTOR_WIDTH = 4  # float32 lanes in a 128-bit NEON register
 ACC_REGISTERS = 16  # vector accumulators per tile (of 32 registers)
 
-VARIANTS: tuple[Variant, ...] = (
-    Variant("csr", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("csr", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("nm", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("nm", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    # Block rows as vector lanes: up to 4 registers per block row (16x1), mu rows of X share each weight load.
-    Variant(
-        "bsr",
-        "rows",
-        lambda f, vw: f.r % vw == 0 and f.r <= 4 * vw,
-        lambda f, vw: max(1, min(16, ACC_REGISTERS * vw // f.r)),
-    ),
-    Variant("bsr", "xt", lambda f, vw: f.r <= ACC_REGISTERS, lambda f, vw: max(1, ACC_REGISTERS // f.r)),
-)
+# Block rows as vector lanes: up to 4 registers per block row (16x1), mu rows of X share each weight load.
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=16)
 
 __all__ = ["ACC_REGISTERS", "VARIANTS", "VECTOR_WIDTH", "arm_choose", "arm_presets", "arm_variants"]
 

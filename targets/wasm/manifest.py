@@ -6,25 +6,13 @@ xmm registers (x86-64) or 32 NEON registers, so the tiles keep x86's budget of 8
 
 from __future__ import annotations
 
-from sparsec.targets.x86.manifest import Variant, choose, supported_presets, variants_for
+from sparsec.targets.x86.manifest import Variant, choose, supported_presets, variant_table, variants_for
 
 VECTOR_WIDTH = 4  # float32 lanes in a v128
 ACC_REGISTERS = 8  # vector accumulators per tile (leaves room for operands on a 16-register host)
 
-VARIANTS: tuple[Variant, ...] = (
-    Variant("csr", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("csr", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("nm", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("nm", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    # Block rows as vector lanes, up to 4 vectors per block row (16x1, the seed paper's mobile block shape).
-    Variant(
-        "bsr",
-        "rows",
-        lambda f, vw: f.r % vw == 0 and f.r <= 4 * vw,
-        lambda f, vw: max(1, min(8, ACC_REGISTERS * vw // f.r)),
-    ),
-    Variant("bsr", "xt", lambda f, vw: f.r <= ACC_REGISTERS, lambda f, vw: max(1, ACC_REGISTERS // f.r)),
-)
+# Block rows as vector lanes, up to 4 vectors per block row (16x1, the seed paper's mobile block shape).
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=8)
 
 __all__ = ["ACC_REGISTERS", "VARIANTS", "VECTOR_WIDTH", "wasm_choose", "wasm_presets", "wasm_variants"]
 

@@ -29,20 +29,27 @@ class Variant:
     mu: Callable[[Any, int], int]  # tile size along the batch (in vectors for "xt", in rows of X for "rows")
 
 
-VARIANTS: tuple[Variant, ...] = (
-    Variant("csr", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("csr", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("nm", "tiled", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    Variant("nm", "xt", lambda f, vw: True, lambda f, vw: ACC_REGISTERS),
-    # rows first: when the block height is a whole number of vectors it needs no transpose and no padding of M.
-    Variant(
-        "bsr",
-        "rows",
-        lambda f, vw: f.r % vw == 0 and f.r <= 2 * vw,
-        lambda f, vw: max(1, min(8, ACC_REGISTERS * vw // f.r)),
-    ),
-    Variant("bsr", "xt", lambda f, vw: f.r <= ACC_REGISTERS, lambda f, vw: max(1, ACC_REGISTERS // f.r)),
-)
+def variant_table(acc: int, rows_vectors: int, rows_mu_cap: int) -> tuple[Variant, ...]:
+    """The kernel table of a SIMD target: ``acc`` vector accumulators per tile; the bsr ``rows`` variant (block rows
+    as vector lanes) for blocks of at most ``rows_vectors`` whole vectors, with at most ``rows_mu_cap`` rows of X per
+    tile. x86, ARM and wasm differ only in these three numbers."""
+    return (
+        Variant("csr", "tiled", lambda f, vw: True, lambda f, vw: acc),
+        Variant("csr", "xt", lambda f, vw: True, lambda f, vw: acc),
+        Variant("nm", "tiled", lambda f, vw: True, lambda f, vw: acc),
+        Variant("nm", "xt", lambda f, vw: True, lambda f, vw: acc),
+        # rows first: when the block height is a whole number of vectors it needs no transpose and no padding of M.
+        Variant(
+            "bsr",
+            "rows",
+            lambda f, vw: f.r % vw == 0 and f.r <= rows_vectors * vw,
+            lambda f, vw: max(1, min(rows_mu_cap, acc * vw // f.r)),
+        ),
+        Variant("bsr", "xt", lambda f, vw: f.r <= acc, lambda f, vw: max(1, acc // f.r)),
+    )
+
+
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=2, rows_mu_cap=8)
 
 
 def family(fmt_name: str) -> str:
