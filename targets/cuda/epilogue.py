@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sparsec.targets.x86.epilogue import Epilogue
+from sparsec.targets.x86.epilogue import Epilogue, epilogue_of
 
 
 def _f(v: float) -> Any:
@@ -47,14 +47,4 @@ def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], An
 
 def make_epilogue(bias: bool, residual: bool, act: str, clip_min: float = 0.0, clip_max: float = 0.0) -> Epilogue:
     """``epi(acc, bias_buf, residual_buf, m, n)``; buffers the spec does not have are never touched."""
-    fn = activation(act, clip_min, clip_max)
-
-    def epi(acc: Any, bias_buf: Any, res_buf: Any, m: Any, n: Any) -> Any:
-        x = acc
-        if bias:
-            x = x + bias_buf[n]
-        if residual:
-            x = x + res_buf[m, n]
-        return fn(x)
-
-    return epi
+    return epilogue_of(activation(act, clip_min, clip_max), bias, residual)

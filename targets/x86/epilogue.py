@@ -110,7 +110,11 @@ def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], An
 
 def make_epilogue(bias: bool, residual: bool, act: str, clip_min: float = 0.0, clip_max: float = 0.0) -> Epilogue:
     """``epi(acc, bias_buf, residual_buf, m, n)``; buffers that the spec does not have are never touched."""
-    fn = activation(act, clip_min, clip_max)
+    return epilogue_of(activation(act, clip_min, clip_max), bias, residual)
+
+
+def epilogue_of(fn: Callable[[Any], Any], bias: bool, residual: bool) -> Epilogue:
+    """``fn(acc + bias[n] + residual[m, n])`` as an ``Epilogue`` (each target supplies its own activation ``fn``)."""
 
     def epi(acc: Any, bias_buf: Any, res_buf: Any, m: Any, n: Any) -> Any:
         x = acc
