@@ -21,7 +21,6 @@ from typing import Any
 from .common import (
     CACHE,
     THREADS,
-    TVM_GAP_S,
     dense_session,
     interleaved,
     max_error,
@@ -79,7 +78,7 @@ def bench_one(
     err = max_error(sparse.run(None, feeds), dense.run(None, feeds))
     busy = wait_quiet(say)
     t = interleaved({"ort": runner(dense, feeds), "sparsec": runner(sparse, feeds)}, budget_s=budget_s,
-                    sample_ms=0.0, gaps={"sparsec": TVM_GAP_S})  # fmt: skip
+                    sample_ms=0.0)  # fmt: skip
     row = {"model": name, "pruning": pattern + (" --tune" if tune else ""), "resolution": resolution, "batch": batch,
            "chosen": chosen,
            "ort_ms": t["ort"]["median_ms"], "sparsec_ms": t["sparsec"]["median_ms"], "max_rel_error": err,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsec.timing import GAP_S, TVM_GAP_S, interleaved  # noqa: F401  (shared with `sparsec bench`)
+from sparsec.timing import interleaved  # noqa: F401  (the benchmarks time with `sparsec bench`'s timing)
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"

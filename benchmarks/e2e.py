@@ -18,7 +18,6 @@ import numpy as np
 
 from .common import (
     CACHE,
-    TVM_GAP_S,
     dense_session,
     interleaved,
     max_error,
@@ -84,7 +83,7 @@ def _time_format(
     spin, nospin = sparsec_session(art, spinning=True), sparsec_session(art, spinning=False)
     err = max_error(spin.run(None, feeds), ref)
     fns = {"ort": runner(dense, feeds), "spin": runner(spin, feeds), "nospin": runner(nospin, feeds)}
-    t = interleaved(fns, budget_s=budget_s, sample_ms=0.0, gaps={"spin": TVM_GAP_S, "nospin": TVM_GAP_S})
+    t = interleaved(fns, budget_s=budget_s, sample_ms=0.0)
     ort_ms = t["ort"]["median_ms"]
     return {
         "ort_ms": ort_ms,

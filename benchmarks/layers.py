@@ -18,7 +18,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .common import (
     CACHE,
-    TVM_GAP_S,
     dense_session,
     interleaved,
     max_error,
@@ -86,7 +85,7 @@ def time_layer(model: Path, art: Path, ms: tuple[int, ...], budget_s: float) -> 
         feeds = {"x": np.random.default_rng(m).standard_normal((m, k)).astype(np.float32)}
         err = max_error(sparse.run(None, feeds), dense.run(None, feeds))
         fns = {"ort": runner(dense, feeds), "sparsec": runner(sparse, feeds)}
-        t = interleaved(fns, budget_s=budget_s, min_samples=9, sample_ms=20.0, gaps={"sparsec": TVM_GAP_S})
+        t = interleaved(fns, budget_s=budget_s, min_samples=9, sample_ms=20.0)
         rows.append(
             {
                 "M": m,

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from sparsec.timing import TVM_GAP_S
+
 from .calibrate_fit import family
 
 SPIN_KEY = "session.intra_op.allow_spinning"
-TVM_GAP_S = 0.2  # TVM's workers spin after a kernel: pause before ORT's sample (sparsec.timing.TVM_GAP_S)
 QUIET = 0.25  # timing waits (a while) until other processes use less than this share of the CPUs, and re-times if not
 
 

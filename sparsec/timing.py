@@ -13,8 +13,9 @@ from collections.abc import Callable
 # ORT's intra-op workers keep spinning 20-50 ms after a run (measured: two spinning sessions run back to back
 # in one process take 2x as long each; with a 50 ms pause between them, the same as alone).
 GAP_S = 0.06
-# TVM's kernel workers spin TVM_THREAD_POOL_SPIN_COUNT (default 300000) yields after a kernel: measured here, ORT
-# timed 60 ms after a sparsec run is 2x slow, 100 ms after it is not. Pause longer after every sparsec sample.
+# TVM's own pool (kernels called directly through TVM, as tuning and calibration do; sparsec sessions use ORT's
+# pool) spins TVM_THREAD_POOL_SPIN_COUNT (default 300000) yields after a kernel: measured here, ORT timed 60 ms after
+# such a call is 2x slow, 100 ms after it is not. Pause longer after every such sample.
 TVM_GAP_S = 0.2
 
 
@@ -44,7 +45,7 @@ def interleaved(
     After each sample the process sleeps ``gap_s`` so the thread pools that just ran stop spinning before the next
     function starts (each session has its own pools; a still-spinning one halves the next one's speed), and each
     sample starts with one untimed call that wakes the function's own sleeping threads.
-    ``gaps`` overrides ``gap_s`` per name (use ``TVM_GAP_S`` after sparsec sessions).
+    ``gaps`` overrides ``gap_s`` per name (use ``TVM_GAP_S`` after kernels called through TVM's own pool).
     Sampling stops after ``budget_s`` seconds once every function has ``min_samples`` samples.
     """
     pause = {name: (gaps or {}).get(name, gap_s) for name in fns}
