@@ -35,7 +35,8 @@ demo: setup
 		--dim batch_size=1 --dim sequence_length=128
 
 test: setup
-	$(VENV)/bin/ruff check sparsec passes targets tests models benchmarks
+	$(VENV)/bin/ruff check sparsec passes targets tests models benchmarks tools
+	$(VPY) -m tools.typecheck
 	$(VENV)/bin/pytest -q
 
 fuzz: setup

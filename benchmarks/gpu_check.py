@@ -47,17 +47,11 @@ class Row:
 
 
 def weight(fmt: str, n: int, k: int, density: float, rng: np.random.Generator) -> np.ndarray:
-    w = rng.standard_normal((n, k)).astype(np.float32)
-    if fmt == "nm:2:4":
-        keep = np.argsort(rng.random((n, k // 4, 4)), axis=2)[:, :, :2]
-        mask = np.zeros((n, k // 4, 4), bool)
-        np.put_along_axis(mask, keep, True, axis=2)
-        return w * mask.reshape(n, k)
-    if fmt.startswith("bsr:"):
-        r, c = (int(v) for v in fmt.split(":")[1].split("x"))
-        blocks = rng.random((n // r, k // c)) < density
-        return w * np.kron(blocks, np.ones((r, c), bool))
-    return w * (rng.random((n, k)) < density)
+    """A random weight with ``fmt``'s structure (N:M full: every group holds N nonzeros)."""
+    from sparsec.formats import get_format
+
+    f = get_format(fmt)
+    return f.random(n, k, 1.0 if f.family == "nm" else density, rng)
 
 
 def gelu64(x: np.ndarray) -> np.ndarray:
@@ -118,7 +112,7 @@ def build_arch(cc: tuple[int, int]) -> str:
 
 def check(seed: int, reps: int, rows: tuple[int, ...] = ROWS, layers: tuple[Any, ...] = LAYERS) -> list[Row]:
     from sparsec.formats import get_format
-    from sparsec.targets.base import KernelSpec
+    from sparsec.layer import Epilogue, Kernel
     from sparsec.targets.cuda.build import generate, launch_metadata
     from sparsec.targets.cuda.launcher import Driver, grid_of, kernel_args
     from sparsec.targets.cuda.toolchain import compile_source, resource_usage
@@ -130,8 +124,9 @@ def check(seed: int, reps: int, rows: tuple[int, ...] = ROWS, layers: tuple[Any,
     for i, (fmt, variant, n, k, density) in enumerate(layers):
         w = weight(fmt, n, k, density, rng)
         packed = get_format(fmt).pack(w)
-        arrays = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in packed.items())
-        specs.append(KernelSpec(f"chk{i}", fmt, k, n, arrays, bias=True, act="gelu", variant=variant))
+        arrays = tuple(get_format(fmt).array_specs(packed))
+        epilogue = Epilogue(bias=True, act="gelu")
+        specs.append(Kernel(f"chk{i}", fmt, k, n, arrays, epilogue=epilogue, variant=variant, packed=packed))
         weights.append((w, packed, rng.standard_normal(n).astype(np.float32)))
     source, launches = generate(specs, arch)
     meta = launch_metadata(source, arch, launches, resource_usage(source, arch)[1])

@@ -19,24 +19,6 @@ from .common import THREADS, dense_session, interleaved, set_tvm_threads
 FORMATS = ("csr", "bsr:16x1", "bsr:8x1", "bsr:4x4", "bsr:1x16", "bsr:1x8", "nm:2:4", "nm:1:4", "nm:2:8")
 
 
-def sparse_weight(fmt: str, n: int, k: int, density: float, rng: np.random.Generator) -> np.ndarray:
-    """W[n, k] pruned to ``fmt`` by magnitude at ``density`` (N:M: the pattern's own density)."""
-    from sparsec.formats import get_format
-
-    w = rng.standard_normal((n, k)).astype(np.float32)
-    f = get_format(fmt)
-    if fmt.startswith("nm:"):
-        g = w.reshape(n, -1, f.m)
-        keep = np.zeros(g.shape, bool)  # the n largest per group by rank (a >= threshold keeps ties: > n)
-        np.put_along_axis(keep, np.argsort(-np.abs(g), axis=2)[:, :, : f.n], True, axis=2)
-        return (g * keep).reshape(n, k)
-    if fmt.startswith("bsr:"):
-        blocks = np.abs(w.reshape(n // f.r, f.r, k // f.c, f.c)).sum(axis=(1, 3))
-        keep = blocks >= np.quantile(blocks, 1 - density)
-        return w * np.kron(keep, np.ones((f.r, f.c), np.float32))
-    return w * (np.abs(w) >= np.quantile(np.abs(w), 1 - density))
-
-
 def ort_matmul(w: np.ndarray, path: Path) -> Any:
     """ORT session for Y = X @ W^T with a dynamic batch (as exported models have)."""
     import onnx
@@ -66,20 +48,20 @@ def main() -> None:
     import tvm
 
     from sparsec.formats import get_format
-    from sparsec.targets.base import KernelSpec
-    from sparsec.targets.x86.manifest import variants_for
+    from sparsec.layer import Kernel
     from sparsec.targets.x86.target import X86Target
 
     target, rng = X86Target(), np.random.default_rng(0)
     x = rng.standard_normal((args.m, args.k)).astype(np.float32)
     cases, specs = {}, []
     for fmt in args.formats.split(","):
-        w = sparse_weight(fmt, args.n, args.k, args.density, rng)
-        packed = get_format(fmt).pack(w)
-        arrays = tuple((k, tuple(a.shape), str(a.dtype)) for k, a in packed.items())
-        for v in variants_for(fmt, target.vector_width):
-            sym = f"{fmt.replace(':', '_')}_{v.name}"
-            specs.append(KernelSpec(sym, fmt, args.k, args.n, arrays, variant=v.name))
+        f = get_format(fmt)
+        w = f.random(args.n, args.k, 1.0 if f.family == "nm" else args.density, rng)
+        packed = f.pack(w)
+        arrays = tuple(f.array_specs(packed))
+        for v in target.variants(fmt):
+            sym = f"{fmt.replace(':', '_')}_{v}"
+            specs.append(Kernel(sym, fmt, args.k, args.n, arrays, variant=v, packed=packed))
             cases[sym] = (w, packed)
     with tempfile.TemporaryDirectory() as tmp:
         target.build(specs, Path(tmp) / "k.so")

@@ -62,13 +62,14 @@ def calibrate(
     os.environ["TVM_NUM_THREADS"] = str(threads)  # read when TVM's pool starts, i.e. at the first kernel call
     import tvm
 
-    from sparsec.targets.base import KernelSpec
-    from sparsec.targets.x86.manifest import choose, supported_presets
+    from sparsec.formats import get_format
+    from sparsec.layer import Kernel
+    from sparsec.targets.simd.table import choose, supported_presets
     from sparsec.targets.x86.target import X86Target
 
     target = X86Target()
     vw = target.vector_width
-    presets = supported_presets(vw)
+    presets = supported_presets(vw, target.table)
     shapes, densities = (QUICK_SHAPES, QUICK_DENSITIES) if quick else (SHAPES, DENSITIES)
     rounds = QUICK_ROUNDS if quick else ROUNDS
     say(f"isa {target.isa} ({target.mcpu}), {threads} threads, presets: {', '.join(presets)}")
@@ -86,9 +87,10 @@ def calibrate(
             specs = []
             for c in cases:
                 assert c.packed is not None
-                arrays = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in c.packed.items())
-                specs.append(KernelSpec(c.symbol, c.fmt, k, n, arrays))  # default variant: what the compiler builds
-                variants[c.fmt] = choose(specs[-1], vw).name
+                arrays = tuple(get_format(c.fmt).array_specs(c.packed))
+                # the default variant: what the compiler builds
+                specs.append(Kernel(c.symbol, c.fmt, k, n, arrays, packed=c.packed))
+                variants[c.fmt] = choose(specs[-1], vw, target.table).name
             t0 = time.perf_counter()
             path = Path(tmp) / f"k{k}_n{n}.so"
             target.build(specs, path)

@@ -11,12 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from sparsec.formats import family
+
 BUCKETS = (1, 16, 128)
-
-
-def family(fmt: str) -> str:
-    """``bsr:16x1`` -> ``bsr``."""
-    return fmt.split(":", 1)[0]
 
 
 def nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:

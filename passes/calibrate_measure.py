@@ -5,6 +5,7 @@ Used by ``passes/calibrate.py`` (the cost model) and ``passes/tune.py`` (``--tun
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -13,13 +14,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sparsec.timing import TVM_GAP_S
 
-from .calibrate_fit import family
+if TYPE_CHECKING:
+    import onnx
+
+    from sparsec.targets.base import Target
 
 SPIN_KEY = "session.intra_op.allow_spinning"
 QUIET = 0.25  # timing waits (a while) until other processes use less than this share of the CPUs, and re-times if not
@@ -39,24 +43,6 @@ class Case:
     packed: dict[str, np.ndarray] | None = None
 
 
-def sparse_weight(fmt: str, n: int, k: int, density: float, rng: np.random.Generator) -> np.ndarray:
-    """W[n, k] pruned by magnitude to ``fmt``'s structure at ``density`` (N:M: the n largest of every m)."""
-    from sparsec.formats import get_format
-
-    w = rng.standard_normal((n, k)).astype(np.float32)
-    f = get_format(fmt)
-    if family(fmt) == "nm":
-        g = w.reshape(n, -1, f.m)
-        keep = np.zeros(g.shape, bool)
-        np.put_along_axis(keep, np.argsort(-np.abs(g), axis=2)[:, :, : f.n], True, axis=2)
-        return (g * keep).reshape(n, k)
-    if family(fmt) == "bsr":
-        blocks = np.abs(w.reshape(n // f.r, f.r, k // f.c, f.c)).sum(axis=(1, 3))
-        keep = blocks >= np.quantile(blocks, 1 - density)
-        return w * np.kron(keep, np.ones((f.r, f.c), np.float32))
-    return w * (np.abs(w) >= np.quantile(np.abs(w), 1 - density))
-
-
 def make_cases(presets: list[str], shapes: tuple[tuple[int, int], ...], densities: tuple[float, ...]) -> list[Case]:
     """The sparse layers of one calibration run, packed (N:M once per shape, at its pattern density)."""
     from sparsec.formats import get_format
@@ -64,9 +50,10 @@ def make_cases(presets: list[str], shapes: tuple[tuple[int, int], ...], densitie
     rng = np.random.default_rng(0)
     out = []
     for (k, n), fmt in itertools.product(shapes, presets):
-        f = get_format(fmt)
-        for d in (f.n / f.m,) if family(fmt) == "nm" else densities:
-            w = sparse_weight(fmt, n, k, d, rng)
+        f: Any = get_format(fmt)
+        nm = f.family == "nm"
+        for d in (f.n / f.m,) if nm else densities:
+            w = f.random(n, k, 1.0 if nm else d, rng)  # N:M: every group full
             packed = f.pack(w)
             sym = f"k{k}_n{n}_{fmt.replace(':', '_')}_d{round(d * 1000):04d}"
             out.append(Case(fmt, k, n, d, f.nnz_stored(packed), sym, w, packed))
@@ -91,7 +78,7 @@ def dense_runner(k: int, n: int, m: int, threads: int) -> Callable[[], object]:
 
 
 def bound_session(
-    model: Any, x: np.ndarray, y_shape: tuple[int, ...], threads: int
+    model: onnx.ModelProto, x: np.ndarray, y_shape: tuple[int, ...], threads: int
 ) -> tuple[Callable[[], object], Any]:
     """A one-layer ORT session (CPU EP, ``threads`` intra-op threads, spinning off: the TVM kernels timed next to it
     run on TVM's own pool here, which idle spinning ORT workers would slow) with input ``X`` bound to ``x`` and
@@ -136,7 +123,7 @@ def wait_quiet(max_wait_s: float) -> float:
             return load
 
 
-def call_overheads(folder: Path, target: Any, threads: int) -> dict[str, float]:
+def call_overheads(folder: Path, target: Target, threads: int) -> dict[str, float]:
     """Microseconds of a trivial 1x1 ORT MatMul run and of a trivial tvm-ffi kernel call (fastest of 3 medians).
 
     Their difference is what ORT's Python-side ``run`` costs beyond a tvm-ffi call (about 2 us here); it is taken
@@ -146,14 +133,14 @@ def call_overheads(folder: Path, target: Any, threads: int) -> dict[str, float]:
     import tvm
 
     from sparsec.formats import get_format
-    from sparsec.targets.base import KernelSpec
+    from sparsec.layer import Kernel
     from sparsec.timing import interleaved
 
     w = np.zeros((16, 16), np.float32)
     w[0, 0] = 1.0
-    packed = get_format("csr").pack(w)
-    arrays = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in packed.items())
-    target.build([KernelSpec("trivial", "csr", 16, 16, arrays)], folder / "trivial.so")
+    f = get_format("csr")
+    packed = f.pack(w)
+    target.build([Kernel("trivial", "csr", 16, 16, tuple(f.array_specs(packed)), packed=packed)], folder / "trivial.so")
     f = tvm.runtime.load_module(str(folder / "trivial.so"))["trivial"]
     args = [
         tvm.runtime.tensor(a) for a in (np.ones((1, 16), np.float32), *packed.values(), np.zeros((1, 16), np.float32))
@@ -197,7 +184,7 @@ def make_group(lib: Any, cases: list[Case], m: int, threads: int) -> Group:
         err = np.abs(yt.numpy() - ref).max() / max(np.abs(ref).max(), 1.0)
         if not err < 1e-4:
             raise AssertionError(f"{c.symbol} M={m}: max relative error {err:.1e}")
-        fns[c.symbol] = lambda f=f, a=(xt, *args, yt): f(*a)
+        fns[c.symbol] = functools.partial(f, xt, *args, yt)
     return Group(k, n, m, cases, fns)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsec.errors import SparsecError
+from sparsec.formats import family
 
 DATA_DIR = Path(__file__).with_name("cost_data")
 
@@ -33,7 +34,7 @@ class CostModel:
     source: str
 
     def buckets(self, fmt: str) -> dict[int, list[float]]:
-        key = fmt if fmt in self.table else fmt.split(":", 1)[0]
+        key = fmt if fmt in self.table else family(fmt)
         if key not in self.table:
             raise KeyError(fmt)
         return {int(m): v for m, v in self.table[key].items()}

@@ -1,143 +1,183 @@
-"""Read-side helpers over an ``onnx.ModelProto`` graph: producers, consumers, constants, inferred shapes.
+"""What the passes need of an ``onnx_ir`` graph that onnx-ir does not provide itself.
 
-Passes edit the graph's node list directly (plain protobuf); they rebuild a ``GraphIndex`` after each edit.
+onnx-ir gives producers, uses (subgraph reads included), initializers and in-place edits. This module adds: a value's
+constant as numpy (``constant``), a value's static dims, the single consumer of a value, a stable topological sort
+that keeps untouched nodes where they are, the removal of what a rewrite left unused, and ``to_proto``, which writes
+the model as the protobuf pipeline always wrote it (so equal inputs keep giving equal artifact bytes).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
-
-from sparsec.node import SparseNodeInfo, is_sparsec
+import onnx_ir as ir
 
 Dim = int | str | None
 
 
-def subgraph_reads(node: onnx.NodeProto) -> set[str]:
-    """Outer-scope values read inside ``node``'s subgraphs (If/Loop/Scan bodies, recursively): implicit inputs."""
-    reads: set[str] = set()
-    for a in node.attribute:
-        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
-        for g in graphs:
-            defined = {i.name for i in g.input} | {t.name for t in g.initializer}
-            for inner in g.node:
-                reads.update(i for i in list(inner.input) + sorted(subgraph_reads(inner)) if i and i not in defined)
-                defined.update(inner.output)
-    return reads
+def is_onnx(node: ir.Node | None, op: str) -> bool:
+    """``node`` is the default-domain op ``op``."""
+    return node is not None and node.op_type == op and node.domain in ("", "ai.onnx")
 
 
-def node_reads(node: onnx.NodeProto) -> list[str]:
-    """Every value ``node`` reads: its inputs, then what its subgraphs read from the enclosing graph."""
-    explicit = [i for i in node.input if i]
-    return explicit + sorted(subgraph_reads(node) - set(explicit))
+def attr(node: ir.Node, name: str, default: Any = None) -> Any:
+    """An attribute's Python value, or ``default``."""
+    a = node.attributes.get(name)
+    if a is None or not isinstance(a, ir.Attr):
+        return default
+    value = a.value
+    if isinstance(value, ir.TensorProtocol):
+        return value.numpy()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return value
 
 
-class GraphIndex:
-    """Who produces and who consumes each value; which values are constants; what shapes were inferred."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        g = model.graph
-        self.model = model
-        self.initializers = {t.name: t for t in g.initializer}
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-        for node in g.node:
-            for out in node.output:
-                self.producer[out] = node
-            for inp in node_reads(node):
-                self.consumers[inp].append(node)
-        self.graph_outputs = {o.name for o in g.output}
-        self.shapes: dict[str, list[Dim]] = {}
-        self.dtypes: dict[str, int] = {}
-        for vi in list(g.input) + list(g.value_info) + list(g.output):
-            tt = vi.type.tensor_type
-            if not vi.type.HasField("tensor_type"):
-                continue
-            self.dtypes[vi.name] = tt.elem_type
-            if tt.HasField("shape"):
-                self.shapes[vi.name] = [_dim(d) for d in tt.shape.dim]
-        for t in g.initializer:
-            self.dtypes[t.name] = t.data_type
-            self.shapes[t.name] = [int(d) for d in t.dims]
-
-    def constant(self, name: str) -> np.ndarray | None:
-        """The value of ``name`` when it is an initializer or the output of a Constant node with a tensor value."""
-        if name in self.initializers:
-            return numpy_helper.to_array(self.initializers[name])
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for a in node.attribute:
-                if a.name == "value":
-                    return numpy_helper.to_array(a.t)
-                if a.name == "value_float":
-                    return np.array(a.f, np.float32)
-                if a.name == "value_floats":
-                    return np.array(list(a.floats), np.float32)
+def constant(value: ir.Value | None) -> np.ndarray | None:
+    """The value of an initializer or of a Constant node's output (``value``, ``value_float(s)``); else None."""
+    if value is None:
         return None
-
-    def sole_consumer(self, name: str) -> onnx.NodeProto | None:
-        """The only node reading ``name``, when exactly one node reads it once and it is not a graph output."""
-        users = self.consumers.get(name, [])
-        if name in self.graph_outputs or len(users) != 1 or list(users[0].input).count(name) != 1:
-            return None
-        return users[0]
-
-    def rank(self, name: str) -> int | None:
-        shape = self.shapes.get(name)
-        return None if shape is None else len(shape)
-
-
-def _dim(d: onnx.TensorShapeProto.Dimension) -> Dim:
-    if d.HasField("dim_value"):
-        return int(d.dim_value)
-    return d.dim_param or None
+    if value.const_value is not None and value.is_initializer():
+        return value.const_value.numpy()
+    node = value.producer()
+    if node is not None and is_onnx(node, "Constant"):
+        for name, a in node.attributes.items():
+            if name == "value":
+                return a.as_tensor().numpy()
+            if name == "value_float":
+                return np.array(a.value, np.float32)
+            if name == "value_floats":
+                return np.array(list(a.value), np.float32)
+    return None
 
 
-def attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
-    """An attribute's Python value (strings decoded to str), or ``default``."""
-    for a in node.attribute:
-        if a.name == name:
-            value = onnx.helper.get_attribute_value(a)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
+F32_MAX = float(np.finfo(np.float32).max)
 
 
-def topo_sort(graph: onnx.GraphProto) -> None:
-    """Reorder ``graph.node`` topologically (stable: keeps the existing order where it is already valid)."""
-    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending = list(graph.node)
-    ordered: list[onnx.NodeProto] = []
+def clip_bounds(node: ir.Node) -> tuple[float, float] | None:
+    """A Clip's (min, max): its constant inputs (opset 11+) or attributes (older), float32's range when absent;
+    None when a bound is not a constant scalar."""
+    lo, hi = float(attr(node, "min", -F32_MAX)), float(attr(node, "max", F32_MAX))
+    for pos in (1, 2):
+        if len(node.inputs) > pos and node.inputs[pos] is not None:
+            c = constant(node.inputs[pos])
+            if c is None or c.size != 1:
+                return None
+            lo, hi = (float(c.reshape(-1)[0]), hi) if pos == 1 else (lo, float(c.reshape(-1)[0]))
+    return lo, hi
+
+
+def dims(value: ir.Value | None) -> list[Dim] | None:
+    """A value's shape as ints (static), strings (named symbolic) and None (unknown); None when the rank is unknown."""
+    if value is None or value.shape is None:
+        return None
+    out: list[Dim] = []
+    for d in value.shape:
+        if isinstance(d, int):
+            out.append(d)
+        else:
+            out.append(d.value)
+    return out
+
+
+def rank(value: ir.Value | None) -> int | None:
+    shape = dims(value)
+    return None if shape is None else len(shape)
+
+
+def is_float(value: ir.Value) -> bool:
+    return value.dtype == ir.DataType.FLOAT
+
+
+def sole_consumer(value: ir.Value) -> ir.Node | None:
+    """The only node reading ``value``, when exactly one node of the same graph reads it once and it is not a graph
+    output."""
+    uses = value.uses()
+    if value.is_graph_output() or len(uses) != 1:
+        return None
+    user = next(iter(uses)).node
+    return user if user.graph is value.graph else None
+
+
+def consumers(value: ir.Value) -> list[ir.Node]:
+    """The nodes reading ``value`` (a node reading it twice is listed twice; subgraph reads name the inner node)."""
+    return [u.node for u in value.uses()]
+
+
+def reads(node: ir.Node) -> list[ir.Value]:
+    """Every value of an enclosing graph ``node`` reads: its inputs and what its subgraphs read from outside."""
+    out = [v for v in node.inputs if v is not None]
+    for a in node.attributes.values():
+        if not isinstance(a, ir.Attr):
+            continue
+        graphs = [a.value] if a.type == ir.AttributeType.GRAPH else a.value if a.type == ir.AttributeType.GRAPHS else []
+        for g in graphs:
+            inner = set(g.inputs) | set(g.initializers.values())
+            for n in g:
+                out.extend(v for v in reads(n) if v not in inner)
+                inner.update(n.outputs)
+    return out
+
+
+def stable_topo_sort(graph: ir.Graph) -> None:
+    """Reorder the nodes topologically, keeping the existing order where it is valid: sweep the list and take every
+    node whose inputs are available, until none is left (onnx-ir's own sort moves untouched nodes)."""
+    available = set(graph.inputs) | set(graph.initializers.values())
+    pending = list(graph)
+    ordered: list[ir.Node] = []
     while pending:
         rest = []
         for node in pending:
-            if all(i in available for i in node_reads(node)):
+            if all(v in available or v.producer() is None for v in reads(node)):
                 ordered.append(node)
-                available.update(node.output)
+                available.update(node.outputs)
             else:
                 rest.append(node)
         if len(rest) == len(pending):
-            missing = sorted({i for n in rest for i in node_reads(n) if i not in available})[:3]
+            missing = sorted({str(v.name) for n in rest for v in reads(n) if v not in available})[:3]
             raise ValueError(f"graph has a cycle or undefined inputs {missing}")
         pending = rest
-    del graph.node[:]
-    graph.node.extend(ordered)
+    if ordered != list(graph):
+        graph.remove(ordered)
+        graph.extend(ordered)
 
 
-def remove_unused_initializers(graph: onnx.GraphProto) -> None:
-    """Drop initializers no node (subgraphs included) or graph output reads any more."""
-    used = {i for n in graph.node for i in node_reads(n)} | {o.name for o in graph.output}
-    keep = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+def remove_unused_initializers(graph: ir.Graph) -> None:
+    """Drop initializers that no node of the graph (its subgraphs included) and no graph output reads any more."""
+    live = set(ir.traversal.RecursiveGraphIterator(graph))
+    for name, value in list(graph.initializers.items()):
+        used = any(u.node in live for u in value.uses())
+        if not used and not value.is_graph_output() and not value.is_graph_input():
+            del graph.initializers[name]
 
 
-def sparse_info(node: onnx.NodeProto) -> SparseNodeInfo | None:
-    """The config of a sparsec node, or None for any other node."""
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if not is_sparsec(node.op_type, node.domain, attrs):
-        return None
-    ctx = attrs["ep_cache_context"]
-    return SparseNodeInfo.decode(ctx.decode() if isinstance(ctx, bytes) else ctx)
+def remove_dead_constants(graph: ir.Graph) -> None:
+    """Drop Constant nodes whose outputs nothing reads (fused epilogues leave their scalars behind)."""
+    changed = True
+    while changed:
+        changed = False
+        for node in list(graph):
+            if node.op_type == "Constant" and not any(o.uses() or o.is_graph_output() for o in node.outputs):
+                graph.remove(node, safe=True)
+                changed = True
+
+
+def to_proto(model: ir.Model, source: onnx.ModelProto) -> onnx.ModelProto:
+    """The model as protobuf, written the way the protobuf pipeline wrote it from ``source`` (the loaded model):
+    value_info only for values nodes produce, in ``source``'s order (onnx-ir also writes one per initializer, which
+    the tensor already describes), and ``source``'s own opset_import entries."""
+    proto = ir.to_proto(model)
+    g = proto.graph
+    order = {v.name: i for i, v in enumerate(source.graph.value_info)}
+    produced = {o for n in g.node for o in n.output}
+    keep = [v for v in g.value_info if v.name in produced]
+    keep.sort(key=lambda v: order.get(v.name, len(order)))
+    del g.value_info[:]
+    g.value_info.extend(keep)
+    originals = {(o.domain, o.version): o for o in source.opset_import}
+    opsets = [originals.get((o.domain, o.version), o) for o in proto.opset_import]
+    del proto.opset_import[:]
+    proto.opset_import.extend(opsets)
+    return proto

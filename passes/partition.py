@@ -7,47 +7,52 @@ claimed node has a kernel on the target, so a model never reaches the target bui
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
 
 import networkx as nx
-import onnx
+import onnx_ir as ir
 
+from sparsec import node as sparse_node
 from sparsec.errors import SparsecError
-from sparsec.node import SparseNodeInfo, node_attributes
 
-from .graph import attr, sparse_info
+from .state import Compilation
 
 
-def partition(model: onnx.ModelProto, supports: Callable[[str], bool], target: str) -> dict[str, int]:
-    """Assign region ids to sparsec nodes; returns layer name -> region."""
-    g = nx.Graph()
-    producers: dict[str, str] = {}
-    infos: dict[str, tuple[onnx.NodeProto, SparseNodeInfo]] = {}
-    for node in model.graph.node:
-        info = sparse_info(node)
-        if info is None:
-            continue
-        if not supports(info.format):
-            raise SparsecError(f"layer {node.name}: format {info.format} has no {target} kernel")
-        layer = str(attr(node, "partition_name", node.name))
-        infos[layer] = (node, info)
-        g.add_node(layer)
-        for out in node.output:
-            producers[out] = layer
-    for layer, (node, _) in infos.items():
-        for inp in node.input:
-            if inp in producers:
-                g.add_edge(producers[inp], layer)
-    order = list(infos)
-    regions: dict[str, int] = {}
-    components = sorted(nx.connected_components(g), key=lambda c: min(order.index(x) for x in c))
-    for rid, comp in enumerate(components):
-        for layer in comp:
-            regions[layer] = rid
-    for layer, (node, info) in infos.items():
-        updated = info.with_updates(region=regions[layer])
-        notes = str(attr(node, "notes", ""))
-        for a in node.attribute:
-            if a.name == "ep_cache_context":
-                a.s = node_attributes(updated, layer, notes)["ep_cache_context"].encode()  # type: ignore[union-attr]
-    return regions
+class PartitionPass(ir.passes.InPlacePass):
+    """Assign region ids to sparsec nodes (node config and layer records)."""
+
+    def __init__(self, state: Compilation) -> None:
+        super().__init__()
+        self.state = state
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        target = self.state.target
+        g = nx.Graph()
+        nodes: dict[str, ir.Node] = {}
+        for node in model.graph:
+            kernel = sparse_node.read(node)
+            if kernel is None:
+                continue
+            if not target.supports(kernel.format):
+                raise SparsecError(f"layer {node.name}: format {kernel.format} has no {target.name} kernel")
+            layer = sparse_node.layer_name(node)
+            nodes[layer] = node
+            g.add_node(layer)
+        for layer, node in nodes.items():
+            for v in node.inputs:
+                producer = v.producer() if v is not None else None
+                if producer is not None and sparse_node.read(producer) is not None:
+                    g.add_edge(sparse_node.layer_name(producer), layer)
+        order = list(nodes)
+        components = sorted(nx.connected_components(g), key=lambda c: min(order.index(x) for x in c))
+        for rid, comp in enumerate(components):
+            for layer in comp:
+                node = nodes[layer]
+                kernel = sparse_node.read(node)
+                assert kernel is not None
+                config = sparse_node.encode(replace(kernel, region=rid))
+                node.attributes["ep_cache_context"] = ir.AttrString("ep_cache_context", config)
+                record = self.state.layers.get(layer)
+                if record is not None and record.kernel is not None:
+                    self.state.update(replace(record, kernel=replace(record.kernel, region=rid)))
+        return ir.passes.PassResult(model, modified=bool(nodes))

@@ -1,83 +1,109 @@
 """Rewrite: each layer selected for a sparse format becomes a sparsec node (docs/internals.md) with packed weights.
 
-The node keeps the layer's output name, so consumers are untouched; a Conv keeps its NCHW input and output and
-carries its geometry in the node config (``op=conv``); Gemm's transA gets a Transpose in front, its
-alpha is already folded into W and beta * C becomes the node's bias. Kernel symbols are ``sparsec_k<i>`` in graph
-order, so equal models give equal artifacts.
+The node takes the layer's place and keeps its output value, so consumers are untouched; a Conv keeps its NCHW
+input and output and carries its geometry in the node config (``op=conv``); Gemm's transA gets a Transpose in
+front, its alpha is already folded into W and beta * C becomes the node's bias. Kernel symbols are
+``sparsec_k<i>`` in graph order, so equal models give equal artifacts. This is the only stage that replaces nodes
+(``fuse`` then grows the sparsec nodes it made).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
+import onnx_ir as ir
 
+from sparsec import node as sparse_node
 from sparsec.formats import get_format
-from sparsec.node import DOMAIN, OP_TYPE, SparseNodeInfo, node_attributes
+from sparsec.layer import Epilogue, Kernel, Layer
 
-from .analysis import Layer
-from .graph import remove_unused_initializers, topo_sort
-
-
-def _ensure_domain(model: onnx.ModelProto) -> None:
-    if not any(o.domain == DOMAIN for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+from .graph import remove_unused_initializers, stable_topo_sort
+from .state import Compilation
 
 
-def sparse_node(layer: Layer, fmt: str, kernel: str, model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """The nodes replacing ``layer`` (a Transpose first for Gemm transA=1), adding packed initializers to ``model``."""
-    packed = get_format(fmt).pack(layer.w)
-    existing = {t.name for t in model.graph.initializer}
-    inputs = [layer.node.input[0]]
-    nodes: list[onnx.NodeProto] = []
+def _initializer(graph: ir.Graph, name: str, value: np.ndarray) -> ir.Value:
+    if name in graph.initializers:
+        raise ValueError(f"initializer name {name!r} already exists")
+    tensor = ir.tensor(np.ascontiguousarray(value), name=name)
+    v = ir.Value(name=name, shape=ir.Shape(value.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
+    graph.register_initializer(v)
+    return v
+
+
+def notes(layer: Layer, fmt: str) -> str:
+    """The node's human-readable description."""
+    g = layer.geom
+    what = f"W {layer.n}x{layer.k}"
+    if g is not None:
+        what += f" ({g.kh}x{g.kw} stride {g.sh}x{g.sw} on {g.C}x{g.H}x{g.W})"
+    return f"sparsec {fmt} {layer.op} {layer.name}: {what}"
+
+
+def sparse_nodes(graph: ir.Graph, layer: Layer, kernel: Kernel) -> list[ir.Node]:
+    """The nodes replacing ``layer`` (a Transpose first for Gemm transA=1); registers the packed initializers."""
+    x = layer.node.inputs[0]
+    nodes: list[ir.Node] = []
     if layer.trans_a:
         xt = f"{layer.name}__xT"
-        nodes.append(helper.make_node("Transpose", [layer.node.input[0]], [xt], name=xt, perm=[1, 0]))
-        inputs = [xt]
-    arrays = list(packed.items())
+        nodes.append(
+            ir.Node("", "Transpose", [x], [ir.AttrInt64s("perm", [1, 0])], outputs=[ir.Value(name=xt)], name=xt)
+        )
+        x = nodes[-1].outputs[0]
+    assert kernel.packed is not None
+    arrays = list(kernel.packed.items())
     if layer.bias is not None:
         arrays.append(("bias", layer.bias.astype(np.float32)))
-    for array_name, value in arrays:
-        init = f"{layer.name}__{array_name}"
-        if init in existing:
-            raise ValueError(f"initializer name {init!r} already exists")
-        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), init))
-        inputs.append(init)
-    if layer.geom is not None:
-        info = SparseNodeInfo.for_conv(kernel, fmt, layer.n, layer.geom, bias=layer.bias is not None)
-        g = layer.geom
-        what = f"W {layer.n}x{layer.k} ({g.kh}x{g.kw} stride {g.sh}x{g.sw} on {g.C}x{g.H}x{g.W})"
-    else:
-        info = SparseNodeInfo(kernel=kernel, format=fmt, K=layer.k, N=layer.n, bias=layer.bias is not None)
-        what = f"W {layer.n}x{layer.k}"
-    attrs = node_attributes(info, layer.name, f"sparsec {fmt} {layer.op} {layer.name}: {what}")
-    nodes.append(
-        helper.make_node(OP_TYPE, inputs, [layer.node.output[0]], name=layer.name, domain=DOMAIN, **attrs)  # type: ignore[arg-type]
+    inputs = [x, *(_initializer(graph, f"{layer.name}__{name}", value) for name, value in arrays)]
+    attrs = sparse_node.attributes(kernel, layer.name, notes(layer, kernel.format))
+    node = ir.Node(
+        sparse_node.DOMAIN,
+        sparse_node.OP_TYPE,
+        inputs,
+        [
+            ir.Attr(k, ir.AttributeType.INT if isinstance(v, int) else ir.AttributeType.STRING, v)
+            for k, v in attrs.items()
+        ],
+        outputs=[ir.Value()],
+        name=layer.name,
     )
-    return nodes
+    return [*nodes, node]
 
 
-def rewrite(model: onnx.ModelProto, layers: list[Layer], formats: dict[str, str]) -> dict[str, str]:
-    """Replace every layer whose format (``formats[layer.name]``) is not dense; returns layer name -> kernel.
+class RewritePass(ir.passes.InPlacePass):
+    """Replace every layer whose chosen format is not dense by a sparsec node; the layer records get their kernel."""
 
-    ``layers`` must come from ``find_layers`` on this same, unmodified model (their ``index`` is a node position).
-    """
-    chosen = [la for la in layers if formats.get(la.name, "dense") != "dense"]
-    if not chosen:
-        return {}
-    _ensure_domain(model)
-    replace = {la.index: la for la in chosen}
-    kernels: dict[str, str] = {}
-    new_nodes: list[onnx.NodeProto] = []
-    for i, node in enumerate(model.graph.node):
-        layer = replace.get(i)
-        if layer is None:
-            new_nodes.append(node)
-            continue
-        kernels[layer.name] = f"sparsec_k{len(kernels)}"
-        new_nodes.extend(sparse_node(layer, formats[layer.name], kernels[layer.name], model))
-    del model.graph.node[:]
-    model.graph.node.extend(new_nodes)
-    remove_unused_initializers(model.graph)
-    topo_sort(model.graph)
-    return kernels
+    def __init__(self, state: Compilation) -> None:
+        super().__init__()
+        self.state = state
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        chosen = [la for la in self.state.records() if la.format != "dense"]
+        if not chosen:
+            return ir.passes.PassResult(model, modified=False)
+        if sparse_node.DOMAIN not in model.opset_imports:
+            model.opset_imports[sparse_node.DOMAIN] = 1
+        order = {id(n): i for i, n in enumerate(graph)}
+        for i, layer in enumerate(sorted(chosen, key=lambda la: order[id(la.node)])):
+            fmt = layer.format
+            f = get_format(fmt)
+            packed = f.pack(layer.w)
+            kernel = Kernel(
+                symbol=f"sparsec_k{i}",
+                format=fmt,
+                K=layer.k,
+                N=layer.n,
+                arrays=tuple(f.array_specs(packed)),
+                epilogue=Epilogue(bias=layer.bias is not None),
+                conv=layer.geom,
+                variant=layer.tuning.variant if layer.tuning is not None else "",
+                packed=packed,
+            )
+            new = sparse_nodes(graph, layer, kernel)
+            old = layer.node.outputs[0]
+            ir.convenience.replace_nodes_and_values(graph, layer.node, [layer.node], new, [old], new[-1].outputs)
+            self.state.update(replace(layer, kernel=kernel, node=new[-1]))
+        remove_unused_initializers(graph)
+        stable_topo_sort(graph)
+        return ir.passes.PassResult(model, modified=True)

@@ -1,111 +1,117 @@
-"""Select: the format of each layer, from the target's cost model (a layer stays dense unless sparse is faster).
+"""Select: find the layers, choose each one's format (cost model, or measured with ``--tune``) and annotate it.
 
-``auto`` ranks every format preset the target has a kernel for and the weight fits, by predicted latency at the
-layer's M (static leading dims, else ``options.representative_m``). A sparse format is chosen only when it is
-predicted at least ``MARGIN`` times faster than ORT's dense MatMul (``FAMILY_MARGIN`` for N:M). A forced
-``--format`` applies to every layer it fits; a layer it does not fit stays dense with the reason recorded (and
-reported by the compiler).
+The stage reads the graph and writes nothing but node metadata (``sparsec.format`` / ``sparsec.reason``, visible in
+``--dump-dir``); its result is the layer records in ``Compilation.layers``. Choosing is ``passes/choose.py``;
+measuring is ``passes/tune.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from dataclasses import replace
+
+import onnx
+import onnx_ir as ir
 
 from sparsec.errors import SparsecError
-from sparsec.formats import get_format, list_presets
+from sparsec.layer import Layer
 
-from .analysis import Layer
-from .cost_model import ORT_CONV_FASTER, CostModel, im2col_us, reorder_us
-
-MARGIN = 1.1  # predicted speedup a sparse format needs over dense before it replaces it
-# N:M predictions are the least reliable: on MiniLM-L3 pruned 2:4 (2026-11-25, ORT 1.32) the cost model gave nm:4:8
-# 1.2x for the FFN layers at M=128, `--tune` measured them slower than dense, and the artifact ran at 0.86x end to end
-# (1.0x with those layers dense). An N:M format must be predicted this much faster.
-FAMILY_MARGIN = {"nm": 1.3}
+from .analysis import find_layers
+from .choose import candidates, check_forced, choose
+from .cost_model import cost_model
+from .graph import Dim
+from .layout import settle_layout
+from .state import Compilation
 
 
-def margin(fmt: str) -> float:
-    """The predicted speedup ``fmt`` needs before it replaces dense."""
-    return FAMILY_MARGIN.get(fmt.split(":", 1)[0], MARGIN)
+class SelectPass(ir.passes.InPlacePass):
+    """Analyse every constant weight and record its format and the reason (metadata only: ``modified`` is the
+    annotation)."""
+
+    def __init__(self, state: Compilation) -> None:
+        super().__init__()
+        self.state = state
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        st = self.state
+        options, target = st.options, st.target
+        check_forced(options.format, target)
+        cost = cost_model(target.name, target.isa)
+        presets = candidates(target, cost)
+        shapes = _concrete_shapes(model, options.dims) if options.dims else {}
+        layers: list[Layer] = []
+        for layer in find_layers(model.graph):
+            if layer.op == "Conv" and not target.sparse_conv and not layer.skip:
+                layer = replace(
+                    layer, skip=f"no sparse convolution kernels for target {target.name} (x86 and wasm have them)"
+                )
+            layer = replace(layer, rows=layer.rows or _rows_from_shapes(layer, shapes))
+            layer = replace(
+                layer, choice=choose(layer, options.format, presets, cost, layer.rows or options.representative_m)
+            )
+            layers.append(layer)
+        if options.format == "auto" and not options.tune:  # --tune recounts with its own, measured choices
+            m = options.representative_m
+            layers = settle_layout(
+                layers, lambda la: replace(la, choice=choose(la, "auto", presets, cost, la.rows or m))
+            )
+        if options.tune:
+            from .tune import tune_layers
+
+            layers = tune_layers(layers, presets, cost, target, options, st.say)
+        st.layers = {la.name: la for la in layers}
+        if st.refuse_nonfinite:
+            _refuse_nonfinite(layers)
+        for layer in layers:
+            assert layer.choice is not None
+            layer.node.metadata_props["sparsec.format"] = layer.choice.format
+            layer.node.metadata_props["sparsec.reason"] = layer.choice.reason
+            forced_dense = options.format not in ("auto", "dense") and layer.format == "dense" and not layer.skip
+            if forced_dense:
+                st.say(f"warning: layer {layer.name} stays dense: {layer.choice.reason.removeprefix('stays dense: ')}")
+        return ir.passes.PassResult(model, modified=bool(layers))
 
 
-@dataclass(frozen=True)
-class Choice:
-    format: str
-    reason: str
-    speedup: float | None = None  # predicted, vs ORT dense
+def _refuse_nonfinite(layers: list[Layer]) -> None:
+    """Compiling refuses weights with NaN/Inf (``inspect`` reports them)."""
+    for layer in layers:
+        if layer.nonfinite:
+            raise SparsecError(
+                f"layer {layer.name}: weight {layer.weight_name!r} has {layer.nonfinite} NaN/Inf values; "
+                "fix the model (sparsec does not compile non-finite weights)"
+            )
 
 
-def fits(layer: Layer, fmt: str) -> str:
-    """Why ``fmt`` cannot represent the layer's weight ("" when it can)."""
-    f = get_format(fmt)
-    p = layer.profile
-    if fmt.startswith("bsr:") and (layer.n < f.r or layer.k < f.c):
-        return f"{fmt} needs N >= {f.r} and K >= {f.c}, weight is {layer.n}x{layer.k}"
-    if fmt.startswith("nm:") and p is not None:
-        conform = p.nm.get(f"{f.n}:{f.m}")
-        if conform is None:
-            conform = f.conformity(layer.w)
-        if conform < 1.0:
-            return f"weight does not conform to {fmt} ({conform:.0%} of groups do)"
-    return ""
+def _concrete_shapes(model: ir.Model, values: dict[str, int]) -> dict[str, list[Dim]]:
+    """Value shapes after shape inference with ``--dim`` values substituted into the graph inputs' symbolic dims
+    (intermediate values often get fresh symbolic names that a plain lookup of ``values`` cannot resolve)."""
+    m = ir.to_proto(model)
+    for vi in m.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param in values:
+                d.dim_value = values[d.dim_param]
+    del m.graph.value_info[:]
+    try:
+        m = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    except Exception:  # noqa: BLE001 (the frontend already ran strict inference; this is a best effort)
+        return {}
+    out: dict[str, list[Dim]] = {}
+    for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            out[vi.name] = [
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in vi.type.tensor_type.shape.dim
+            ]
+    for t in m.graph.initializer:
+        out[t.name] = [int(d) for d in t.dims]
+    return out
 
 
-def candidates(target_supports: object, cost: CostModel) -> list[str]:
-    """Sparse presets with a kernel on the target and a cost-model entry."""
-    return [p for p in list_presets() if p != "dense" and target_supports(p) and cost.knows(p)]  # type: ignore[operator]
-
-
-def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str], float]:
-    """fmt -> the cost model's predicted speedup of the layer in ``fmt`` over ORT dense at M = ``rows``."""
-    p = layer.profile
-    assert p is not None
-    dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
-    g = layer.geom
-    extra_us = 0.0  # sparse-side extra microseconds
-    if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col
-        dense_us /= ORT_CONV_FASTER[g.pointwise]
-        extra_us = 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
-        extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
-
-    def speedup(fmt: str) -> float:
-        return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(fmt, layer.w), rows) + extra_us)
-
-    return speedup
-
-
-def choose(layer: Layer, fmt_option: str, presets: list[str], cost: CostModel, rows: int) -> Choice:
-    """The format of one layer and the reason, for ``--format fmt_option``."""
-    if layer.skip:
-        return Choice("dense", f"stays dense: {layer.skip}")
-    if fmt_option == "dense":
-        return Choice("dense", "stays dense: --format dense")
-    speedup = predicted_speedup(layer, cost, rows)
-    if fmt_option != "auto":
-        why = fits(layer, fmt_option)
-        if why:
-            return Choice("dense", f"stays dense: {why}")
-        if not cost.knows(fmt_option):
-            return Choice(fmt_option, "forced by --format")
-        return Choice(
-            fmt_option, f"forced by --format (predicted {speedup(fmt_option):.2f}x of dense)", speedup(fmt_option)
-        )
-    ranked = sorted(((speedup(f), f) for f in presets if not fits(layer, f)), reverse=True)
-    if not ranked:
-        return Choice("dense", "stays dense: no sparse format fits")
-    passing = [(s, f) for s, f in ranked if s >= margin(f)]
-    if passing:
-        best, fmt = passing[0]
-        return Choice(fmt, f"predicted {best:.1f}x of dense at M={rows}", best)
-    best, fmt = ranked[0]
-    need = f", needs {margin(fmt):.1f}x" if margin(fmt) != MARGIN else ""
-    return Choice("dense", f"stays dense: predicted {best:.2f}x of dense at M={rows} (best: {fmt}{need})", best)
-
-
-def check_forced(fmt_option: str, target_supports: object, target_name: str) -> None:
-    """A forced format must have a kernel on the target (fails before any work)."""
-    if fmt_option in ("auto", "dense"):
-        return
-    if not target_supports(fmt_option):  # type: ignore[operator]
-        raise SparsecError(f"--format {fmt_option}: no {target_name} kernel for this format")
+def _rows_from_shapes(layer: Layer, shapes: dict[str, list[Dim]]) -> int | None:
+    """The layer's M from concrete shapes (None when its activation's leading dims are not all known)."""
+    x = layer.node.inputs[0]
+    shape = shapes.get(str(x.name)) if x is not None else None
+    if layer.op not in ("MatMul", "Gemm") or not shape or not all(isinstance(d, int) for d in shape):
+        return None
+    if layer.op == "Gemm":
+        return int(shape[1] if layer.trans_a else shape[0])  # type: ignore[arg-type]
+    return math.prod(shape[:-1])  # type: ignore[arg-type]

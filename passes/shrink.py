@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+import onnx_ir as ir
 
-from .graph import GraphIndex, attr
+from .graph import attr, clip_bounds, constant, sole_consumer, to_proto
+from .state import Compilation
 
 UNARY = ("Relu", "Sigmoid", "HardSwish", "Clip")
 
 
-def _act(node: onnx.NodeProto, idx: GraphIndex, x: np.ndarray) -> np.ndarray | None:
+def _act(node: ir.Node, x: np.ndarray) -> np.ndarray | None:
     """The activation applied to constant values x (None when its constants are not known)."""
     if node.op_type == "Relu":
         return np.maximum(x, 0)
@@ -33,60 +34,58 @@ def _act(node: onnx.NodeProto, idx: GraphIndex, x: np.ndarray) -> np.ndarray | N
         return 1 / (1 + np.exp(-x))
     if node.op_type == "HardSwish":
         return x * np.clip(x / 6 + 0.5, 0, 1)
-    lo, hi = -np.inf, np.inf
-    for pos in (1, 2):
-        if len(node.input) > pos and node.input[pos]:
-            c = idx.constant(node.input[pos])
-            if c is None or c.size != 1:
-                return None
-            lo, hi = (float(c.reshape(-1)[0]), hi) if pos == 1 else (lo, float(c.reshape(-1)[0]))
-    return np.clip(x, lo, hi)
+    bounds = clip_bounds(node)
+    return None if bounds is None else np.clip(x, *bounds)
 
 
-def _kind(node: onnx.NodeProto, idx: GraphIndex) -> str:
+def _kind(node: ir.Node) -> str:
     """'matmul' | 'conv' when the node's operand 1 is a float32 constant initializer of the supported shape."""
-    if node.domain not in ("", "ai.onnx") or len(node.input) < 2 or node.input[1] not in idx.initializers:
+    if node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
         return ""
-    w = idx.constant(node.input[1])
+    b = node.inputs[1]
+    if b is None or not b.is_initializer():
+        return ""
+    w = constant(b)
     if w is None or w.dtype != np.float32:
         return ""
     if node.op_type == "MatMul" and w.ndim == 2:
         return "matmul"
-    if node.op_type == "Conv" and w.ndim == 4 and int(attr(node, "group", 1)) == 1:  # type: ignore[arg-type]
+    if node.op_type == "Conv" and w.ndim == 4 and int(attr(node, "group", 1)) == 1:
         return "conv"
     return ""
 
 
-def _owned(name: str, node: onnx.NodeProto, idx: GraphIndex) -> bool:
+def _owned(value: ir.Value | None, node: ir.Node) -> bool:
     """An initializer only this node reads (so editing it changes nothing else)."""
     return (
-        name in idx.initializers
-        and all(u is node for u in idx.consumers.get(name, []))
-        and name not in idx.graph_outputs
+        value is not None
+        and value.is_initializer()
+        and all(u.node is node for u in value.uses())
+        and not value.is_graph_output()
     )
 
 
-def _chain(p: onnx.NodeProto, idx: GraphIndex) -> tuple[list[onnx.NodeProto], onnx.NodeProto] | None:
+def _other(node: ir.Node, value: ir.Value) -> ir.Value | None:
+    return node.inputs[1] if node.inputs[0] is value else node.inputs[0]
+
+
+def _chain(p: ir.Node) -> tuple[list[ir.Node], ir.Node] | None:
     """(activations between P and C, C) when P's output reaches a same-kind layer as described above."""
-    acts: list[onnx.NodeProto] = []
-    cur = p.output[0]
+    acts: list[ir.Node] = []
+    cur = p.outputs[0]
     while True:
-        nxt = idx.sole_consumer(cur)
+        nxt = sole_consumer(cur)
         if nxt is None:
             return None
         ours = nxt.domain in ("", "ai.onnx") and len(acts) < 3
-        bias_add = nxt.op_type == "Add" and idx.constant(_other(nxt, cur)) is not None
-        if ours and (nxt.op_type in UNARY and nxt.input[0] == cur or bias_add):
+        bias_add = nxt.op_type == "Add" and constant(_other(nxt, cur)) is not None
+        if ours and (nxt.op_type in UNARY and nxt.inputs[0] is cur or bias_add):
             acts.append(nxt)
-            cur = nxt.output[0]
+            cur = nxt.outputs[0]
             continue
-        if nxt.input[0] == cur and _kind(nxt, idx) == _kind(p, idx):
+        if nxt.inputs[0] is cur and _kind(nxt) == _kind(p):
             return acts, nxt
         return None
-
-
-def _other(node: onnx.NodeProto, name: str) -> str:
-    return node.input[1] if node.input[0] == name else node.input[0]
 
 
 def _channel_const(c: np.ndarray, n: int, kind: str) -> bool:
@@ -94,9 +93,9 @@ def _channel_const(c: np.ndarray, n: int, kind: str) -> bool:
     return c.size == n and c.ndim >= (3 if kind == "conv" else 1) and c.shape[-3 if kind == "conv" else -1] == n
 
 
-def _replace(model: onnx.ModelProto, idx: GraphIndex, name: str, value: np.ndarray) -> None:
-    init = idx.initializers[name]
-    init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value), name))
+def _replace(value: ir.Value, array: np.ndarray) -> None:
+    value.const_value = ir.tensor(np.ascontiguousarray(array), name=value.name)
+    value.shape = ir.Shape(array.shape)
 
 
 def _keeps_nm(wc: np.ndarray, kind: str) -> bool:
@@ -106,83 +105,96 @@ def _keeps_nm(wc: np.ndarray, kind: str) -> bool:
     w = wc.T if kind == "matmul" else wc.reshape(wc.shape[0], -1)
     if w.size == 0 or np.count_nonzero(w) == w.size:
         return False
-    return any(get_format(f"nm:{n}:{m}").conformity(w) == 1.0 for n, m in NM_PATTERNS)
+    return any(get_format(f"nm:{n}:{m}").conformity(w) == 1.0 for n, m in NM_PATTERNS)  # type: ignore[attr-defined]
 
 
-def shrink(model: onnx.ModelProto) -> list[str]:
-    """Shrink every qualifying pair in place; returns one line per shrunk pair (empty: the model is unchanged)."""
-    done: list[str] = []
-    changed_values: set[str] = set()
-    for p in list(model.graph.node):
-        idx = GraphIndex(model)
-        kind = _kind(p, idx)
-        found = _chain(p, idx) if kind else None
-        if found is None:
+def _shrink_pair(p: ir.Node, changed: set[str]) -> str:
+    """Shrink the pair starting at ``p`` if there is one; the line that says what was removed ("" when nothing)."""
+    kind = _kind(p)
+    found = _chain(p) if kind else None
+    if found is None:
+        return ""
+    acts, c = found
+    bias_v = p.inputs[2] if kind == "conv" and len(p.inputs) > 2 and p.inputs[2] is not None else None
+    if not (_owned(p.inputs[1], p) and _owned(c.inputs[1], c)) or (bias_v is not None and not _owned(bias_v, p)):
+        return ""
+    wp, wc = constant(p.inputs[1]), constant(c.inputs[1])
+    bias = constant(bias_v) if bias_v is not None else None
+    assert wp is not None and wc is not None
+    if kind == "matmul":  # B[K, N]: output n is column n of P's B, input n is row n of C's B
+        out_zero = ~wp.any(axis=0)
+        unread = ~wc.any(axis=1)
+    else:  # weight [Cout, Cin, kh, kw]
+        out_zero = ~wp.reshape(wp.shape[0], -1).any(axis=1)
+        unread = ~wc.transpose(1, 0, 2, 3).reshape(wc.shape[1], -1).any(axis=1)
+    if out_zero.shape != unread.shape or _keeps_nm(wc, kind):
+        return ""
+    value: np.ndarray | None = np.zeros(out_zero.shape) if bias is None else bias.reshape(-1).astype(np.float64)
+    adds: list[ir.Value] = []  # per-channel Add constants that must shrink with the channels
+    cur = p.outputs[0]
+    for a in acts:
+        into, cur = cur, a.outputs[0]
+        if a.op_type != "Add":
+            value = None if value is None else _act(a, value)
             continue
-        acts, c = found
-        bias_name = p.input[2] if kind == "conv" and len(p.input) > 2 and p.input[2] else ""
-        if not (_owned(p.input[1], p, idx) and _owned(c.input[1], c, idx)) or (
-            bias_name and not _owned(bias_name, p, idx)
-        ):
-            continue
-        wp, wc = idx.constant(p.input[1]), idx.constant(c.input[1])
-        bias = idx.constant(bias_name) if bias_name else None
-        assert wp is not None and wc is not None
-        if kind == "matmul":  # B[K, N]: output n is column n of P's B, input n is row n of C's B
-            out_zero = ~wp.any(axis=0)
-            unread = ~wc.any(axis=1)
-        else:  # weight [Cout, Cin, kh, kw]
-            out_zero = ~wp.reshape(wp.shape[0], -1).any(axis=1)
-            unread = ~wc.transpose(1, 0, 2, 3).reshape(wc.shape[1], -1).any(axis=1)
-        if out_zero.shape != unread.shape or _keeps_nm(wc, kind):
-            continue
-        value: np.ndarray | None = np.zeros(out_zero.shape) if bias is None else bias.reshape(-1).astype(np.float64)
-        adds: list[str] = []  # per-channel Add constants that must shrink with the channels
-        cur = p.output[0]
-        for a in acts:
-            into, cur = cur, a.output[0]
-            if a.op_type != "Add":
-                value = None if value is None else _act(a, idx, value)
-                continue
-            name = _other(a, into)
-            const = idx.constant(name)
-            assert const is not None
-            if const.size == 1:
-                value = None if value is None else value + float(const.reshape(-1)[0])
-            elif _channel_const(const, out_zero.size, kind) and _owned(name, a, idx):
-                value = None if value is None else value + const.reshape(-1)
-                adds.append(name)
-            else:
-                value, dead_ok = None, False
-                break
+        other = _other(a, into)
+        const = constant(other)
+        assert const is not None and other is not None
+        if const.size == 1:
+            value = None if value is None else value + float(const.reshape(-1)[0])
+        elif _channel_const(const, out_zero.size, kind) and _owned(other, a):
+            value = None if value is None else value + const.reshape(-1)
+            adds.append(other)
         else:
-            dead_ok = True
-        if not dead_ok:
-            continue
-        dead = unread | (out_zero & (value == 0) if value is not None else np.zeros_like(unread))
-        if not dead.any() or dead.all():
-            continue
-        keep = np.flatnonzero(~dead)
-        if kind == "matmul":
-            _replace(model, idx, p.input[1], wp[:, keep])
-            _replace(model, idx, c.input[1], wc[keep, :])
-        else:
-            _replace(model, idx, p.input[1], wp[keep])
-            _replace(model, idx, c.input[1], wc[:, keep])
-            if bias is not None:
-                _replace(model, idx, bias_name, bias.reshape(-1)[keep])
-        for name in adds:
-            const = idx.constant(name)
-            assert const is not None
-            axis = const.ndim - (3 if kind == "conv" else 1)
-            _replace(model, idx, name, np.take(const, keep, axis=axis))
-        changed_values.update([p.output[0]] + [a.output[0] for a in acts])
-        done.append(
-            f"{p.name or p.output[0]} -> {c.name or c.output[0]}: {int(dead.sum())} of {dead.size} channels removed"
-        )
-    if done:
-        keep_vi = [v for v in model.graph.value_info if v.name not in changed_values]
-        del model.graph.value_info[:]
-        model.graph.value_info.extend(keep_vi)
-        model.CopyFrom(onnx.shape_inference.infer_shapes(model, strict_mode=True))
-    return done
+            return ""
+    dead = unread | (out_zero & (value == 0) if value is not None else np.zeros_like(unread))
+    if not dead.any() or dead.all():
+        return ""
+    keep = np.flatnonzero(~dead)
+    wp_v, wc_v = p.inputs[1], c.inputs[1]
+    assert wp_v is not None and wc_v is not None
+    if kind == "matmul":
+        _replace(wp_v, wp[:, keep])
+        _replace(wc_v, wc[keep, :])
+    else:
+        _replace(wp_v, wp[keep])
+        _replace(wc_v, wc[:, keep])
+        if bias is not None and bias_v is not None:
+            _replace(bias_v, bias.reshape(-1)[keep])
+    for v in adds:
+        const = constant(v)
+        assert const is not None
+        _replace(v, np.take(const, keep, axis=const.ndim - (3 if kind == "conv" else 1)))
+    changed.update(str(v.name) for v in [p.outputs[0]] + [a.outputs[0] for a in acts])
+    p_name = p.name or p.outputs[0].name
+    c_name = c.name or c.outputs[0].name
+    return f"{p_name} -> {c_name}: {int(dead.sum())} of {dead.size} channels removed"
+
+
+class ShrinkPass(ir.passes.InPlacePass):
+    """Shrink every qualifying pair. When something shrank, the shapes of the values between the two layers are
+    inferred again (onnx's shape inference works on protobuf: the model goes there and back once) and their
+    value_info moves to the end, as onnx's inference writes it (``Compilation.source``)."""
+
+    def __init__(self, state: Compilation) -> None:
+        super().__init__()
+        self.state = state
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        changed: set[str] = set()
+        done = [line for p in list(model.graph) if (line := _shrink_pair(p, changed))]
+        for line in done:
+            self.state.say(f"shrunk {line}")
+        if not done:
+            return ir.passes.PassResult(model, modified=False)
+        proto = to_proto(model, self.state.source)
+        keep_vi = [v for v in proto.graph.value_info if v.name not in changed]
+        del proto.graph.value_info[:]
+        proto.graph.value_info.extend(keep_vi)
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        values = {str(o.name): o for n in model.graph for o in n.outputs}
+        for vi in proto.graph.value_info:
+            if vi.name in values:
+                ir.serde.deserialize_value_info_proto(vi, values[vi.name])
+        self.state.source = proto
+        return ir.passes.PassResult(model, modified=True)

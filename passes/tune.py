@@ -11,20 +11,23 @@ and toolchain versions, so tuning the same model again measures nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sparsec.errors import SparsecError
+from sparsec.layer import Choice, Kernel, Layer, Tuning
+from sparsec.options import CompileOptions, toolchain_versions
+from sparsec.targets.base import Progress, Target
 
-from .analysis import Layer
-from .cost_model import reorder_us
-from .select import Choice, fits
+from .choose import fits, predicted_speedup
+from .cost_model import CostModel, reorder_us
+from .layout import settle_layout
 
 TOP = 4  # candidate formats measured per layer
 ROUNDS = 7  # interleaved samples per function (the median is kept)
@@ -36,18 +39,19 @@ def pattern_hash(w: np.ndarray) -> str:
     return hashlib.sha256(str(w.shape).encode() + mask.tobytes()).hexdigest()
 
 
-def candidates(layer: Layer, presets: list[str], predicted: Callable[[str], float], variants: Any) -> list[str]:
+def candidates(
+    layer: Layer, presets: list[str], predicted: Callable[[str], float], variants: Callable[[str], list[str]]
+) -> list[str]:
     """``fmt|variant`` entries to measure: the ``TOP`` fitting presets by predicted speedup, every variant of each."""
     fitting = sorted((f for f in presets if not fits(layer, f)), key=predicted, reverse=True)[:TOP]
     return [f"{fmt}|{v}" for fmt in fitting for v in variants(fmt)]
 
 
-def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: int) -> dict[str, float]:
+def _measure(layer: Layer, entries: list[str], rows: int, target: Target, threads: int) -> dict[str, float]:
     """Median microseconds per call of every entry and of ORT's dense MatMul or Conv (``dense``) at M = ``rows``."""
     import tvm
 
     from sparsec.formats import get_format
-    from sparsec.targets.base import KernelSpec
     from sparsec.timing import TVM_GAP_S, interleaved
 
     from .calibrate_measure import dense_runner
@@ -59,9 +63,11 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: 
         fmt, variant = entry.split("|")
         if fmt not in packed:  # the variants of one format share its packed arrays
             packed[fmt] = get_format(fmt).pack(layer.w)
-        shapes = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in packed[fmt].items())
+        shapes = tuple(get_format(fmt).array_specs(packed[fmt]))
         variant = "" if conv else variant  # one conv template per format family
-        specs.append(KernelSpec(f"tune_{i}", fmt, layer.k, layer.n, shapes, variant=variant, conv=layer.geom))
+        specs.append(
+            Kernel(f"tune_{i}", fmt, layer.k, layer.n, shapes, conv=layer.geom, variant=variant, packed=packed[fmt])
+        )
     if conv:
         x, y_shape = conv_io(layer, rows)
         dense, y_dense = dense_conv_runner(layer, x, threads)
@@ -84,7 +90,7 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Any, threads: 
             err = np.abs(yt.numpy() - ref).max() / max(np.abs(ref).max(), 1.0)
             if not err < 1e-4:
                 raise SparsecError(f"internal error: tuning kernel {entry} for {layer.name} is wrong (error {err:.1e})")
-            fns[entry] = lambda f=f, a=args: f(*a)
+            fns[entry] = functools.partial(f, *args)
         res = interleaved(
             fns, budget_s=0.0, min_samples=ROUNDS, max_samples=ROUNDS, gap_s=0.0, gaps={entries[-1]: TVM_GAP_S}
         )
@@ -96,7 +102,7 @@ def tune_layer(
     rows: int,
     presets: list[str],
     predicted: Callable[[str], float],
-    target: Any,
+    target: Target,
     versions: dict[str, str],
 ) -> tuple[Choice, str, dict[str, float], bool]:
     """(choice, kernel variant, measured us per entry, whether it came from the cache) for one layer."""
@@ -146,6 +152,40 @@ def tune_layer(
         f"({fmt} {variant}: {best_us:.1f} us, dense {dense_us:.1f} us{layout})"
     )
     return Choice(fmt, why, dense_us / best_us), "" if conv else variant, times, cached
+
+
+def tune_layers(
+    layers: list[Layer], presets: list[str], cost: CostModel, target: Target, options: CompileOptions, say: Progress
+) -> list[Layer]:
+    """Replace the cost model's choices by measured ones; each tuned layer gets its ``tuning`` record."""
+    auto = options.format == "auto"
+    todo = [la.name for la in layers if not la.skip and (auto or la.format not in ("dense", ""))]
+    if options.format == "dense":
+        todo = []
+    versions = toolchain_versions()
+    tuned: set[str] = set()
+
+    def tune_one(layer: Layer) -> Layer:
+        rows = layer.rows or options.representative_m
+        predicted = predicted_speedup(layer, cost, rows)
+        forced = options.format != "auto"
+        choice, variant, times, cached = tune_layer(
+            layer, rows, [options.format] if forced else presets, predicted, target, versions
+        )
+        if forced and choice.format == "dense" and times:  # forced: keep the format, take its fastest variant
+            best = min((e for e in times if e != "dense"), key=lambda e: times[e])
+            variant = best.split("|")[1]
+            choice = Choice(options.format, f"forced by --format ({choice.reason.removeprefix('stays dense: ')})")
+        tuned.add(layer.name)
+        how = "cached" if cached else f"measured {len(times) - 1} kernels and dense"
+        say(f"tuning {bar(len(tuned), len(todo))} {layer.name}: {choice.format} {variant} ({how})")
+        measured = {k: round(v, 3) for k, v in sorted(times.items())}
+        return dataclasses.replace(layer, choice=choice, tuning=Tuning(variant, measured, cached))
+
+    out = [tune_one(la) if la.name in todo else la for la in layers]
+    if auto:  # measured times are cached: re-choosing after the layout recount measures nothing again
+        out = settle_layout(out, tune_one)
+    return out
 
 
 def _threads() -> int:

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import Layer
+from sparsec.layer import Layer
+
 from .calibrate_measure import bound_session
 
 

@@ -146,7 +146,7 @@ def run_cmd(artifact: Path, inputs: tuple[str, ...], output: Path | None) -> Non
     if output:
         import numpy as np
 
-        np.savez(output, **outs)
+        np.savez(output, **outs)  # type: ignore[arg-type]  # numpy's stub: a ** mapping could name allow_pickle
         click.echo(f"wrote {len(outs)} outputs to {output}")
     else:
         for name, v in outs.items():

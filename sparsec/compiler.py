@@ -13,8 +13,11 @@ from typing import Any
 
 import onnx
 
+from . import node as sparse_node
 from .errors import SparsecError
+from .layer import Kernel, Layer
 from .options import CompileOptions, toolchain_versions
+from .targets.base import Target
 
 Progress = Callable[[str], None]
 
@@ -22,7 +25,7 @@ Progress = Callable[[str], None]
 @dataclass
 class CompileResult:
     artifact: Path
-    layers: list[dict[str, Any]]
+    layers: list[dict[str, Any]]  # the manifest's layer records
     errors: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     unverified: str = ""  # why verification was skipped ("" when it ran or was turned off)
@@ -40,42 +43,20 @@ def _noop(msg: str) -> None:
     pass
 
 
-def kernel_specs(model: onnx.ModelProto, variants: dict[str, str] | None = None) -> list[Any]:
-    """The kernel each sparsec node needs, read back from the rewritten graph (the single source of truth);
-    ``variants`` maps kernel symbols to the schedule variant tuning picked (else the target's default)."""
-    from .formats import get_format
-    from .passes.graph import sparse_info
-    from .targets.base import KernelSpec
+def _kernels(model: onnx.ModelProto, layers: list[Layer]) -> list[Kernel]:
+    """The kernels of the sparse layers, in the rewritten graph's node order."""
+    by_symbol = {la.kernel.symbol: la.kernel for la in layers if la.kernel is not None}
+    order = [sparse_node.decode(_ctx(n)).symbol for n in model.graph.node if _is_sparse(n)]
+    return [by_symbol[symbol] for symbol in order]
 
-    inits = {i.name: i for i in model.graph.initializer}
-    specs = []
-    for node in model.graph.node:
-        info = sparse_info(node)
-        if info is None:
-            continue
-        names = get_format(info.format).array_names
-        arrays = []
-        for array_name, input_name in zip(names, node.input[1 : 1 + len(names)], strict=True):
-            t = inits[input_name]
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
-            arrays.append((array_name, tuple(int(d) for d in t.dims), str(dtype)))
-        specs.append(
-            KernelSpec(
-                symbol=info.kernel,
-                format=info.format,
-                K=info.K,
-                N=info.N,
-                arrays=tuple(arrays),
-                bias=info.bias,
-                residual=info.residual,
-                act=info.act,
-                clip_min=info.clip_min,
-                clip_max=info.clip_max,
-                variant=(variants or {}).get(info.kernel, ""),
-                conv=info.geometry() if info.op == "conv" else None,
-            )
-        )
-    return specs
+
+def _is_sparse(n: onnx.NodeProto) -> bool:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+    return sparse_node.is_sparsec(n.op_type, n.domain, attrs)
+
+
+def _ctx(n: onnx.NodeProto) -> str:
+    return next(a.s.decode() for a in n.attribute if a.name == "ep_cache_context")
 
 
 def compile_model(
@@ -89,13 +70,13 @@ def compile_model(
     """Compile ``model_path`` into the artifact directory ``out_dir`` (written atomically)."""
     from .artifact import MODEL, ArtifactWriter
     from .frontend import load_model
-    from .pipeline import run_graph_passes
-    from .targets.base import get_target
+    from .pipeline import compile_graph
+    from .targets.registry import get_target
 
     say = progress or _noop
     t0 = time.perf_counter()
     target = get_target(options.target, options.cpu, options.arch)  # unknown targets / CPUs / archs fail first
-    untunable = getattr(target, "cannot_tune", lambda: "")()  # a target whose kernels the tuner cannot time
+    untunable = target.cannot_tune()  # a target whose kernels the tuner cannot time
     if options.tune and untunable:
         raise SparsecError(f"--tune is {untunable}")
     if options.tune and target.cannot_run():
@@ -111,8 +92,13 @@ def compile_model(
     original = load_model(model_path)
     versions = toolchain_versions()
     say("analysing weights and choosing formats")
-    rewritten, layers = run_graph_passes(original, target, options, dump_dir=dump_dir, progress=say)
-    specs = kernel_specs(rewritten, {la["kernel"]: la["variant"] for la in layers if la.get("variant")})
+    rewritten, records = compile_graph(original, target, options, dump_dir=dump_dir, progress=say)
+    try:
+        onnx.checker.check_model(rewritten)
+    except Exception as e:
+        raise SparsecError(f"internal error: the rewritten model is invalid ({str(e).splitlines()[0][:200]})") from None
+    specs = _kernels(rewritten, records)
+    layers = [la.to_json() for la in records]
     out = Path(out_dir)
     errors: dict[str, float] = {}
     with ArtifactWriter(out) as writer:
@@ -132,7 +118,7 @@ def compile_model(
         }
         sealed = writer.seal(manifest)
         if options.verify is not False and not unverified:
-            tolerance = getattr(target, "tolerance", lambda _specs: None)(specs)  # a lossy kernel asked for (cuda)
+            tolerance = target.tolerance(specs)  # a lossy kernel asked for (cuda)
             errors = _verify(
                 target, original, sealed, dims if dims is not None else options.dims, options.seed, say, tolerance
             )
@@ -142,22 +128,20 @@ def compile_model(
     return CompileResult(artifact, layers, errors, time.perf_counter() - t0, unverified)
 
 
-def _build_cached(target: Any, specs: list[Any], path: Path, versions: dict[str, str], say: Progress) -> None:
-    """Build the kernel library, or copy it from the cache when the same specs were built for the same target and
+def _build_cached(target: Target, specs: list[Kernel], path: Path, versions: dict[str, str], say: Progress) -> None:
+    """Build the kernel library, or copy it from the cache when the same kernels were built for the same target and
     toolchain before (builds are deterministic, so the bytes are the same either way)."""
-    import dataclasses
-
     from . import cache
 
     key = cache.key_of(
         {
             "kind": "lib",
-            "specs": sorted((dataclasses.asdict(s) for s in specs), key=lambda d: d["symbol"]),
+            "kernels": sorted((k.key() for k in specs), key=lambda d: d["symbol"]),
             "target": target.describe(),
             "versions": versions,
         }
     )
-    side = tuple(getattr(target, "side_files", ()))  # files the build writes beside the library (cuda)
+    side = target.side_files  # files the build writes beside the library (cuda)
     data = cache.get_file("lib", key)
     extra = {name: cache.get_file("lib", f"{key}-{name}") for name in side}
     if data is not None and all(v is not None for v in extra.values()):
@@ -187,7 +171,7 @@ def _value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:
 
 
 def _verify(
-    target: Any,
+    target: Target,
     original: onnx.ModelProto,
     artifact: Path,
     dims: dict[str, int],

@@ -1,4 +1,5 @@
-"""``sparsec inspect``: what the compiler sees in each constant weight and what it would do with it on a target."""
+"""``sparsec inspect``: what the compiler sees in each constant weight, what it would do with it on a target, and
+why the nodes after a sparse layer were or were not fused into its kernel (nothing is built)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ from typing import Any
 def inspect_model(
     model_path: str | Path, target_name: str = "x86", dims: dict[str, int] | None = None
 ) -> dict[str, Any]:
-    """A JSON-ready report: one row per MatMul/Gemm weight with its sparsity profile and the chosen format."""
+    """A JSON-ready report: one record per MatMul/Gemm/Conv weight (the manifest's fields, the sparsity profile and
+    the fusion notes), from the compile stages up to ``fuse``."""
     from .frontend import load_model
     from .options import CompileOptions
-    from .pipeline import analyse_and_select
-    from .targets.base import get_target
+    from .pipeline import compile_graph
+    from .targets.registry import get_target
 
     target = get_target(target_name)
     model = load_model(model_path)
-    rows = analyse_and_select(model, target, CompileOptions(target=target_name, verify=False, dims=dims or {}))
-    return {"model": str(model_path), "target": target.describe(), "weights": rows}
+    options = CompileOptions(target=target_name, verify=False, dims=dims or {})
+    _, layers = compile_graph(model, target, options, until="fuse", refuse_nonfinite=False)
+    return {
+        "model": str(model_path),
+        "target": target.describe(),
+        "weights": [la.to_json(detail=True) for la in layers],
+    }
 
 
 def _fmt_best(d: dict[str, float], limit: int = 2) -> str:
@@ -37,13 +44,17 @@ def format_table(report: dict[str, Any]) -> str:
     for r in report["weights"]:
         nm = ",".join(k for k, v in r["nm"].items() if v == 1.0) or "-"
         shape = "x".join(str(s) for s in r["shape"])
-        layer = r["layer"] if len(r["layer"]) <= 44 else "..." + r["layer"][-41:]
+        layer = r["name"] if len(r["name"]) <= 44 else "..." + r["name"][-41:]
         zero = "-" if r["zero_rows"] is None else f"{r['zero_rows']}/{r['zero_cols']}"
         dens = "-" if r["density"] is None else f"{r['density']:.2f}"
         lines.append(
             f"{layer:<44} {r['op']:<6} {shape:<13} {dens:>5}  {nm:<10} {_fmt_best(r['blocks']):<21} "
             f"{zero:<11} {r['format']}: {r['reason'].removeprefix('stays dense: ')}"
         )
+        if r.get("epilogue"):
+            lines.append(f"{'':<46}fused: {', '.join(r['epilogue'])}")
+        for note in r.get("unfused", []):
+            lines.append(f"{'':<46}not fused: {note}")
     if not report["weights"]:
         lines.append("(no MatMul/Gemm with a constant weight)")
     return "\n".join(lines)

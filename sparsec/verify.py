@@ -71,6 +71,7 @@ def random_feeds(
                 f"(over {MAX_FEED_ELEMENTS} elements); give smaller --dim values or use --no-verify"
             )
         dt = _NP[tt.elem_type]
+        value: np.ndarray
         if np.issubdtype(dt, np.floating):
             value = rng.standard_normal(shape).astype(dt)
         elif dt is np.bool_:

@@ -1,147 +1,107 @@
-"""The target protocol and registry: the ONE place that dispatches on a target name.
+"""The target contract: every hook a code-generation target provides, each with a default.
 
-Importing this module must stay cheap (no TVM): ``sparsec --help`` and option validation use it. Targets import
-TVM lazily inside ``build``.
+A target turns a model's ``Kernel`` records into one kernel library, says what else its artifact carries, and
+says how its artifacts run (here, for verification and ``sparsec run``; in an ORT session, ``sparsec.runtime``).
+The registry (``targets/registry.py``) is the one place that maps target names to classes; nothing else tests a
+target's name. Importing this module stays cheap (no TVM): ``sparsec --help`` and option checks use it.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
-from sparsec.conv import ConvGeometry
+import numpy as np
+
 from sparsec.errors import SparsecError
-from sparsec.node import ACTIVATIONS
+from sparsec.layer import Kernel
 
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class KernelSpec:
-    """Everything a target needs to generate one sparse layer kernel (docs/internals.md, "Kernel ABI").
-
-    With ``conv`` set the kernel is a convolution: X f32[B, C, H*W], Y (and residual) f32[B, N, OH*OW].
-    ``arrays`` are the packed weight arrays as (name, shape, dtype) in the format's order, which is also the
-    kernel argument order. ``variant`` optionally forces a schedule variant (e.g. chosen by measurement); empty
-    means the target's default choice for the format and shape.
-    """
-
-    symbol: str
-    format: str
-    K: int
-    N: int
-    arrays: tuple[tuple[str, tuple[int, ...], str], ...]
-    bias: bool = False
-    residual: bool = False
-    act: str = "none"
-    clip_min: float = 0.0
-    clip_max: float = 0.0
-    variant: str = ""
-    conv: ConvGeometry | None = None  # a 2-D NCHW convolution (docs/internals.md, "Convolutions"); None: matmul
-
-    def __post_init__(self) -> None:
-        if self.act not in ACTIVATIONS:
-            raise SparsecError(
-                f"kernel {self.symbol}: unknown activation {self.act!r} (known: {', '.join(ACTIVATIONS)})"
-            )
-
-    def array(self, name: str) -> tuple[tuple[int, ...], str]:
-        """(shape, dtype) of the packed array ``name``."""
-        for n, shape, dtype in self.arrays:
-            if n == name:
-                return shape, dtype
-        raise KeyError(f"kernel {self.symbol} ({self.format}) has no packed array {name!r}")
+def quiet(_msg: str) -> None:
+    """A progress callback that says nothing."""
 
 
-class Target(Protocol):
-    """A code-generation target: turns kernel specs into one loadable kernel library."""
+def on_x86_host() -> bool:
+    return platform.machine() in ("x86_64", "AMD64")
 
-    name: str
-    library_name: str  # file name inside the artifact, e.g. "kernels.so"
 
+class Target:
+    """A code-generation target. Subclasses set the class attributes and implement ``describe``, ``supports`` and
+    ``build``; every other hook has a default that fits a target whose artifacts run in ORT with the sparsec EP."""
+
+    name: ClassVar[str]
+    library_name: ClassVar[str] = "kernels.so"  # the kernel library's file name inside the artifact
+    side_files: ClassVar[tuple[str, ...]] = ()  # files ``build`` writes beside the library (cached with it)
+    sparse_conv: ClassVar[bool] = False  # has kernels for Conv layers (else convs stay on ORT)
+    runner_hint: ClassVar[str] = ""  # where its artifacts run when not in this process (refusal messages)
+    isa: str = "generic"  # the cost model's table (passes/cost_data/<name>.json)
+
+    @classmethod
+    def from_options(cls, cpu: str = "", arch: str = "") -> Target:
+        """The target for ``--cpu`` / ``--arch`` ("" = default); a flag the target does not take is an error."""
+        if arch:
+            raise SparsecError("--arch applies to --target cuda only")
+        if cpu:
+            raise SparsecError(f"--cpu applies to --target arm only ({cls.name} builds for {cls.cpu_note()})")
+        return cls()
+
+    @classmethod
+    def cpu_note(cls) -> str:
+        return "its own CPU"
+
+    @classmethod
+    def from_manifest(cls, info: dict[str, Any]) -> Target:
+        """The target an artifact was built for, from its manifest's ``target`` entry."""
+        return cls()
+
+    # --- what it generates -------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """JSON-able facts for the manifest: kind, cpu, ISA features, vector width, TVM target JSON."""
-        ...
+        raise NotImplementedError
 
     def supports(self, fmt: str) -> bool:
         """Whether this target has a kernel template for the format name (e.g. ``bsr:16x1``)."""
-        ...
+        raise NotImplementedError
 
     def variants(self, fmt: str) -> list[str]:
-        """The kernel variants (schedules) this target has for the format, default first (``--tune`` times them)."""
-        ...
+        """The kernel variants (schedules) of the format, default first (``--tune`` times them)."""
+        return [""] if self.supports(fmt) else []
 
-    def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
-        """Generate every kernel into ONE library at ``out_path`` (deterministic for equal specs)."""
-        ...
+    def build(self, kernels: list[Kernel], out_path: Path, progress: Progress = quiet) -> None:
+        """Generate every kernel into ONE library at ``out_path`` (deterministic for equal kernels)."""
+        raise NotImplementedError
 
-    def bundle(self, folder: Path, progress: Progress | None = None) -> None:
-        """Put the runtime files an app needs besides model.onnx and the kernels into the artifact ``folder``."""
-        ...
+    def bundle(self, folder: Path, progress: Progress = quiet) -> None:
+        """Put the runtime files an app needs besides model.onnx and the kernels into the artifact ``folder``
+        (called after model.onnx is written: a bundle may derive files from it). Default: none."""
 
+    def tolerance(self, kernels: list[Kernel]) -> float | None:
+        """The verification tolerance when a lossy kernel was asked for; None: ``verify.TOLERANCE``."""
+        return None
+
+    # --- where it runs -----------------------------------------------------------------------------------------
     def cannot_run(self) -> str:
-        """Why this host cannot run the target's artifacts for verification; "" when it can."""
-        ...
+        """Why this host cannot run the target's artifacts (verification, ``sparsec run``); "" when it can."""
+        return self.session_problem()
 
-    def run_artifact(self, artifact: Path, feeds: dict[str, Any]) -> list[Any]:
-        """The artifact's outputs (in model order) on ``feeds``, run on this host (natively or emulated)."""
-        ...
+    def cannot_tune(self) -> str:
+        """Why ``--tune`` (which times kernels on this host) is not available for this target; "" when it is."""
+        return ""
 
+    def session_problem(self) -> str:
+        """Why this host cannot load the target's artifacts in an in-process ORT session; "" when it can."""
+        hint = f" ({self.runner_hint})" if self.runner_hint else ""
+        return (
+            f"artifact targets {self.name!r}; this host ({platform.machine()}) runs x86 artifacts only in-process{hint}"
+        )
 
-def _x86(cpu: str, arch: str) -> Target:
-    from .x86.target import X86Target
+    def run_artifact(self, artifact: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The artifact's outputs (in model order) on ``feeds``, run on this host. Default: an ORT session with the
+        sparsec EP in this process."""
+        from sparsec.runtime.session import open_session
 
-    if arch:
-        raise SparsecError("--arch applies to --target cuda only")
-    if cpu:
-        raise SparsecError("--cpu applies to --target arm only (x86 builds for this host's CPU)")
-    return X86Target()
-
-
-def _arm(cpu: str, arch: str) -> Target:
-    from .arm.target import ArmTarget
-
-    if arch:
-        raise SparsecError("--arch applies to --target cuda only (arm takes --cpu)")
-    target = ArmTarget(cpu)
-    if cpu:
-        target.check_cpu()  # before any work; imports TVM only when a CPU is named
-    return target
-
-
-def _wasm(cpu: str, arch: str) -> Target:
-    from .wasm.target import WasmTarget
-
-    if arch:
-        raise SparsecError("--arch applies to --target cuda only")
-    if cpu:
-        raise SparsecError("--cpu applies to --target arm only (wasm builds generic wasm32 + SIMD128)")
-    return WasmTarget()
-
-
-def _cuda(cpu: str, arch: str) -> Target:
-    from .cuda.target import CudaTarget
-
-    if cpu:
-        raise SparsecError("--cpu applies to --target arm only (cuda takes --arch)")
-    return CudaTarget(arch)  # checks the arch name; no TVM import
-
-
-_TARGETS: dict[str, Callable[[str, str], Target]] = {"x86": _x86, "arm": _arm, "wasm": _wasm, "cuda": _cuda}
-
-
-def known_targets() -> list[str]:
-    """Names accepted by ``get_target``."""
-    return sorted(_TARGETS)
-
-
-def get_target(name: str, cpu: str = "", arch: str = "") -> Target:
-    """The target called ``name`` (for ``cpu`` / GPU ``arch``, "" = the target's default); unknown names, CPUs or
-    archs raise a one-line SparsecError listing the known ones."""
-    try:
-        factory = _TARGETS[name]
-    except KeyError:
-        raise SparsecError(f"unknown target {name!r} (known targets: {', '.join(known_targets())})") from None
-    return factory(cpu, arch)
+        return list(open_session(artifact).run(None, feeds))

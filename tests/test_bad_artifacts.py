@@ -61,7 +61,7 @@ def test_other_version_refused_naming_both(artifact: Path, tmp_path: Path, key: 
 
 def test_other_target_refused_naming_both(artifact: Path, tmp_path: Path) -> None:
     code, err = _run(_edited(artifact, tmp_path, {"target.name": "tpu"}), tmp_path, X)
-    from sparsec.targets.base import known_targets
+    from sparsec.targets.registry import known_targets
 
     assert code == 2 and f"unknown target 'tpu' (known targets: {', '.join(known_targets())})" in err
 

@@ -113,10 +113,16 @@ def test_inspect_json(compiled: tuple[Path, Path]) -> None:
     assert code == 0, err
     rows = json.loads(out)["weights"]
     assert len(rows) == 3
-    for row in rows:
-        assert {"layer", "op", "shape", "density", "nm", "blocks", "zero_rows", "zero_cols", "format", "reason"} <= set(
-            row
-        )
+    manifest = json.loads((compiled[1] / "manifest.json").read_text())["layers"]
+    for row, record in zip(rows, manifest, strict=True):
+        profile = {"nm", "blocks", "zero_rows", "zero_cols", "unfused"}
+        assert {"name", "op", "shape", "density", "format", "reason"} | profile <= set(row)
+        # the manifest's record of the layer (compiled with --format csr, inspect ranks for auto), plus the profile
+        # and the fusion notes: one to_json serves both
+        assert set(record) <= set(row) and set(row) - set(record) == profile, (row, record)
+        assert [row[k] for k in ("name", "op", "shape", "density")] == [
+            record[k] for k in ("name", "op", "shape", "density")
+        ]
 
 
 def test_prune_then_inspect(tmp_path: Path) -> None:

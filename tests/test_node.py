@@ -4,27 +4,41 @@ from __future__ import annotations
 
 import pytest
 
-from sparsec.node import SparseNodeInfo, is_sparsec, node_attributes
+from sparsec.conv import ConvGeometry
+from sparsec.layer import Epilogue, Kernel
+from sparsec.node import attributes, decode, encode, is_sparsec
 
 
 def test_roundtrip() -> None:
-    info = SparseNodeInfo("sparsec_k3", "bsr:16x1", 384, 1536, bias=True, act="clip", clip_min=0.0, clip_max=6.0)
-    text = info.encode()
+    kernel = Kernel("sparsec_k3", "bsr:16x1", 384, 1536, epilogue=Epilogue(bias=True, act="clip", clip_max=6.0))
+    text = encode(kernel)
     assert text.startswith("sparsec=1;") and " " not in text
-    assert SparseNodeInfo.decode(text) == info
-    attrs = node_attributes(info, "layer0")
+    assert decode(text) == kernel
+    attrs = attributes(kernel, "layer0")
     assert is_sparsec("EPContext", "com.microsoft", attrs)
     assert not is_sparsec("EPContext", "com.microsoft", {**attrs, "source": "OtherEP"})
     assert not is_sparsec("MatMul", "", attrs)
 
 
-@pytest.mark.parametrize("bad", [{"act": "tanh"}, {"kernel": "bad name"}])
+def test_conv_roundtrip_and_matmul_keys() -> None:
+    g = ConvGeometry(8, 5, 7, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1)
+    conv = Kernel("k", "csr", g.K, 16, conv=g)
+    assert decode(encode(conv)) == conv and ";op=conv;C=8;H=5;W=7;" in encode(conv)
+    assert "op=" not in encode(Kernel("k", "csr", 4, 4))  # the MatMul contract has no op or conv keys
+
+
+@pytest.mark.parametrize("bad", [{"epilogue": "tanh"}, {"symbol": "bad name"}, {"K": 3, "conv": "geometry"}])
 def test_rejects(bad: dict[str, str]) -> None:
-    args = {"kernel": "k", "format": "csr", "K": 2, "N": 3, **bad}
+    args: dict[str, object] = {"symbol": "k", "format": "csr", "K": 2, "N": 3}
     with pytest.raises(ValueError):
-        SparseNodeInfo(**args)  # type: ignore[arg-type]
+        if bad.get("epilogue"):
+            Kernel(**args, epilogue=Epilogue(act=bad["epilogue"]))  # type: ignore[arg-type]
+        elif bad.get("conv"):
+            Kernel(**{**args, "K": 3}, conv=ConvGeometry(2, 4, 4, 3, 3))  # type: ignore[arg-type]
+        else:
+            Kernel(**{**args, **bad})  # type: ignore[arg-type]
 
 
 def test_decode_foreign() -> None:
     with pytest.raises(ValueError):
-        SparseNodeInfo.decode("vendor=1;kernel=x")
+        decode("vendor=1;kernel=x")

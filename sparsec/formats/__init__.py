@@ -9,11 +9,9 @@ from .bsr import Bsr
 from .csr import Csr
 from .dense import Dense
 from .nm import NM
+from .sparsity import BLOCK_SHAPES, NM_PATTERNS
 
-__all__ = ["Format", "Packed", "get_format", "list_presets", "BLOCK_SHAPES", "NM_PATTERNS"]
-
-BLOCK_SHAPES: tuple[tuple[int, int], ...] = ((1, 16), (16, 1), (4, 4), (8, 1), (1, 8), (2, 2), (4, 1), (1, 4))
-NM_PATTERNS: tuple[tuple[int, int], ...] = ((1, 2), (2, 4), (1, 4), (2, 8), (4, 8))
+__all__ = ["Format", "Packed", "get_format", "family", "list_presets", "BLOCK_SHAPES", "NM_PATTERNS"]
 
 _BSR = re.compile(r"^bsr:(\d+)x(\d+)$")
 _NM = re.compile(r"^nm:(\d+):(\d+)$")
@@ -33,6 +31,11 @@ def get_format(name: str) -> Format:
     if m := _NM.match(name):
         return NM(int(m[1]), int(m[2]))
     raise ValueError(f"unknown format {name!r}: expected dense, csr, bsr:RxC or nm:N:M")
+
+
+def family(name: str) -> str:
+    """The kernel family of a preset: ``bsr:16x1`` -> ``bsr`` (raises ValueError for unknown names)."""
+    return get_format(name).family
 
 
 def list_presets() -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Format, Packed, check_weight, specs_of
+from .base import Format, Packed, WeightProfile, check_weight, gaussian
 
 
 def _starts(total: int, size: int) -> np.ndarray:
@@ -20,6 +20,7 @@ def _starts(total: int, size: int) -> np.ndarray:
 
 
 class Bsr(Format):
+    family = "bsr"
     array_names = ("data", "indices", "indptr")
 
     def __init__(self, r: int, c: int) -> None:
@@ -28,8 +29,13 @@ class Bsr(Format):
         self.r, self.c = r, c
         self.name = f"bsr:{r}x{c}"
 
-    def fits(self, w: np.ndarray) -> bool:
-        return w.ndim == 2 and w.shape[0] >= self.r and w.shape[1] >= self.c
+    def misfit(self, w: np.ndarray, profile: WeightProfile | None = None) -> str:
+        if w.ndim != 2:
+            return super().misfit(w)
+        n, k = w.shape
+        return (
+            f"{self.name} needs N >= {self.r} and K >= {self.c}, weight is {n}x{k}" if n < self.r or k < self.c else ""
+        )
 
     def blocks(self, w: np.ndarray) -> np.ndarray:
         """All blocks as [rows, cols, R, C], shifted/zeroed as the layout says."""
@@ -45,8 +51,9 @@ class Bsr(Format):
 
     def pack(self, w: np.ndarray) -> Packed:
         w = check_weight(w)
-        if not self.fits(w):
-            raise ValueError(f"{self.name} needs N >= {self.r} and K >= {self.c}, weight is {w.shape}")
+        why = self.misfit(w)
+        if why:
+            raise ValueError(why)
         blk = self.blocks(w)
         keep = np.any(blk != 0, axis=(2, 3))  # [nbr, nbc]
         cs = _starts(w.shape[1], self.c)
@@ -72,8 +79,29 @@ class Bsr(Format):
             w[rs[i] : rs[i] + self.r] = rowblk
         return w
 
-    def array_specs(self, n: int, k: int, packed: Packed) -> list[tuple[str, tuple[int, ...], str]]:
-        return specs_of(packed)
+    def stored(self, profile: WeightProfile, w: np.ndarray | None = None) -> int:
+        key = f"{self.r}x{self.c}"
+        if key not in profile.block_count:
+            if w is None:
+                raise KeyError(self.name)
+            profile.block_count[key] = nonzero_blocks(w, self.r, self.c)
+        return profile.block_count[key] * self.r * self.c
+
+    def random(self, n: int, k: int, density: float, rng: np.random.Generator) -> np.ndarray:
+        w = gaussian(n, k, rng)
+        keep = rng.random((-(-n // self.r), -(-k // self.c))) < density
+        mask = np.zeros((n, k), bool)
+        for i, j in zip(*np.nonzero(keep), strict=True):
+            rs, cs = min(i * self.r, n - self.r), min(j * self.c, k - self.c)
+            mask[rs : rs + self.r, cs : cs + self.c] = True
+        return w * mask
 
     def nnz_stored(self, packed: Packed) -> int:
         return int(packed["data"].size)
+
+
+def nonzero_blocks(w: np.ndarray, r: int, c: int) -> int:
+    """Blocks of the r x c layout of W holding a nonzero (0 when W is smaller than a block)."""
+    if w.shape[0] < r or w.shape[1] < c:
+        return 0
+    return int(np.count_nonzero(np.any(Bsr(r, c).blocks(w) != 0, axis=(2, 3))))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Format, Packed, check_weight, specs_of
+from .base import Format, Packed, WeightProfile, check_weight, gaussian
 
 
 class Csr(Format):
     name = "csr"
+    family = "csr"
     array_names = ("values", "indices", "indptr")
 
     def pack(self, w: np.ndarray) -> Packed:
@@ -29,8 +30,12 @@ class Csr(Format):
         w[rows, packed["indices"]] = packed["values"]
         return w
 
-    def array_specs(self, n: int, k: int, packed: Packed) -> list[tuple[str, tuple[int, ...], str]]:
-        return specs_of(packed)
+    def stored(self, profile: WeightProfile, w: np.ndarray | None = None) -> int:
+        return profile.nnz
+
+    def random(self, n: int, k: int, density: float, rng: np.random.Generator) -> np.ndarray:
+        w = gaussian(n, k, rng)
+        return w * (rng.random((n, k)) < density)
 
     def nnz_stored(self, packed: Packed) -> int:
         return int(packed["values"].size)

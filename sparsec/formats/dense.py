@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Format, Packed, check_weight, specs_of
+from .base import Format, Packed, WeightProfile, check_weight, gaussian
 
 
 class Dense(Format):
     name = "dense"
+    family = "dense"
     array_names = ("weight",)
 
     def pack(self, w: np.ndarray) -> Packed:
@@ -17,8 +18,12 @@ class Dense(Format):
     def unpack(self, packed: Packed, n: int, k: int) -> np.ndarray:
         return packed["weight"].reshape(n, k).astype(np.float32)
 
-    def array_specs(self, n: int, k: int, packed: Packed) -> list[tuple[str, tuple[int, ...], str]]:
-        return specs_of(packed)
+    def stored(self, profile: WeightProfile, w: np.ndarray | None = None) -> int:
+        return profile.n * profile.k
+
+    def random(self, n: int, k: int, density: float, rng: np.random.Generator) -> np.ndarray:
+        w = gaussian(n, k, rng)
+        return w * (rng.random((n, k)) < density)
 
     def nnz_stored(self, packed: Packed) -> int:
         return int(packed["weight"].size)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Format, Packed, check_weight, specs_of
+from .base import Format, Packed, WeightProfile, check_weight, gaussian
 
 
 class NM(Format):
+    family = "nm"
     array_names = ("values", "positions")
 
     def __init__(self, n: int, m: int) -> None:
@@ -33,13 +34,19 @@ class NM(Format):
             return 1.0
         return float(np.mean(np.count_nonzero(self._groups(w), axis=2) <= self.n))
 
-    def fits(self, w: np.ndarray) -> bool:
-        return w.ndim == 2 and self.conformity(w) == 1.0
+    def misfit(self, w: np.ndarray, profile: WeightProfile | None = None) -> str:
+        if w.ndim != 2:
+            return super().misfit(w)
+        conform = profile.nm.get(f"{self.n}:{self.m}") if profile is not None else None
+        if conform is None:
+            conform = self.conformity(w)
+        return f"weight does not conform to {self.name} ({conform:.0%} of groups do)" if conform < 1.0 else ""
 
     def pack(self, w: np.ndarray) -> Packed:
         w = check_weight(w)
-        if not self.fits(w):
-            raise ValueError(f"weight does not conform to {self.name}")
+        why = self.misfit(w)
+        if why:
+            raise ValueError(why)
         rows, k = w.shape
         grp = self._groups(w)
         # Stable sort puts the nonzero offsets first, in increasing order; zero slots follow.
@@ -62,8 +69,18 @@ class NM(Format):
         np.add.at(w, (np.arange(n)[:, None].repeat(vals.shape[1], 1), cols), vals)
         return w[:, :k]
 
-    def array_specs(self, n: int, k: int, packed: Packed) -> list[tuple[str, tuple[int, ...], str]]:
-        return specs_of(packed)
+    def stored(self, profile: WeightProfile, w: np.ndarray | None = None) -> int:
+        return profile.n * (-(-profile.k // self.m)) * self.n
+
+    def random(self, n: int, k: int, density: float, rng: np.random.Generator) -> np.ndarray:
+        """N random positions of every M (the last group cut at K), each kept with probability ``density``."""
+        w = gaussian(n, k, rng)
+        g = -(-k // self.m)
+        order = np.argsort(rng.random((n, g, self.m)), axis=2)
+        keep = np.zeros((n, g, self.m), bool)
+        np.put_along_axis(keep, order[:, :, : self.n], True, axis=2)
+        keep &= rng.random((n, g, self.m)) < density
+        return w * keep.reshape(n, -1)[:, :k]
 
     def nnz_stored(self, packed: Packed) -> int:
         return int(packed["values"].size)

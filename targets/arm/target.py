@@ -2,6 +2,10 @@
 
 The artifact is self-contained for an app that embeds ONNX Runtime for aarch64: besides ``model.onnx`` and
 ``kernels.so`` it carries the aarch64 sparsec EP and the TVM runtime libraries it loads (see ``bundle``).
+
+NEON has 32 vector registers of 128 bits (4 float32 lanes) and ``fmla`` takes a broadcast lane as an operand, so the
+tiles hold more accumulators than on x86 AVX2 (16 of 16 registers there would spill): half the register file,
+``ACC_REGISTERS = 16``, is accumulators; the other 16 hold the X / XT vectors and broadcast weights in flight.
 """
 
 from __future__ import annotations
@@ -9,17 +13,23 @@ from __future__ import annotations
 import shutil
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from sparsec.errors import SparsecError
+from sparsec.layer import Kernel
 
-from ..base import KernelSpec, Progress
-from .manifest import ACC_REGISTERS, VECTOR_WIDTH, arm_variants
-from .toolchain import qemu_missing
+from ..base import Progress, Target, quiet
+from ..simd.table import Table, variant_table
+from ..simd.target import SimdTarget
+from .toolchain import cross_cxx, qemu_missing
 
 TRIPLE = "aarch64-linux-gnu"
+VECTOR_WIDTH = 4  # float32 lanes in a 128-bit NEON register
+ACC_REGISTERS = 16  # vector accumulators per tile (of 32 registers)
+# Block rows as vector lanes: up to 4 registers per block row (16x1), mu rows of X share each weight load.
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=16)
 # The files an app adds, besides model.onnx and kernels.so (internals.md, "ARM artifact").
 EP_FILE = "libsparsec_ep.so"
 RUNTIME_FILES = ("libtvm_runtime.so", "libtvm_ffi.so")
@@ -34,17 +44,35 @@ def known_cpus() -> tuple[str, ...]:
     return tuple(codegen.llvm_get_cpu_archlist(tvm.target.Target({"kind": "llvm", "mtriple": TRIPLE})))
 
 
-class ArmTarget:
+class ArmTarget(SimdTarget):
     """aarch64 + NEON via TVM's llvm backend; ``cpu`` ("" = generic) becomes LLVM's ``mcpu``."""
 
     name = "arm"
-    library_name = "kernels.so"
     isa = "neon"
     vector_width = VECTOR_WIDTH
+    acc_registers = ACC_REGISTERS
+    table: ClassVar[Table] = VARIANTS
+    runner_hint = "`sparsec run` runs ARM artifacts under qemu-aarch64"
+    schedule_note = " (NEON schedules)"
+    compile_note = ", aarch64"
 
     def __init__(self, cpu: str = "") -> None:
         self.cpu = cpu
-        self._progress: Progress | None = None  # the compile's, reused by run_artifact for one-time builds
+        self._progress: Progress = quiet  # the compile's, reused by run_artifact for one-time builds
+
+    @classmethod
+    def from_options(cls, cpu: str = "", arch: str = "") -> Target:
+        if arch:
+            raise SparsecError("--arch applies to --target cuda only (arm takes --cpu)")
+        target = cls(cpu)
+        if cpu:
+            target.check_cpu()  # before any work; imports TVM only when a CPU is named
+        return target
+
+    @classmethod
+    def from_manifest(cls, info: dict[str, Any]) -> Target:
+        cpu = str(info.get("cpu", ""))
+        return cls("" if cpu == "generic" else cpu)
 
     def check_cpu(self) -> None:
         """A one-line error for a CPU name LLVM does not know (TVM itself would only warn and use generic)."""
@@ -73,16 +101,18 @@ class ArmTarget:
             "runtime_libraries": list(RUNTIME_FILES),
         }
 
-    def supports(self, fmt: str) -> bool:
-        return bool(arm_variants(fmt))
-
-    def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
-        from .build import build_library
-
+    def build(self, kernels: list[Kernel], out_path: Path, progress: Progress = quiet) -> None:
         self.check_cpu()
-        build_library(list(specs), out_path, self.llvm_target(), progress)
+        super().build(kernels, out_path, progress)
 
-    def bundle(self, folder: Path, progress: Progress | None = None) -> None:
+    def export(self, lib: Any, kernels: list[Kernel], out_path: Path, progress: Progress) -> None:
+        """Link an aarch64 shared object with the cross compiler."""
+        from tvm.support import cc
+
+        lib.export_library(str(out_path), fcompile=cc.cross_compiler(cross_cxx()))
+        progress(f"wrote {out_path.name} (aarch64)")
+
+    def bundle(self, folder: Path, progress: Progress = quiet) -> None:
         """Copy the aarch64 EP and the TVM runtime libraries it needs into the artifact folder."""
         from .ep import aarch64_ep
         from .wheels import aarch64_libs
@@ -96,6 +126,9 @@ class ArmTarget:
     def cannot_run(self) -> str:
         """Why this host cannot run the artifact ("" when qemu-aarch64 can)."""
         return qemu_missing()
+
+    def cannot_tune(self) -> str:
+        return "not available for --target arm (kernels are timed on this host; ARM code runs here only under qemu)"
 
     def run_artifact(self, artifact: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         from .qemu import run_artifact

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from sparsec.errors import SparsecError
+from sparsec.layer import Kernel
 
-from ..base import KernelSpec, Progress
+from ..base import Progress, quiet
 from .arch import compute_of
 from .kernels import Launch, instantiate
 from .toolchain import Resources, compile_source, nvcc_version, resource_usage
@@ -27,7 +28,7 @@ SIDE_FILES = ("kernels.cu", "kernels.ptx", "kernels.cubin", "kernels.json", "ker
 _ENTRY = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)\s*\{')
 
 
-def build_module(specs: list[KernelSpec]) -> tuple[Any, list[Launch]]:
+def build_module(specs: list[Kernel]) -> tuple[Any, list[Launch]]:
     """The IRModule of all kernels (sorted by symbol: equal spec sets give equal bytes) and their launches."""
     import tvm
 
@@ -41,7 +42,7 @@ def build_module(specs: list[KernelSpec]) -> tuple[Any, list[Launch]]:
     return tvm.IRModule(funcs), launches
 
 
-def generate(specs: list[KernelSpec], arch: str) -> tuple[str, list[Launch]]:
+def generate(specs: list[Kernel], arch: str) -> tuple[str, list[Launch]]:
     """(CUDA source, launches) for ``specs`` on ``arch``: TVM's CUDA codegen, no device compile (TVM 0.27 keeps
     the source in a fallback module when the CUDA runtime cannot load, i.e. without a driver)."""
     import tvm
@@ -73,9 +74,9 @@ def entry_params(source: str) -> dict[str, list[str]]:
     return out
 
 
-def build_library(specs: list[KernelSpec], out_path: Path, arch: str, progress: Progress | None = None) -> None:
+def build_library(specs: list[Kernel], out_path: Path, arch: str, progress: Progress = quiet) -> None:
     """Write the fatbin (SASS for ``arch`` + PTX) to ``out_path`` and the SIDE_FILES beside it."""
-    say = progress or (lambda _msg: None)
+    say = progress
     say(f"generating {len(specs)} CUDA kernels for {arch} (TVM codegen, nvcc {nvcc_version()})")
     source, launches = generate(specs, arch)
     out = Path(out_path)
@@ -96,13 +97,14 @@ def build_library(specs: list[KernelSpec], out_path: Path, arch: str, progress: 
     say(f"wrote {out.name} and {', '.join(SIDE_FILES)}")
 
 
-def abi_names(spec: KernelSpec) -> list[str]:
+def abi_names(spec: Kernel) -> list[str]:
     """The kernel ABI's argument order by name: X, the packed arrays, [bias], [residual], Y."""
     names = ["X", *(name for name, _, _ in spec.arrays)]
-    return names + (["bias"] if spec.bias else []) + (["residual"] if spec.residual else []) + ["Y"]
+    e = spec.epilogue
+    return names + (["bias"] if e.bias else []) + (["residual"] if e.residual else []) + ["Y"]
 
 
-def launch_table(meta: dict[str, Any], specs: list[KernelSpec]) -> str:
+def launch_table(meta: dict[str, Any], specs: list[Kernel]) -> str:
     """kernels.launch, the EP's launch metadata (no JSON parser in C++): one line per kernel,
     ``symbol entry bx by bz grid_y rows_per_block abi,names params,names``."""
     by_symbol = {s.symbol: s for s in specs}

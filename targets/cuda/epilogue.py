@@ -1,7 +1,7 @@
 """The kernel epilogue for CUDA: ``Y = act(acc + bias + residual)`` with CUDA's own libdevice math.
 
-x86's epilogue spells every activation in arithmetic so that LLVM can vectorize it; on a GPU each thread is scalar
-and TVM's CUDA codegen inlines expressions without sharing subterms, so that spelling becomes ~40 copies of a
+The SIMD targets' epilogue spells every activation in arithmetic so that LLVM can vectorize it; on a GPU each thread
+is scalar and TVM's CUDA codegen inlines expressions without sharing subterms, so that spelling becomes ~40 copies of a
 polynomial per output (a 60k-line source for one GELU kernel). Here GELU is ``x * 0.5 * erfcf(-x / sqrt(2))``
 (erfc keeps the relative precision for x < -3 where ``1 + erf`` cancels), sigmoid ``1 / (1 + expf(-x))``.
 """
@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sparsec.targets.x86.epilogue import Epilogue, epilogue_of
+from sparsec.layer import Epilogue
+
+from ..tir import EpilogueFn, epilogue_of
 
 
 def _f(v: float) -> Any:
@@ -45,6 +47,6 @@ def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], An
     return table[act]
 
 
-def make_epilogue(bias: bool, residual: bool, act: str, clip_min: float = 0.0, clip_max: float = 0.0) -> Epilogue:
-    """``epi(acc, bias_buf, residual_buf, m, n)``; buffers the spec does not have are never touched."""
-    return epilogue_of(activation(act, clip_min, clip_max), bias, residual)
+def make_epilogue(e: Epilogue) -> EpilogueFn:
+    """``epi(acc, bias_buf, residual_buf, m, n)``; buffers the kernel does not have are never touched."""
+    return epilogue_of(activation(e.act, e.clip_min, e.clip_max), e.bias, e.residual)

@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sparsec.errors import SparsecError
+from sparsec.formats import family
+from sparsec.layer import Kernel
 
-from ..base import KernelSpec
+from ..tir import finish
 
 _BSR = re.compile(r"^bsr:(\d+)x(\d+)$")
 # Variants per format family, default first. nm:2:4: the 16-bit type the tensor cores multiply.
@@ -45,26 +47,20 @@ class Launch:
         return asdict(self)
 
 
-def family(fmt: str) -> str:
-    return fmt.split(":")[0]
-
-
 def supported(fmt: str) -> bool:
     """csr, every bsr:RxC with R <= 128, and nm:2:4 (the only N:M pattern sparse tensor cores run)."""
     if fmt == "csr" or fmt == "nm:2:4":
         return True
     m = _BSR.match(fmt)
-    return bool(m) and int(m[1]) <= 128
+    return m is not None and int(m[1]) <= 128
 
 
 def variants(fmt: str) -> list[str]:
     return list(VARIANTS[family(fmt)]) if supported(fmt) else []
 
 
-def instantiate(spec: KernelSpec) -> tuple[Any, Launch]:
+def instantiate(spec: Kernel) -> tuple[Any, Launch]:
     """The PrimFunc and launch geometry of one sparse layer."""
-    from sparsec.targets.x86.templates.common import finish
-
     from .epilogue import make_epilogue
     from .templates import bsr, csr, nm24
 
@@ -76,7 +72,7 @@ def instantiate(spec: KernelSpec) -> tuple[Any, Launch]:
     variant = spec.variant or VARIANTS[fam][0]
     if variant not in VARIANTS[fam]:
         raise SparsecError(f"kernel {spec.symbol}: unknown cuda variant {variant!r} for {spec.format}")
-    epi = make_epilogue(spec.bias, spec.residual, spec.act, spec.clip_min, spec.clip_max)
+    epi = make_epilogue(spec.epilogue)
     K, N = spec.K, spec.N  # noqa: N806
     if fam == "csr":
         nnz = spec.array("values")[0][0]
@@ -107,4 +103,4 @@ def instantiate(spec: KernelSpec) -> tuple[Any, Launch]:
         static_smem_bytes=smem,
         lossy=fam == "nm",
     )
-    return finish(func, spec.symbol, spec.bias, spec.residual), launch
+    return finish(func, spec.symbol, spec.epilogue.bias, spec.epilogue.residual), launch

@@ -10,26 +10,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..base import KernelSpec, Progress
+from sparsec.errors import SparsecError
+from sparsec.layer import Kernel
+
+from ..base import Progress, Target, quiet
 from .arch import check_arch, compute_of
+from .build import SIDE_FILES
 
 
-class CudaTarget:
+class CudaTarget(Target):
     """``--target cuda [--arch sm_80|sm_86|sm_89|sm_90]``."""
 
     name = "cuda"
     library_name = "kernels.fatbin"
+    side_files = SIDE_FILES
     isa = "cuda"  # the cost-model table (passes/cost_data/cuda.json)
 
     def __init__(self, arch: str = "") -> None:
         self.arch = check_arch(arch)
 
-    @property
-    def side_files(self) -> tuple[str, ...]:
-        """Files the build writes beside the library (cached with it)."""
-        from .build import SIDE_FILES
+    @classmethod
+    def from_options(cls, cpu: str = "", arch: str = "") -> Target:
+        if cpu:
+            raise SparsecError("--cpu applies to --target arm only (cuda takes --arch)")
+        return cls(arch)  # checks the arch name; no TVM import
 
-        return SIDE_FILES
+    @classmethod
+    def from_manifest(cls, info: dict[str, Any]) -> Target:
+        return cls(str(info.get("arch", "")))
 
     def describe(self) -> dict[str, Any]:
         from .toolchain import nvcc_version
@@ -55,13 +63,17 @@ class CudaTarget:
 
         return variants(fmt)
 
-    def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
+    def build(self, kernels: list[Kernel], out_path: Path, progress: Progress = quiet) -> None:
         from .build import build_library
 
-        build_library(list(specs), out_path, self.arch, progress)
+        build_library(list(kernels), out_path, self.arch, progress)
 
-    def bundle(self, folder: Path, progress: Progress | None = None) -> None:
-        """Nothing beyond the build's files: the EP is the host's (see the README's CUDA section)."""
+    def tolerance(self, kernels: list[Kernel]) -> float | None:
+        """Verification tolerance when a lossy kernel was asked for (nm:2:4 rounds its inputs to 16 bits)."""
+        from .kernels import LOSSY_TOLERANCE, NM_DTYPES
+
+        lossy = [k.variant or next(iter(NM_DTYPES)) for k in kernels if k.format == "nm:2:4"]
+        return max((LOSSY_TOLERANCE[v] for v in lossy), default=None)
 
     def cannot_run(self) -> str:
         """ "" on a host with an NVIDIA driver and GPU (the EP runs the kernels there), else why not."""
@@ -73,15 +85,9 @@ class CudaTarget:
         """--tune times kernels through TVM's CPU runtime; GPU timing is benchmarks/gpu_check.py's job for now."""
         return "not available for --target cuda (the tuner times kernels on the CPU); formats come from the cost model"
 
-    def tolerance(self, specs: list[KernelSpec]) -> float | None:
-        """Verification tolerance when a lossy kernel was asked for (nm:2:4 rounds its inputs to 16 bits)."""
-        from .kernels import LOSSY_TOLERANCE, NM_DTYPES
+    def session_problem(self) -> str:
+        """The EP runs CUDA artifacts on the GPU through the driver: one line when there is none."""
+        from .driver import refuse
 
-        lossy = [spec.variant or next(iter(NM_DTYPES)) for spec in specs if spec.format == "nm:2:4"]
-        return max((LOSSY_TOLERANCE[v] for v in lossy), default=None)
-
-    def run_artifact(self, artifact: Path, feeds: dict[str, Any]) -> list[Any]:
-        """The sparsec EP runs the kernels on the GPU (kernels.fatbin via the driver API), ORT's CPU EP the rest."""
-        from sparsec.runtime import InferenceSession
-
-        return list(InferenceSession(artifact).run(None, feeds))
+        why = refuse(self.arch)
+        return f"sparsec: {why}" if why else ""

@@ -16,11 +16,14 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 from onnx import helper
 
+from sparsec import node as sparse_node
 from sparsec.errors import SparsecError
 from sparsec.formats import get_format
-from sparsec.passes.graph import GraphIndex, node_reads, sparse_info, topo_sort
+from sparsec.layer import Kernel
+from sparsec.passes.graph import constant, reads, stable_topo_sort
 
 PLAN = "plan.json"
 WEIGHTS = "weights.bin"
@@ -56,21 +59,53 @@ class Plan:
         self.blob.extend(data)
 
 
-def _value_info(name: str, index: GraphIndex, known: dict[str, onnx.ValueInfoProto]) -> onnx.ValueInfoProto:
+@dataclass
+class _Graph:
+    """The rewritten model read with onnx-ir (values, constants, reads) beside its protobuf nodes (segments are
+    written from those, as onnxruntime-web loads them)."""
+
+    proto: onnx.ModelProto
+    nodes: list[tuple[ir.Node, onnx.NodeProto]]
+    values: dict[str, ir.Value]
+
+    def dtype(self, name: str) -> int:
+        v = self.values.get(name)
+        return int(v.dtype) if v is not None and v.dtype is not None else onnx.TensorProto.FLOAT
+
+    def constant(self, name: str) -> np.ndarray | None:
+        return constant(self.values.get(name))
+
+
+def _read(model: onnx.ModelProto) -> _Graph:
+    """``model`` in topological order (a copy: it is not modified), its onnx-ir view and its value names."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    m = ir.from_proto(model)
+    pairs = dict(zip(list(m.graph), list(model.graph.node), strict=True))
+    stable_topo_sort(m.graph)
+    nodes = [(n, pairs[n]) for n in m.graph]
+    del model.graph.node[:]
+    model.graph.node.extend(p for _, p in nodes)
+    values: dict[str, ir.Value] = {str(v.name): v for v in [*m.graph.inputs, *m.graph.initializers.values()]}
+    values.update((str(o.name), o) for n, _ in nodes for o in n.outputs)
+    return _Graph(model, nodes, values)
+
+
+def _value_info(name: str, index: _Graph, known: dict[str, onnx.ValueInfoProto]) -> onnx.ValueInfoProto:
     if name in known:
         return known[name]
-    elem = index.dtypes.get(name, onnx.TensorProto.FLOAT)  # every value next to a sparsec node is float32
+    elem = index.dtype(name)  # every value next to a sparsec node is float32
     return helper.make_tensor_value_info(name, elem, None)
 
 
 def _segment(
-    model: onnx.ModelProto, nodes: list[onnx.NodeProto], inputs: list[str], outputs: list[str], index: GraphIndex
+    model: onnx.ModelProto, nodes: list[onnx.NodeProto], inputs: list[str], outputs: list[str], index: _Graph
 ) -> onnx.ModelProto:
     g = model.graph
     known = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
     produced = {o for n in nodes for o in n.output}
-    reads = {i for n in nodes for i in node_reads(n)}
-    inits = [t for t in g.initializer if t.name in reads and t.name not in produced]
+    ours = {id(p) for p in nodes}
+    read = {str(v.name) for n, p in index.nodes if id(p) in ours for v in reads(n)}
+    inits = [t for t in g.initializer if t.name in read and t.name not in produced]
     graph = helper.make_graph(
         nodes,
         f"{g.name or 'graph'}_dense",
@@ -86,11 +121,10 @@ def _segment(
     return seg
 
 
-def _sparse_step(node: onnx.NodeProto, index: GraphIndex, plan: Plan) -> dict[str, Any]:
-    info = sparse_info(node)
-    assert info is not None
+def _sparse_step(node: onnx.NodeProto, info: Kernel, index: _Graph, plan: Plan) -> dict[str, Any]:
     names = get_format(info.format).array_names
-    consts = list(node.input[1 : 1 + len(names)]) + ([node.input[1 + len(names)]] if info.bias else [])
+    e = info.epilogue
+    consts = list(node.input[1 : 1 + len(names)]) + ([node.input[1 + len(names)]] if e.bias else [])
     for name in consts:
         value = index.constant(name)
         if value is None:
@@ -99,48 +133,50 @@ def _sparse_step(node: onnx.NodeProto, index: GraphIndex, plan: Plan) -> dict[st
     step: dict[str, Any] = {
         "kind": "sparse",
         "name": node.name,
-        "kernel": f"__tvm_ffi_{info.kernel}",
+        "kernel": f"__tvm_ffi_{info.symbol}",
         "format": info.format,
-        "op": info.op,
+        "op": "conv" if info.conv is not None else "matmul",
         "K": info.K,
         "N": info.N,
         "x": node.input[0],
         "weights": consts,
-        "residual": node.input[1 + len(names) + int(info.bias)] if info.residual else None,
+        "residual": node.input[1 + len(names) + int(e.bias)] if e.residual else None,
         "output": node.output[0],
     }
-    if info.op == "conv":
-        g = info.geometry()
+    if info.conv is not None:
+        g = info.conv
         step["conv"] = {"C": g.C, "H": g.H, "W": g.W, "OH": g.OH, "OW": g.OW}
     return step
 
 
 def make_plan(model: onnx.ModelProto) -> Plan:
     """The steps of ``model`` (a rewritten model; it is not modified)."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    topo_sort(model.graph)
-    index = GraphIndex(model)
+    index = _read(model)
+    model = index.proto
     g = model.graph
-    runs: list[tuple[bool, list[onnx.NodeProto]]] = []
-    for node in g.node:
-        sparse = sparse_info(node) is not None
+    runs: list[tuple[bool, list[tuple[ir.Node, onnx.NodeProto]]]] = []
+    for pair in index.nodes:
+        sparse = sparse_node.read(pair[0]) is not None
         if runs and not sparse and not runs[-1][0]:
-            runs[-1][1].append(node)
+            runs[-1][1].append(pair)
         else:
-            runs.append((sparse, [node]))
-    graph_inputs = {i.name for i in g.input} - set(index.initializers)
+            runs.append((sparse, [pair]))
+    graph_inputs = {i.name for i in g.input} - {t.name for t in g.initializer}
     later_reads: list[set[str]] = []
     needed = {o.name for o in g.output}
-    for _, nodes in reversed(runs):  # values read by this run or any later one, or graph outputs
+    for _, pairs in reversed(runs):  # values read by this run or any later one, or graph outputs
         later_reads.append(set(needed))
-        needed |= {i for n in nodes for i in node_reads(n)}
+        needed |= {str(v.name) for n, _ in pairs for v in reads(n)}
     later_reads.reverse()
     plan = Plan()
     available = set(graph_inputs)
-    for i, (sparse, nodes) in enumerate(runs):
+    for i, (sparse, pairs) in enumerate(runs):
         after = later_reads[i]
+        nodes = [p for _, p in pairs]
         if sparse:
-            step = _sparse_step(nodes[0], index, plan)
+            info = sparse_node.read(pairs[0][0])
+            assert info is not None
+            step = _sparse_step(nodes[0], info, index, plan)
             for name in (step["x"], step["residual"]):
                 if name is not None and name not in available:
                     raise SparsecError(f"wasm target: {nodes[0].name}: input {name} is not computed at run time")
@@ -148,7 +184,7 @@ def make_plan(model: onnx.ModelProto) -> Plan:
             available.add(step["output"])
             continue
         produced = [o for n in nodes for o in n.output if o]
-        ins = sorted({r for n in nodes for r in node_reads(n)} & available - set(produced))
+        ins = sorted({str(v.name) for n, _ in pairs for v in reads(n)} & available - set(produced))
         outs = [o for o in produced if o in after]
         if not outs:
             continue  # dead nodes
@@ -165,12 +201,12 @@ def make_plan(model: onnx.ModelProto) -> Plan:
 def write_plan(model: onnx.ModelProto, folder: Path) -> Plan:
     """Write ``plan.json``, ``weights.bin`` and the dense segments into ``folder``."""
     plan = make_plan(model)
-    index = GraphIndex(model)
+    initializers = {t.name for t in model.graph.initializer}
 
     def io(values: Any) -> list[dict[str, Any]]:
         out = []
         for v in values:
-            if v.name in index.initializers:
+            if v.name in initializers:
                 continue
             tt = v.type.tensor_type
             dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]

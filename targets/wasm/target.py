@@ -2,21 +2,31 @@
 
 The artifact runs the whole model with no native code: ``sparsec.mjs`` walks ``plan.json`` (dense ONNX segments on
 onnxruntime-web, sparsec nodes on ``kernels.wasm``); see ``bundle`` and internals.md, "WebAssembly artifact".
+A v128 holds 4 float32 lanes. WebAssembly has no register file of its own: V8 maps v128 values to the host's 16
+xmm registers (x86-64) or 32 NEON registers, so the tiles keep x86's budget of 8 accumulators, which fits both.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..base import KernelSpec, Progress
-from .manifest import ACC_REGISTERS, VECTOR_WIDTH, wasm_variants
+from sparsec.layer import Kernel
+
+from ..base import Progress, quiet
+from ..simd.table import Table, variant_table
+from ..simd.target import SimdTarget
 from .toolchain import node_missing
 
 TRIPLE = "wasm32-unknown-unknown-wasm"
+VECTOR_WIDTH = 4  # float32 lanes in a v128
+ACC_REGISTERS = 8  # vector accumulators per tile (leaves room for operands on a 16-register host)
+# Block rows as vector lanes, up to 4 vectors per block row (16x1, the seed paper's mobile block shape).
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=8)
 JS_DIR = Path(__file__).with_name("js")
 ENTRY = "sparsec.mjs"
 # onnxruntime-web's wasm-only build: the ES module, its emscripten glue and the wasm binary it loads (same folder).
@@ -31,17 +41,26 @@ def ort_web_version() -> str:
     return str(json.loads((ort_web_dist().parent / "package.json").read_text())["version"])
 
 
-class WasmTarget:
+class WasmTarget(SimdTarget):
     """wasm32 + SIMD128 via TVM's llvm backend, linked by emcc; run by node or a browser."""
 
     name = "wasm"
     library_name = "kernels.wasm"
     isa = "simd128"
     vector_width = VECTOR_WIDTH
-    sparse_conv = True  # the x86 conv templates, with the SIMD128 vector width
+    acc_registers = ACC_REGISTERS
+    table: ClassVar[Table] = VARIANTS
+    sparse_conv = True  # the shared conv templates, with the SIMD128 vector width
+    runner_hint = "`sparsec run` runs wasm artifacts in node; time them with `python -m benchmarks.wasm_node`"
+    schedule_note = " (SIMD128 schedules)"
+    compile_note = ", wasm32 + simd128"
 
     def __init__(self) -> None:
-        self._progress: Progress | None = None
+        self._progress: Progress = quiet
+
+    @classmethod
+    def cpu_note(cls) -> str:
+        return "generic wasm32 + SIMD128"
 
     def llvm_target(self) -> dict[str, Any]:
         return {"kind": "llvm", "mtriple": TRIPLE, "mattr": ["+simd128"]}
@@ -60,18 +79,18 @@ class WasmTarget:
             "runtime": {"onnxruntime-web": _ort_version_or_unknown(), "files": list(ORT_FILES)},
         }
 
-    def supports(self, fmt: str) -> bool:
-        return bool(wasm_variants(fmt))
+    def export(self, lib: Any, kernels: list[Kernel], out_path: Path, progress: Progress) -> None:
+        """Write the wasm object and link it with the driver into ``kernels.wasm`` (emcc)."""
+        from .link import link
 
-    def variants(self, fmt: str) -> list[str]:
-        return [v.name for v in wasm_variants(fmt)]
+        with tempfile.TemporaryDirectory(prefix="sparsec-wasm-") as tmp:
+            obj = Path(tmp) / "kernels.o"
+            lib.mod.write_to_file(str(obj))
+            progress("linking kernels.wasm (emcc)")
+            link(obj, [k.symbol for k in kernels], out_path)
+        progress(f"wrote {out_path.name} (wasm32 + simd128)")
 
-    def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
-        from .build import build_library
-
-        build_library(list(specs), out_path, self.llvm_target(), progress)
-
-    def bundle(self, folder: Path, progress: Progress | None = None) -> None:
+    def bundle(self, folder: Path, progress: Progress = quiet) -> None:
         """The JS side: plan + dense segments + weights (from ``folder``/model.onnx), sparsec.mjs, onnxruntime-web."""
         import onnx
 
@@ -81,13 +100,14 @@ class WasmTarget:
         from .toolchain import ort_web_dist, ort_web_missing
 
         self._progress = progress
-        say = progress or (lambda _msg: None)
         missing = ort_web_missing()
         if missing:
             raise SparsecError(missing)
         plan = write_plan(onnx.load(str(folder / "model.onnx")), folder)
         dense = sum(s["kind"] == "dense" for s in plan.steps)
-        say(f"wasm plan: {len(plan.steps)} steps ({dense} onnxruntime-web segments, {len(plan.steps) - dense} sparse)")
+        progress(
+            f"wasm plan: {len(plan.steps)} steps ({dense} onnxruntime-web segments, {len(plan.steps) - dense} sparse)"
+        )
         shutil.copy2(JS_DIR / ENTRY, folder / ENTRY)
         for name in ORT_FILES:
             shutil.copy2(ort_web_dist() / name, folder / name)

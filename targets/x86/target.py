@@ -1,12 +1,17 @@
-"""The x86 target: host CPU detection (AVX-512 or AVX2), the TVM llvm target, and the build entry point."""
+"""The x86 target: host CPU detection (AVX-512, AVX2 or SSE), the TVM llvm target and the x86 kernel table."""
 
 from __future__ import annotations
 
+import platform
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..base import KernelSpec, Progress
+from ..simd.table import Table, variant_table
+from ..simd.target import SimdTarget
+
+ACC_REGISTERS = 8  # vector accumulators per tile: enough independent FMA chains, leaves registers for operands
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=2, rows_mu_cap=8)
 
 
 def cpu_flags() -> set[str]:
@@ -21,15 +26,20 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-class X86Target:
+class X86Target(SimdTarget):
     """x86-64 via TVM's llvm backend for the build host's CPU (never ``native``: TVM maps it to ``generic``)."""
 
     name = "x86"
-    library_name = "kernels.so"
-    sparse_conv = True  # has conv kernels (targets without this attribute keep Conv layers dense)
+    sparse_conv = True
+    acc_registers = ACC_REGISTERS
+    table: ClassVar[Table] = VARIANTS
+
+    @classmethod
+    def cpu_note(cls) -> str:
+        return "this host's CPU"
 
     @cached_property
-    def isa(self) -> str:
+    def isa(self) -> str:  # type: ignore[override]
         """The widest vector ISA the kernels use: avx512, avx2 or sse."""
         flags = cpu_flags()
         if "avx512f" in flags:
@@ -39,7 +49,7 @@ class X86Target:
         return "sse"
 
     @property
-    def vector_width(self) -> int:
+    def vector_width(self) -> int:  # type: ignore[override]
         """float32 lanes per vector register."""
         return {"avx512": 16, "avx2": 8, "sse": 4}[self.isa]
 
@@ -53,7 +63,6 @@ class X86Target:
         return name
 
     def llvm_target(self) -> dict[str, Any]:
-        """The TVM target as a JSON dict (string flags are rejected by TVM 0.27)."""
         return {"kind": "llvm", "mcpu": self.mcpu}
 
     def describe(self) -> dict[str, Any]:
@@ -66,31 +75,9 @@ class X86Target:
             "llvm_target": self.llvm_target(),
         }
 
-    def supports(self, fmt: str) -> bool:
-        from .manifest import variants_for
-
-        return bool(variants_for(fmt, self.vector_width))
-
-    def variants(self, fmt: str) -> list[str]:
-        from .manifest import variants_for
-
-        return [v.name for v in variants_for(fmt, self.vector_width)]
-
-    def build(self, specs: list[KernelSpec], out_path: Path, progress: Progress | None = None) -> None:
-        from .build import build_library
-
-        build_library(list(specs), out_path, self.llvm_target(), self.vector_width, progress)
-
-    def bundle(self, folder: Path, progress: Progress | None = None) -> None:
-        """Nothing: on x86 the EP and TVM runtime come with the installed sparsec package."""
-
     def cannot_run(self) -> str:
-        import platform
-
         machine = platform.machine()
         return "" if machine in ("x86_64", "AMD64") else f"this host is {machine}, not x86-64"
 
-    def run_artifact(self, artifact: Path, feeds: dict[str, Any]) -> list[Any]:
-        from sparsec.runtime import InferenceSession
-
-        return list(InferenceSession(artifact).run(None, feeds))
+    def session_problem(self) -> str:
+        return "" if not self.cannot_run() else super().session_problem()

@@ -10,7 +10,8 @@ import onnx
 from onnx import numpy_helper
 
 from sparsec.formats import get_format
-from sparsec.passes.graph import sparse_info
+from sparsec.layer import Kernel
+from sparsec.node import decode, is_sparsec
 
 _INT32 = (0, 1, -1, 2, 255, 256, 65535, 2**31 - 1, -(2**31), 2**30)
 _BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFF)
@@ -42,6 +43,15 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
             n = rng.randint(1, 64)
             buf[at:at] = buf[rng.randrange(len(buf)) :][:n]
     return bytes(buf)
+
+
+def sparse_info(node: onnx.NodeProto) -> Kernel | None:
+    """The kernel of a sparsec node of a protobuf model, or None."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if not is_sparsec(node.op_type, node.domain, attrs):
+        return None
+    ctx = attrs["ep_cache_context"]
+    return decode(ctx.decode() if isinstance(ctx, bytes) else str(ctx))
 
 
 def _array_inputs(node: onnx.NodeProto) -> list[str]:

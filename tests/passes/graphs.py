@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from sparsec.layer import Layer
+
 K, N = 37, 29
 
 
@@ -49,6 +51,45 @@ def matmul_model(w: np.ndarray, tail: list[onnx.NodeProto] | None = None, out: s
     nodes = [helper.make_node("MatMul", ["x", "w"], ["mm" if tail else out], name="fc")] + (tail or [])
     shape: list[int | str] = ["batch", w.shape[0]]
     return model(nodes, {"w": np.ascontiguousarray(w.T)}, {"x": ["batch", w.shape[1]]}, {out: shape})
+
+
+def stage(m: onnx.ModelProto, until: str, fmt: str = "csr", target: str = "x86") -> tuple[onnx.ModelProto, list[Layer]]:
+    """``m`` after the compile stages up to ``until`` (``--format fmt``), and the layer records."""
+    from sparsec.options import CompileOptions
+    from sparsec.pipeline import compile_graph
+    from sparsec.targets.registry import get_target
+
+    return compile_graph(m, get_target(target), CompileOptions(format=fmt, verify=False), until=until)
+
+
+def with_formats(
+    m: onnx.ModelProto, formats: dict[str, str], passes: tuple[str, ...] = ("rewrite",), target: str = "x86"
+) -> tuple[onnx.ModelProto, dict[str, Layer]]:
+    """``m`` after ``select`` with each layer's format set by ``formats`` (dense when not named), then ``passes``
+    (of rewrite, fuse, partition, in that order), and the layer records by name."""
+    from dataclasses import replace
+
+    import onnx_ir as ir
+
+    from sparsec.layer import Choice
+    from sparsec.options import CompileOptions
+    from sparsec.passes.fuse import FusePass
+    from sparsec.passes.graph import to_proto
+    from sparsec.passes.partition import PartitionPass
+    from sparsec.passes.rewrite import RewritePass
+    from sparsec.passes.select import SelectPass
+    from sparsec.passes.state import Compilation
+    from sparsec.targets.registry import get_target
+
+    state = Compilation(get_target(target), CompileOptions(verify=False), source=m)
+    model = ir.from_proto(m)
+    SelectPass(state)(model)
+    for layer in state.records():
+        state.update(replace(layer, choice=Choice(formats.get(layer.name, "dense"), "set by the test")))
+    made = {"rewrite": RewritePass, "fuse": FusePass, "partition": PartitionPass}
+    for name in passes:
+        made[name](state)(model)
+    return to_proto(model, state.source), state.layers
 
 
 def ops(m: onnx.ModelProto) -> list[str]:

@@ -12,7 +12,8 @@ import pytest
 from sparsec.errors import SparsecError
 from sparsec.passes.calibrate_fit import BUCKETS, fit_bucket, fit_table, nnls, write
 from sparsec.passes.cost_model import DATA_DIR, CostModel, cost_model
-from sparsec.targets.x86.manifest import supported_presets
+from sparsec.targets.simd.table import supported_presets
+from sparsec.targets.x86.target import VARIANTS
 
 DATA = json.loads((DATA_DIR / "x86.json").read_text())
 ISAS = sorted(DATA["isa"])
@@ -36,7 +37,7 @@ def test_table_loads_with_every_bucket() -> None:
 def test_every_supported_preset_is_known(isa: str) -> None:
     """Every preset with an x86 kernel at this ISA's vector width has its own key or its family's."""
     model = cost_model("x86", isa)
-    for preset in supported_presets(VW[isa]):
+    for preset in supported_presets(VW[isa], VARIANTS):
         assert model.knows(preset), (isa, preset)
     assert model.knows("dense")
 
@@ -49,7 +50,7 @@ def test_measured_tables_fit_every_key() -> None:
         for key, errors in fit.items():
             assert set(errors) == {str(m) for m in BUCKETS} | {"all", "max"}, (isa, key)
             assert all(0 <= e <= errors["max"] for e in errors.values()), (isa, key, errors)
-        assert set(supported_presets(VW[isa])) <= set(table), isa
+        assert set(supported_presets(VW[isa], VARIANTS)) <= set(table), isa
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from models.synthetic import transformer_ffn
 from sparsec.cli import main
 from sparsec.options import CompileOptions
-from sparsec.pipeline import run_graph_passes
-from sparsec.targets.base import get_target
+from sparsec.pipeline import compile_graph
+from sparsec.targets.registry import get_target
 
 
 def _reasons(options: CompileOptions) -> dict[str, str]:
     model = onnx.shape_inference.infer_shapes(transformer_ffn(density=0.1), strict_mode=True, data_prop=True)
-    _, records = run_graph_passes(model, get_target("x86"), options)
-    return {r["name"]: r["reason"] for r in records}
+    _, records = compile_graph(model, get_target("x86"), options)
+    return {r.name: r.to_json()["reason"] for r in records}
 
 
 def test_dims_set_the_rows_the_cost_model_sees() -> None:

@@ -10,12 +10,8 @@ import onnx
 import pytest
 from onnx import helper
 
-from sparsec.node import SparseNodeInfo
-from sparsec.passes.analysis import find_layers
-from sparsec.passes.fuse import fuse
-from sparsec.passes.graph import attr
-from sparsec.passes.rewrite import rewrite
-from tests.passes.graphs import K, N, compile_and_compare, const, model, ops, weight
+from sparsec.layer import Epilogue, Layer
+from tests.passes.graphs import K, N, compile_and_compare, const, model, ops, stage, weight
 
 RNG = np.random.default_rng(7)
 W = weight(RNG, density=0.3)
@@ -30,13 +26,17 @@ def build(
     return model(nodes, {"w": W.T.copy(), "b": B}, inputs, outputs, opset)
 
 
-def fused(m: onnx.ModelProto) -> tuple[onnx.ModelProto, SparseNodeInfo]:
-    m = onnx.shape_inference.infer_shapes(m)
-    rewrite(m, find_layers(m), {"fc": "csr"})
-    fuse(m)
-    onnx.checker.check_model(m)
-    node = next(n for n in m.graph.node if n.op_type == "EPContext")
-    return m, SparseNodeInfo.decode(str(attr(node, "ep_cache_context")))
+def fused_layer(m: onnx.ModelProto) -> tuple[onnx.ModelProto, Layer]:
+    """The model after ``fuse`` (layer fc forced to csr) and fc's record."""
+    out, layers = stage(onnx.shape_inference.infer_shapes(m), "fuse")
+    onnx.checker.check_model(out)
+    return out, next(la for la in layers if la.name == "fc")
+
+
+def fused(m: onnx.ModelProto) -> tuple[onnx.ModelProto, Epilogue]:
+    out, layer = fused_layer(m)
+    assert layer.kernel is not None
+    return out, layer.kernel.epilogue
 
 
 def erf_gelu(y: str, out: str, form: str) -> list[onnx.NodeProto]:
@@ -138,11 +138,25 @@ def test_nothing_fused_after_activation_or_through_shared_values() -> None:
 
 
 def test_residual_needs_exactly_the_output_shape() -> None:
-    broadcast = [helper.make_node("Add", ["mm", "rb"], ["y"])]
+    broadcast = [helper.make_node("Add", ["mm", "rb"], ["y"], name="add_rb")]
     nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"], name="fc")] + broadcast
     m = model(nodes, {"w": W.T.copy()}, {"x": ["batch", K], "rb": [1, N]}, OUT)
-    rewritten, info = fused(m)
-    assert not info.residual and ops(rewritten) == ["EPContext", "Add"]
+    rewritten, layer = fused_layer(m)
+    assert layer.kernel is not None and not layer.kernel.epilogue.residual and ops(rewritten) == ["EPContext", "Add"]
+    # inspect says why: the Add is neither a bias (not a constant) nor a residual (another shape)
+    assert len(layer.unfused) == 1 and layer.unfused[0].startswith("Add 'add_rb': "), layer.unfused
+    assert "not a constant" in layer.unfused[0] and "not a residual: shape [1, 29]" in layer.unfused[0]
+
+
+def test_fusion_notes_name_shared_outputs_and_clear_fused_nodes() -> None:
+    shared = [helper.make_node("Add", ["mm", "b"], ["h"]), helper.make_node("Relu", ["h"], ["y"])]
+    _, layer = fused_layer(build(shared, {"y": ["batch", N], "h": ["batch", N]}))
+    assert layer.unfused == ("its output is a graph output: nothing after it is fused",), layer.unfused
+    two = [helper.make_node("Relu", ["mm"], ["y"]), helper.make_node("Sigmoid", ["mm"], ["z"])]
+    _, layer = fused_layer(build(two, {"y": ["batch", N], "z": ["batch", N]}))
+    assert layer.unfused == ("its output feeds 2 nodes (Relu, Sigmoid): only a single consumer is fused",)
+    _, layer = fused_layer(build(CASES["const_bias+residual+sigmoid"][0], OUT))
+    assert layer.unfused == () and layer.to_json()["epilogue"] == ["bias", "residual", "sigmoid"]
 
 
 def test_not_erf_gelu_when_constants_differ() -> None:

@@ -8,13 +8,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from sparsec.node import SparseNodeInfo
-from sparsec.passes.analysis import find_layers
-from sparsec.passes.fuse import fuse
-from sparsec.passes.graph import attr
-from sparsec.passes.rewrite import rewrite
+from sparsec.layer import Kernel
 from tests.conv_graphs import conv_weight
-from tests.passes.graphs import compile_and_compare, matmul_model, model, ops, weight
+from tests.passes.graphs import compile_and_compare, matmul_model, model, ops, stage, weight
 
 N_OUT, C, S = 6, 5, 6  # output channels == width: a [N] constant broadcasts along W, not along channels
 
@@ -29,19 +25,19 @@ def conv_then(add_shape: tuple[int, ...]) -> onnx.ModelProto:
     return model(nodes, inits, {"x": ["batch", C, S, S]}, {"y": ["batch", N_OUT, S, S]})
 
 
-def fused(m: onnx.ModelProto, layer: str) -> tuple[onnx.ModelProto, SparseNodeInfo]:
-    m = onnx.shape_inference.infer_shapes(m)
-    rewrite(m, find_layers(m), {layer: "csr"})
-    fuse(m)
-    onnx.checker.check_model(m)
-    node = next(n for n in m.graph.node if n.op_type == "EPContext")
-    return m, SparseNodeInfo.decode(str(attr(node, "ep_cache_context")))
+def fused(m: onnx.ModelProto, layer: str) -> tuple[onnx.ModelProto, Kernel]:
+    """The model after ``fuse`` (every layer csr) and ``layer``'s kernel."""
+    out, layers = stage(onnx.shape_inference.infer_shapes(m), "fuse")
+    onnx.checker.check_model(out)
+    kernel = next(la.kernel for la in layers if la.name == layer)
+    assert kernel is not None
+    return out, kernel
 
 
 def test_channel_bias_fused(tmp_path: Path) -> None:
     for shape in [(N_OUT, 1, 1), (1, N_OUT, 1, 1), (1,)]:
         m, info = fused(conv_then(shape), "conv")
-        assert ops(m) == ["EPContext"] and info.bias and info.op == "conv"
+        assert ops(m) == ["EPContext"] and info.epilogue.bias and info.conv is not None
     _, err = compile_and_compare(conv_then((1, N_OUT, 1, 1)), tmp_path, batches=(1, 2))
     assert err < 1e-4
 
@@ -49,7 +45,7 @@ def test_channel_bias_fused(tmp_path: Path) -> None:
 def test_width_broadcast_is_not_a_bias(tmp_path: Path) -> None:
     """[N] broadcasts along W in NCHW: fusing it as a per-channel bias would be wrong, so the Add stays."""
     m, info = fused(conv_then((N_OUT,)), "conv")
-    assert ops(m) == ["EPContext", "Add"] and not info.bias
+    assert ops(m) == ["EPContext", "Add"] and not info.epilogue.bias
     _, err = compile_and_compare(conv_then((N_OUT,)), tmp_path, batches=(1, 2))
     assert err < 1e-4
 
@@ -58,7 +54,7 @@ def test_silu_on_matmul(tmp_path: Path) -> None:
     tail = [helper.make_node("Sigmoid", ["mm"], ["g"]), helper.make_node("Mul", ["mm", "g"], ["y"])]
     m = matmul_model(weight(np.random.default_rng(3), density=0.3), tail)
     fm, info = fused(m, "fc")
-    assert ops(fm) == ["EPContext"] and info.act == "silu"
+    assert ops(fm) == ["EPContext"] and info.epilogue.act == "silu"
     _, err = compile_and_compare(m, tmp_path, batches=(1, 5))
     assert err < 1e-4
 
@@ -70,4 +66,4 @@ def test_sigmoid_mul_of_another_value_is_not_silu() -> None:
     tail.insert(0, helper.make_node("Relu", ["mm"], ["mm2"]))
     m = matmul_model(weight(np.random.default_rng(4), density=0.3), tail)
     fm, info = fused(m, "fc")
-    assert info.act == "none" and ops(fm) == ["EPContext", "Relu", "Sigmoid", "Mul"]
+    assert info.epilogue.act == "none" and ops(fm) == ["EPContext", "Relu", "Sigmoid", "Mul"]

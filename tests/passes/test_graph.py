@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
 
-from sparsec.passes.graph import GraphIndex, node_reads, remove_unused_initializers, subgraph_reads, topo_sort
+from sparsec.passes.graph import consumers, reads, remove_unused_initializers, sole_consumer, stable_topo_sort
 
 
-def _if_node() -> tuple:
+def _if_node() -> onnx.NodeProto:
     inner = helper.make_graph(
         [
             helper.make_node("Add", ["outer_a", "local_c"], ["t0"]),
@@ -28,18 +30,13 @@ def _if_node() -> tuple:
     return helper.make_node("If", ["cond"], ["out"], then_branch=inner, else_branch=nested)
 
 
-def test_subgraph_reads_are_outer_names_only() -> None:
-    node = _if_node()
-    assert subgraph_reads(node) == {"outer_a", "cond2"}
-    assert node_reads(node) == ["cond", "cond2", "outer_a"]
-
-
-def _model_with_if() -> object:
+def _model_with_if(nodes_in_order: bool = False) -> onnx.ModelProto:
     node = _if_node()
     producer = helper.make_node("Relu", ["x"], ["outer_a"])
     cond2 = helper.make_node("Identity", ["cond"], ["cond2"])
     g = helper.make_graph(
-        [node, producer, cond2],  # out of order: the If reads outer_a and cond2 only through its branches
+        # out of order: the If reads outer_a and cond2 only through its branches
+        [producer, cond2, node] if nodes_in_order else [node, producer, cond2],
         "g",
         [
             helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
@@ -51,22 +48,31 @@ def _model_with_if() -> object:
     return helper.make_model(g)
 
 
+def test_subgraph_reads_are_outer_names_only() -> None:
+    m = ir.from_proto(_model_with_if(nodes_in_order=True))
+    if_node = next(n for n in m.graph if n.op_type == "If")
+    names = [str(v.name) for v in reads(if_node)]
+    assert names[0] == "cond"  # its own input first
+    assert set(names[1:]) == {"outer_a", "cond2"}  # then the outer values its branches read, never local ones
+
+
 def test_topo_sort_orders_subgraph_producers_first() -> None:
-    m = _model_with_if()
-    topo_sort(m.graph)
-    assert [n.op_type for n in m.graph.node] == ["Relu", "Identity", "If"]
+    m = ir.from_proto(_model_with_if())
+    stable_topo_sort(m.graph)
+    assert [n.op_type for n in m.graph] == ["Relu", "Identity", "If"]
 
 
 def test_consumers_and_unused_initializers_count_subgraph_reads() -> None:
-    m = _model_with_if()
-    m.graph.node[1].input[0] = "unused"  # now the initializer is read only by the Relu ...
-    m.graph.node[0].attribute[0].g.node[0].input[0] = "unused"  # ... and inside the If's then branch
-    m.graph.node.remove(m.graph.node[1])
-    idx = GraphIndex(m)
-    assert {n.op_type for n in idx.consumers["unused"]} == {"If"}
-    assert idx.sole_consumer("unused") is None  # an implicit read is never a fusable single use
+    p = _model_with_if(nodes_in_order=True)
+    p.graph.node[0].input[0] = "unused"  # now the initializer is read only by the Relu ...
+    p.graph.node[2].attribute[0].g.node[0].input[0] = "unused"  # ... and inside the If's else branch (an If)
+    del p.graph.node[0]
+    m = ir.from_proto(p)
+    unused = m.graph.initializers["unused"]
+    assert {n.op_type for n in consumers(unused)} == {"If"}  # the read inside the branch
+    assert sole_consumer(unused) is None  # an implicit read is never a fusable single use
     remove_unused_initializers(m.graph)
-    assert [t.name for t in m.graph.initializer] == ["unused"]
-    m.graph.node.remove(m.graph.node[0])
+    assert list(m.graph.initializers) == ["unused"]
+    m.graph.remove(next(n for n in m.graph if n.op_type == "If"))
     remove_unused_initializers(m.graph)
-    assert list(m.graph.initializer) == []
+    assert list(m.graph.initializers) == []

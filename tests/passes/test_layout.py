@@ -3,12 +3,22 @@ layout conversions; the pipeline recounts after choosing and re-chooses until st
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import onnx
+import onnx_ir as ir
 from onnx import helper
 
-from sparsec.passes.analysis import find_layers
+from sparsec.layer import Choice, Layer
+from sparsec.passes import analysis
 from tests.conv_graphs import conv_weight
 from tests.passes.graphs import model
+
+
+def find_layers(m: onnx.ModelProto) -> list[Layer]:
+    return analysis.find_layers(ir.from_proto(m).graph)
+
 
 C, S = 8, 6
 
@@ -37,7 +47,7 @@ def test_reorder_counted_only_next_to_ort_convs() -> None:
     assert reorder == {"dw1": 0, "pw1": 2 * image, "dw2": 0, "pw2": image, "pw3": 0}
 
 
-def _chain() -> tuple[object, list[object]]:
+def _chain() -> tuple[onnx.ModelProto, list[Layer]]:
     """x -> a -> b -> c -> y, three pointwise group-1 convs."""
     rng = np.random.default_rng(1)
     nodes = [
@@ -51,31 +61,30 @@ def _chain() -> tuple[object, list[object]]:
 
 
 def test_convs_kept_dense_count_as_ort_convs() -> None:
-    from sparsec.passes.graph import GraphIndex
     from sparsec.passes.layout import reorder_elements
 
-    m, layers = _chain()
-    idx, image = GraphIndex(m), C * S * S
-    a, b, c = (la.node for la in layers)  # type: ignore[attr-defined]
-    assert [reorder_elements(idx, n) for n in (a, b, c)] == [0, 0, 0]  # group-1 neighbours: ORT's only if kept dense
-    assert reorder_elements(idx, b, frozenset({"ya"})) == image  # a (output "ya") kept dense: b's input side
-    assert reorder_elements(idx, b, frozenset({"ya", "y"})) == 2 * image
-    assert reorder_elements(idx, a, frozenset({"yb"})) == image
+    _, layers = _chain()
+    image = C * S * S
+    a, b, c = (la.node for la in layers)
+    assert [reorder_elements(n) for n in (a, b, c)] == [0, 0, 0]  # group-1 neighbours: ORT's only if kept dense
+    assert reorder_elements(b, frozenset({"ya"})) == image  # a (output "ya") kept dense: b's input side
+    assert reorder_elements(b, frozenset({"ya", "y"})) == 2 * image
+    assert reorder_elements(a, frozenset({"yb"})) == image
 
 
 def test_settle_recounts_until_stable() -> None:
     """b sits before c, which stayed dense: b pays conversions and goes dense; then a, next to b, does too."""
-    from sparsec.passes.select import Choice
-    from sparsec.pipeline import _settle_layout
+    from sparsec.passes.layout import settle_layout
 
-    m, layers = _chain()
-    choices = {"a": Choice("csr", "x"), "b": Choice("csr", "x"), "c": Choice("dense", "x")}
+    _, layers = _chain()
+    first = {"a": Choice("csr", "x"), "b": Choice("csr", "x"), "c": Choice("dense", "x")}
+    layers = [replace(la, choice=first[la.name]) for la in layers]
     calls: list[str] = []
 
-    def rechoose(la):  # type: ignore[no-untyped-def]
+    def rechoose(la: Layer) -> Layer:
         calls.append(la.name)
-        return Choice("dense", "conversions") if la.reorder else Choice("csr", "x")
+        return replace(la, choice=Choice("dense", "conversions") if la.reorder else Choice("csr", "x"))
 
-    _settle_layout(m, layers, choices, rechoose)  # type: ignore[arg-type]
-    assert {k: v.format for k, v in choices.items()} == {"a": "dense", "b": "dense", "c": "dense"}
+    settled = settle_layout(layers, rechoose)
+    assert {la.name: la.format for la in settled} == {"a": "dense", "b": "dense", "c": "dense"}
     assert calls == ["b", "a"]  # a was recounted only once b had gone dense

@@ -8,12 +8,8 @@ import pytest
 from onnx import helper
 
 from sparsec.errors import SparsecError
-from sparsec.node import SparseNodeInfo
-from sparsec.passes.analysis import find_layers
-from sparsec.passes.graph import attr
-from sparsec.passes.partition import partition
-from sparsec.passes.rewrite import rewrite
-from tests.passes.graphs import K, model, weight
+from sparsec.node import decode
+from tests.passes.graphs import K, model, weight, with_formats
 
 
 def chain() -> onnx.ModelProto:
@@ -29,12 +25,11 @@ def chain() -> onnx.ModelProto:
 
 
 def test_regions_are_connected_components() -> None:
-    m = chain()
-    rewrite(m, find_layers(m), {"l0": "csr", "l1": "csr", "l2": "csr"})
-    regions = partition(m, lambda f: True, "x86")
+    m, layers = with_formats(chain(), {"l0": "csr", "l1": "csr", "l2": "csr"}, ("rewrite", "partition"))
+    regions = {name: la.kernel.region for name, la in layers.items() if la.kernel is not None}
     assert regions == {"l0": 0, "l1": 0, "l2": 1}
     infos = {
-        n.name: SparseNodeInfo.decode(str(attr(n, "ep_cache_context")))
+        n.name: decode(next(a.s.decode() for a in n.attribute if a.name == "ep_cache_context"))
         for n in m.graph.node
         if n.op_type == "EPContext"
     }
@@ -42,7 +37,7 @@ def test_regions_are_connected_components() -> None:
 
 
 def test_unsupported_format_refused() -> None:
-    m = chain()
-    rewrite(m, find_layers(m), {"l0": "csr"})
-    with pytest.raises(SparsecError, match="no x86 kernel"):
-        partition(m, lambda f: f != "csr", "x86")
+    with pytest.raises(
+        SparsecError, match="no wasm kernel"
+    ):  # bsr:9x1: no SIMD128 schedule (9 rows: more than 8 accumulators, not whole vectors)
+        with_formats(chain(), {"l0": "bsr:9x1"}, ("rewrite", "partition"), target="wasm")

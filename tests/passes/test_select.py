@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import onnx
+import onnx_ir as ir
 import pytest
 
 from sparsec.errors import SparsecError
-from sparsec.passes.analysis import find_layers
+from sparsec.layer import Layer
+from sparsec.passes.analysis import find_layers as find_ir_layers
+from sparsec.passes.choose import FAMILY_MARGIN, MARGIN, candidates, check_forced, choose
 from sparsec.passes.cost_model import CostModel
-from sparsec.passes.select import FAMILY_MARGIN, MARGIN, candidates, check_forced, choose
+from sparsec.targets.base import Target
 from tests.passes.graphs import matmul_model, weight
+
+
+def find_layers(m: onnx.ModelProto) -> list[Layer]:
+    return find_ir_layers(ir.from_proto(m).graph)
+
+
+class Kernels(Target):
+    """A target whose kernels are the formats ``supports`` accepts."""
+
+    name = "x86"
+
+    def __init__(self, supports: Callable[[str], bool]) -> None:
+        self.accepts = supports
+
+    def supports(self, fmt: str) -> bool:
+        return self.accepts(fmt)
+
 
 # dense: 1 ns per MAC; csr: 4 ns per stored value; bsr: 1.5 ns; nm: 2 ns (no per-row or fixed cost).
 COST = CostModel(
@@ -84,15 +107,15 @@ def test_forced_format_that_does_not_fit_stays_dense_with_reason() -> None:
 
 def test_forced_format_without_kernel_fails_early() -> None:
     with pytest.raises(SparsecError, match="no x86 kernel"):
-        check_forced("bsr:3x5", lambda f: False, "x86")
-    check_forced("auto", lambda f: False, "x86")
+        check_forced("bsr:3x5", Kernels(lambda f: False))
+    check_forced("auto", Kernels(lambda f: False))
 
 
 def test_candidates_need_kernel_and_cost_entry() -> None:
     only_csr = CostModel("x86", "t", {"dense": {"1": [1, 0, 0]}, "csr": {"1": [1, 0, 0]}}, "")
-    assert candidates(lambda f: True, only_csr) == ["csr"]
-    assert candidates(lambda f: f.startswith("bsr"), COST) == [
-        p for p in candidates(lambda f: True, COST) if "bsr" in p
+    assert candidates(Kernels(lambda f: True), only_csr) == ["csr"]
+    assert candidates(Kernels(lambda f: f.startswith("bsr")), COST) == [
+        p for p in candidates(Kernels(lambda f: True), COST) if "bsr" in p
     ]
 
 

@@ -8,7 +8,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from sparsec.passes.shrink import shrink
+from sparsec.options import CompileOptions
+from sparsec.passes.graph import to_proto
+from sparsec.passes.shrink import ShrinkPass
+from sparsec.passes.state import Compilation
+from sparsec.targets.registry import get_target
 from tests.conv_graphs import conv_weight
 from tests.passes.graphs import compile_and_compare, model, ops, weight
 
@@ -32,6 +36,18 @@ def mlp(act: str = "Relu", hidden_is_output: bool = False) -> onnx.ModelProto:
     if hidden_is_output:
         outs["a"] = ["batch", HID]
     return model(nodes, {"b1": b1, "b2": b2}, {"x": ["batch", K]}, outs)
+
+
+def shrink(m: onnx.ModelProto) -> list[str]:
+    """Run the shrink stage on ``m`` in place; the lines it said (one per shrunk pair)."""
+    import onnx_ir as ir
+
+    said: list[str] = []
+    state = Compilation(get_target("x86"), CompileOptions(verify=False), source=m, say=said.append)
+    model = ir.from_proto(m)
+    ShrinkPass(state)(model)
+    m.CopyFrom(to_proto(model, state.source))
+    return [line.removeprefix("shrunk ") for line in said]
 
 
 def weights(m: onnx.ModelProto) -> dict[str, np.ndarray]:

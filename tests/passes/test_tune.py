@@ -12,14 +12,17 @@ from click.testing import CliRunner
 
 from models.synthetic import transformer_ffn
 from sparsec.cli import main
+from sparsec.layer import Layer
 from sparsec.passes import tune
 from sparsec.passes.analysis import find_layers
-from sparsec.targets.base import get_target
+from sparsec.targets.registry import get_target
 from sparsec.verify import compare_artifact, random_feeds
 
 
-def _layer(density: float = 0.1) -> object:
-    (layer, *_) = find_layers(transformer_ffn(d=32, hidden=48, density=density))
+def _layer(density: float = 0.1) -> Layer:
+    import onnx_ir as ir
+
+    (layer, *_) = find_layers(ir.from_proto(transformer_ffn(d=32, hidden=48, density=density)).graph)
     return layer
 
 
@@ -84,14 +87,18 @@ def test_conv_layout_conversions_move_from_dense_to_sparse(monkeypatch: pytest.M
     from tests.conv_graphs import geometry_model
 
     monkeypatch.setenv("SPARSEC_CACHE_DIR", str(tmp_path))
-    (layer, *_) = find_layers(geometry_model(0.2))
+    import dataclasses
+
+    import onnx_ir as ir
+
+    (layer, *_) = find_layers(ir.from_proto(geometry_model(0.2)).graph)
     assert layer.op == "Conv"
-    layer.reorder = round(20_000 / REORDER_NS)  # 20 us
+    layer = dataclasses.replace(layer, reorder=round(20_000 / REORDER_NS))  # 20 us
     times = lambda la, entries, rows, t, th: {"dense": 100.0, **{e: 70.0 for e in entries}}  # noqa: E731
     monkeypatch.setattr(tune, "_measure", times)
     choice, *_ = tune.tune_layer(layer, 64, ["csr"], lambda f: 1.0, get_target("x86"), {})  # type: ignore[arg-type]
     assert choice.format == "dense" and choice.speedup == pytest.approx(80 / 90, rel=1e-3), choice
-    layer.reorder = 0  # no NCHWc neighbour: ORT pays its conversions either way, the kernel none
+    layer = dataclasses.replace(layer, reorder=0)  # no NCHWc neighbour: ORT pays its conversions either way
     choice, *_ = tune.tune_layer(layer, 64, ["csr"], lambda f: 1.0, get_target("x86"), {})  # type: ignore[arg-type]
     assert choice.format == "csr" and choice.speedup == pytest.approx(100 / 70, rel=1e-3), choice
 

@@ -257,7 +257,8 @@ def test_accepts_project_packers(tmp_path: Path, make_session: Session, fmt: str
     """Contract check: what sparsec.formats packs and sparsec.node encodes passes the EP's validation
     (the kernel lookup after it then fails, as this test library has no kernel of that name)."""
     from sparsec.formats import get_format
-    from sparsec.node import SparseNodeInfo, node_attributes
+    from sparsec.layer import Kernel
+    from sparsec.node import attributes
 
     rng = np.random.default_rng(5)
     n, k = 37, 45  # multiples of nothing: shifted BSR blocks, a short last N:M group
@@ -269,7 +270,7 @@ def test_accepts_project_packers(tmp_path: Path, make_session: Session, fmt: str
                 seg = row[g : g + group]
                 seg[np.argsort(-np.abs(seg), kind="stable")[keep:]] = 0
     packed = get_format(fmt).pack(w)
-    info = SparseNodeInfo(kernel="no_such_kernel", format=fmt, K=k, N=n)
-    layer = SparseLayer("L", "X", "Y", "no_such_kernel", k, n, dict(packed), fmt=fmt, attrs=node_attributes(info, "L"))
+    info = Kernel("no_such_kernel", fmt, k, n)
+    layer = SparseLayer("L", "X", "Y", "no_such_kernel", k, n, dict(packed), fmt=fmt, attrs=attributes(info, "L"))
     with pytest.raises(Exception, match="node 'L': kernel function 'no_such_kernel' not found"):
         make_session(single_layer_model(tmp_path / "m.onnx", layer))

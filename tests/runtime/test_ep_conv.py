@@ -21,11 +21,11 @@ GEOM = "op=conv;C=24;H=3;W=5;kh=1;kw=1;sh=1;sw=1;dh=1;dw=1;pt=0;pl=0;pb=0;pr=0" 
 @pytest.fixture(scope="module")
 def conv_library(tmp_path_factory: pytest.TempPathFactory, weights: Weights) -> Path:
     """k_conv: the pointwise conv of GEOM with W1 as csr (built by the x86 target, as the compiler would)."""
-    from sparsec.targets.base import KernelSpec
+    from sparsec.layer import Kernel
     from sparsec.targets.x86.target import X86Target
 
     arrays = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in weights.p1.items())
-    spec = KernelSpec("k_conv", "csr", weights.K, weights.N1, arrays, conv=ConvGeometry(24, 3, 5))
+    spec = Kernel("k_conv", "csr", weights.K, weights.N1, arrays, conv=ConvGeometry(24, 3, 5), packed=dict(weights.p1))
     path = tmp_path_factory.mktemp("conv") / "kernels.so"
     X86Target().build([spec], path)
     return path

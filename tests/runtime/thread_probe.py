@@ -26,18 +26,18 @@ def direct_call(artifact: Path, model: onnx.ModelProto, rows: int) -> None:
     """Call the first sparsec node's kernel with TVM's own loader (its parallel loop then uses TVM's pool)."""
     import tvm
 
-    from sparsec.node import SparseNodeInfo
+    from sparsec.node import decode
 
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     nodes = [n for n in model.graph.node if n.op_type == "EPContext"]
     texts = [next(a.s for a in n.attribute if a.name == "ep_cache_context").decode() for n in nodes]
-    infos = [SparseNodeInfo.decode(t) for t in texts]
-    node, cfg = next((n, c) for n, c in zip(nodes, infos, strict=True) if not c.residual)
+    infos = [decode(t) for t in texts]
+    node, cfg = next((n, c) for n, c in zip(nodes, infos, strict=True) if not c.epilogue.residual)
     args = [np.random.default_rng(0).standard_normal((rows, cfg.K)).astype(np.float32)]
     args += [inits[name] for name in node.input[1:]]
     args.append(np.zeros((rows, cfg.N), np.float32))
     lib = tvm.runtime.load_module(str(artifact / "kernels.so"))
-    lib[cfg.kernel](*[tvm.runtime.tensor(a) for a in args])
+    lib[cfg.symbol](*[tvm.runtime.tensor(a) for a in args])
 
 
 def main() -> None:

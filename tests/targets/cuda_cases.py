@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sparsec.formats import get_format
-from sparsec.targets.base import KernelSpec
+from sparsec.layer import Epilogue, Kernel
 from sparsec.targets.cuda.arch import ARCHS
 from sparsec.targets.cuda.toolchain import find_nvcc
 
@@ -30,25 +30,20 @@ CASES: tuple[tuple[str, str, int, int, dict[str, object]], ...] = (
 )
 
 
-def weight(fmt: str, k: int, n: int, seed: int = 0) -> np.ndarray:
-    """A random weight that fits ``fmt`` (2 of every 4 inputs for nm:2:4, sparse blocks for bsr)."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((n, k)).astype(np.float32)
-    if fmt == "nm:2:4":
-        w[:, 1::4] = 0
-        w[:, 2::4] = 0
-    else:
-        w[rng.random((n, k)) < 0.9] = 0
-    return w
+def weight(fmt: str, k: int, n: int, seed: int = 0, density: float = 0.1) -> np.ndarray:
+    """A random weight that fits ``fmt`` (2 of every 4 inputs for nm:2:4, ``density`` of the blocks for bsr)."""
+    f = get_format(fmt)
+    return f.random(n, k, 1.0 if f.family == "nm" else density, np.random.default_rng(seed))
 
 
-def spec_of(i: int, fmt: str, variant: str, k: int, n: int, epi: dict[str, object]) -> KernelSpec:
-    packed = get_format(fmt).pack(weight(fmt, k, n, i))
-    arrays = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in packed.items())
-    return KernelSpec(symbol=f"k{i}", format=fmt, K=k, N=n, arrays=arrays, variant=variant, **epi)  # type: ignore[arg-type]
+def spec_of(i: int, fmt: str, variant: str, k: int, n: int, epi: dict[str, object]) -> Kernel:
+    f = get_format(fmt)
+    packed = f.pack(weight(fmt, k, n, i))
+    epilogue = Epilogue(**epi)  # type: ignore[arg-type]
+    return Kernel(f"k{i}", fmt, k, n, tuple(f.array_specs(packed)), epilogue=epilogue, variant=variant, packed=packed)
 
 
-def specs() -> list[KernelSpec]:
+def specs() -> list[Kernel]:
     return [spec_of(i, *case) for i, case in enumerate(CASES)]
 
 

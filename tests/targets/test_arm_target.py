@@ -17,10 +17,12 @@ from sparsec.artifact import read_manifest, sha256_file
 from sparsec.compiler import compile_model
 from sparsec.errors import SparsecError
 from sparsec.formats import get_format
+from sparsec.layer import Kernel
 from sparsec.options import CompileOptions
-from sparsec.targets.arm.manifest import ACC_REGISTERS, VARIANTS, VECTOR_WIDTH, arm_choose, arm_presets
-from sparsec.targets.base import KernelSpec, get_target
-from sparsec.targets.x86.manifest import choose as x86_choose
+from sparsec.targets.arm.target import ACC_REGISTERS, VARIANTS, VECTOR_WIDTH
+from sparsec.targets.registry import get_target
+from sparsec.targets.simd.table import Variant, choose, supported_presets
+from sparsec.targets.x86.target import VARIANTS as X86
 from tests.targets.arm_models import mlp, needs_cross
 
 EM_AARCH64 = 183  # ELF e_machine
@@ -32,12 +34,20 @@ def elf_machine(path: Path) -> int:
     return int.from_bytes(head[18:20], "little")
 
 
-def spec(fmt: str, k: int = 64, n: int = 48) -> KernelSpec:
+def spec(fmt: str, k: int = 64, n: int = 48) -> Kernel:
     w = np.zeros((n, k), np.float32)
     w[:, ::4] = 1.0  # one nonzero per 4 inputs: conforms to every N:M preset too
-    packed = get_format(fmt).pack(w)
-    arrays = tuple((name, tuple(a.shape), str(a.dtype)) for name, a in packed.items())
-    return KernelSpec(symbol=f"k_{fmt.replace(':', '_')}", format=fmt, K=k, N=n, arrays=arrays)
+    f = get_format(fmt)
+    packed = f.pack(w)
+    return Kernel(f"k_{fmt.replace(':', '_')}", fmt, k, n, tuple(f.array_specs(packed)), packed=packed)
+
+
+def arm_presets() -> list[str]:
+    return supported_presets(VECTOR_WIDTH, VARIANTS)
+
+
+def arm_choose(k: Kernel) -> Variant:
+    return choose(k, VECTOR_WIDTH, VARIANTS)
 
 
 def test_registry_and_describe() -> None:
@@ -100,19 +110,17 @@ def test_neon_tir_uses_four_lanes() -> None:
     4 registers; N:M's tile write-back: mu * 4 lanes)."""
     import re
 
-    from sparsec.targets.x86.build import build_module
+    from sparsec.targets.simd.instantiate import build_module
 
-    def extents(fmts: list[str], vw: int, table: tuple) -> set[int]:
-        text = build_module([spec(f) for f in fmts], vw, table).script()
+    def extents(fmts: list[str], vw: int, table: tuple, acc: int = ACC_REGISTERS) -> set[int]:
+        text = build_module([spec(f) for f in fmts], vw, table, acc).script()
         return {int(x) for x in re.findall(r"T\.vectorized\((?:T\.int64\()?(\d+)", text)}
 
     assert extents(["csr", "bsr:1x16"], VECTOR_WIDTH, VARIANTS) == {4}
     assert extents(["bsr:16x1"], VECTOR_WIDTH, VARIANTS) == {16}
     assert extents(["nm:2:4"], VECTOR_WIDTH, VARIANTS) == {4, ACC_REGISTERS * VECTOR_WIDTH}
-    from sparsec.targets.x86.manifest import VARIANTS as X86
-
-    assert extents(["csr"], 16, X86) == {16}  # the AVX-512 instantiation of the same template differs
-    assert x86_choose(spec("csr"), 16).mu(get_format("csr"), 16) != arm_choose(spec("csr")).mu(get_format("csr"), 4)
+    assert extents(["csr"], 16, X86, 8) == {16}  # the AVX-512 instantiation of the same template differs
+    assert choose(spec("csr"), 16, X86).mu(get_format("csr"), 16) != arm_choose(spec("csr")).mu(get_format("csr"), 4)
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ def test_every_case_generates_one_entry_per_kernel() -> None:
     for launch, spec in zip(launches, specs(), strict=True):
         assert launch.entry in params, f"{launch.entry} missing from the generated source"
         abi = {"X", "Y", "M", *(name for name, _, _ in spec.arrays)}
-        abi |= {"bias"} if spec.bias else set()
-        abi |= {"residual"} if spec.residual else set()
+        abi |= {"bias"} if spec.epilogue.bias else set()
+        abi |= {"residual"} if spec.epilogue.residual else set()
         assert set(params[launch.entry]) == abi, (spec.format, params[launch.entry])
         assert params[launch.entry][-1] == "M"  # the runtime row count comes last, as an int64
         threads = launch.block[0] * launch.block[1] * launch.block[2]
@@ -124,10 +124,10 @@ def test_generated_source_does_not_depend_on_the_arch() -> None:
 def test_too_many_output_blocks_is_a_one_line_error() -> None:
     """N is on grid.y (at most 65535 blocks); M, known only at run time, is on grid.x."""
     from sparsec.errors import SparsecError
-    from sparsec.targets.base import KernelSpec
+    from sparsec.layer import Kernel
 
     n = 4 * (kernels.MAX_GRID_Y + 1)
-    spec = KernelSpec(
+    spec = Kernel(
         "wide", "csr", 8, n, (("values", (n,), "float32"), ("indices", (n,), "int32"), ("indptr", (n + 1,), "int32"))
     )
     with pytest.raises(SparsecError, match="blocks along grid.y"):

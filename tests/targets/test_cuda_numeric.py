@@ -104,7 +104,7 @@ def test_bsr_chunked_staging_matches_float64(fmt: str, m: int, k: int, n: int) -
 def test_bsr_short_halo_is_caught() -> None:
     """Blocks starting in a chunk's last column read C-1 columns past it: without the halo the product is wrong."""
     fmt, m, k, n = "bsr:32x3", 2, 9001, 40
-    w = weight(fmt, k, n, 5)
+    w = weight(fmt, k, n, 5, density=1.0)  # every block: one of them straddles a chunk edge
     packed = get_format(fmt).pack(w)
     x = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
     ref = x.astype(np.float64) @ w.T.astype(np.float64)

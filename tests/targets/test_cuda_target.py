@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from sparsec.artifact import read_manifest, sha256_file
 from sparsec.cli import main
 from sparsec.errors import SparsecError
-from sparsec.targets.base import get_target
 from sparsec.targets.cuda.driver import driver_problem
 from sparsec.targets.cuda.toolchain import find_nvcc
+from sparsec.targets.registry import get_target
 from tests.targets.arm_models import for_format, mlp
 
 EM_CUDA = 190  # ELF e_machine of a cubin

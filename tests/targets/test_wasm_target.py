@@ -14,7 +14,7 @@ from sparsec.artifact import read_manifest, sha256_file
 from sparsec.compiler import compile_model
 from sparsec.errors import SparsecError
 from sparsec.options import CompileOptions
-from sparsec.targets.base import get_target, known_targets
+from sparsec.targets.registry import get_target, known_targets
 from sparsec.targets.wasm.plan import make_plan
 from sparsec.targets.wasm.target import ENTRY, ORT_FILES
 from tests.targets.wasm_helpers import MODELS, compile_wasm, for_format, needs_wasm
@@ -45,11 +45,11 @@ def test_plan_groups_dense_nodes_between_sparse_steps(tmp_path: Path) -> None:
     """FFN: fc1 (gelu) and fc2 (+ residual) are sparse steps, the dense Reshape before the sparse head is one
     onnxruntime-web segment; every segment is a valid ONNX model without sparsec nodes; weights are aligned."""
     from sparsec.frontend import load_model
-    from sparsec.pipeline import run_graph_passes
+    from sparsec.pipeline import compile_graph
 
     onnx.save(MODELS["ffn"](), str(tmp_path / "m.onnx"))
     opts = CompileOptions(target="wasm", format="csr")
-    rewritten, _ = run_graph_passes(load_model(tmp_path / "m.onnx"), get_target("wasm"), opts)
+    rewritten, _ = compile_graph(load_model(tmp_path / "m.onnx"), get_target("wasm"), opts)
     plan = make_plan(rewritten)
     kinds = [s["kind"] for s in plan.steps]
     assert kinds.count("sparse") == 3 and kinds.count("dense") == len(plan.segments)

@@ -16,7 +16,7 @@ import pytest
 
 from sparsec.conv import ConvGeometry
 from sparsec.formats import get_format
-from sparsec.targets.base import KernelSpec
+from sparsec.layer import Epilogue, Kernel
 from sparsec.targets.x86.target import X86Target
 from tests.targets.test_x86_kernels import CLIP, random_weight
 
@@ -68,7 +68,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         w = random_weight(fmt, density, rng, shape=(N, g.K))
         packed = get_format(fmt).pack(w)
         arrays = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in packed.items())
-        specs.append(KernelSpec(f"c{i}", fmt, g.K, N, arrays, bias, residual, act, *CLIP, conv=g))
+        epilogue = Epilogue(bias=bias, residual=residual, act=act, clip_min=CLIP[0], clip_max=CLIP[1])
+        specs.append(Kernel(f"c{i}", fmt, g.K, N, arrays, epilogue=epilogue, conv=g, packed=packed))
         weights[f"c{i}"] = (w, packed)
     path = Path(tmp_path_factory.mktemp("x86conv")) / "kernels.so"
     X86Target().build(specs, path)

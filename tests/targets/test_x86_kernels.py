@@ -1,4 +1,4 @@
-"""x86 kernels against a float64 numpy reference, parametrized from the kernel table (targets/x86/manifest.py).
+"""x86 kernels against a float64 numpy reference, parametrized from the kernel table (targets/x86/target.py).
 
 Every (format preset, applicable variant) pair is built at densities 0 .. 1 (N:M: its maximum and sparser) and with
 every epilogue, on odd shapes (K=37, N=29: not multiples of any block or vector width), and run at M in {1, 3, 64}.
@@ -7,17 +7,16 @@ All kernels go into ONE library built once per module: building is the slow part
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from sparsec.formats import get_format
-from sparsec.targets.base import KernelSpec
-from sparsec.targets.x86.manifest import family, supported_presets, variants_for
-from sparsec.targets.x86.target import X86Target
+from sparsec.formats import family, get_format
+from sparsec.layer import Epilogue, Kernel
+from sparsec.targets.simd import table
+from sparsec.targets.x86.target import VARIANTS, X86Target
 
 K, N = 37, 29
 MS = (1, 3, 5, 64, 133)  # both sides of the small-M split; 133: full tiles plus a ragged one
@@ -39,26 +38,21 @@ def random_weight(
     fmt_name: str, density: float, rng: np.random.Generator, shape: tuple[int, int] = (N, K)
 ) -> np.ndarray:
     """A W[N, K] with the format's structure at about ``density`` (of the pattern's own maximum for N:M)."""
-    fmt = get_format(fmt_name)
-    N, K = shape  # noqa: N806
-    w = rng.standard_normal((N, K)).astype(np.float32)
-    if family(fmt_name) == "nm":
-        g = -(-K // fmt.m)
-        padded = np.zeros((N, g * fmt.m), np.float32)
-        padded[:, :K] = w
-        order = np.argsort(rng.random((N, g, fmt.m)), axis=2)
-        keep = np.zeros((N, g, fmt.m), bool)
-        np.put_along_axis(keep, order[:, :, : fmt.n], True, axis=2)
-        keep &= rng.random((N, g, fmt.m)) < density
-        return (padded.reshape(N, g, fmt.m) * keep).reshape(N, -1)[:, :K].copy()
-    if family(fmt_name) == "bsr":
-        mask = np.zeros((N, K), bool)
-        for i, j in itertools.product(range(-(-N // fmt.r)), range(-(-K // fmt.c))):
-            if rng.random() < density:
-                rs, cs = min(i * fmt.r, N - fmt.r), min(j * fmt.c, K - fmt.c)
-                mask[rs : rs + fmt.r, cs : cs + fmt.c] = True
-        return w * mask
-    return w * (rng.random((N, K)) < density)
+    return get_format(fmt_name).random(*shape, density, rng)
+
+
+def supported_presets(vw: int) -> list[str]:
+    return table.supported_presets(vw, VARIANTS)
+
+
+def variants_for(fmt: str, vw: int) -> list[table.Variant]:
+    return table.variants_for(fmt, vw, VARIANTS)
+
+
+def kernel(name: str, fmt: str, packed: dict[str, np.ndarray], variant: str = "", **epilogue: Any) -> Kernel:
+    f = get_format(fmt)
+    arrays = tuple(f.array_specs(packed))
+    return Kernel(name, fmt, K, N, arrays, epilogue=Epilogue(**epilogue), variant=variant, packed=packed)
 
 
 def cases() -> list[tuple[str, str, float, tuple[bool, bool, str]]]:
@@ -102,8 +96,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for i, (fmt, variant, density, (bias, residual, act)) in enumerate(CASES):
         w = random_weight(fmt, density, rng)
         packed = get_format(fmt).pack(w)
-        arrays = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in packed.items())
-        specs.append(KernelSpec(symbol(i), fmt, K, N, arrays, bias, residual, act, *CLIP, variant=variant))
+        epilogue = {"bias": bias, "residual": residual, "act": act, "clip_min": CLIP[0], "clip_max": CLIP[1]}
+        specs.append(kernel(symbol(i), fmt, packed, variant, **epilogue))
         weights[symbol(i)], packs[symbol(i)] = w, packed
     path = Path(tmp_path_factory.mktemp("x86")) / "kernels.so"
     X86Target().build(specs, path)
@@ -161,7 +155,8 @@ def test_every_preset_has_a_kernel() -> None:
 
 def test_variant_structure() -> None:
     """Each variant parallelizes over output rows and vectorizes its inner loop; optional args are dropped."""
-    from sparsec.targets.x86.manifest import VARIANTS, instantiate
+    from sparsec.targets.simd.instantiate import instantiate
+    from sparsec.targets.x86.target import ACC_REGISTERS
 
     rng = np.random.default_rng(0)
     seen = set()
@@ -171,18 +166,17 @@ def test_variant_structure() -> None:
                 continue
             seen.add((v.family, v.name))
             packed = get_format(fmt).pack(random_weight(fmt, 0.5, rng))
-            arrays = tuple((k, tuple(a.shape), str(a.dtype)) for k, a in packed.items())
-            func = instantiate(KernelSpec("f", fmt, K, N, arrays, variant=v.name), VW)
+            func = instantiate(kernel("f", fmt, packed, v.name), VW, VARIANTS, ACC_REGISTERS)
             text = func.script()
             assert "T.parallel(" in text and "T.vectorized(" in text, (fmt, v.name)
-            assert len(func.params) == 2 + len(arrays)
+            assert len(func.params) == 2 + len(packed)
     assert seen == {(v.family, v.name) for v in VARIANTS}
 
 
 def test_library_is_deterministic(built: dict[str, Any], tmp_path: Path) -> None:
     """Same specs -> byte-identical library (artifact sha256 stays stable across rebuilds)."""
     subset = [
-        KernelSpec(
+        Kernel(
             "a", "csr", K, N, (("values", (3,), "float32"), ("indices", (3,), "int32"), ("indptr", (N + 1,), "int32"))
         ),
     ]

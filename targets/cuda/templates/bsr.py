@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparsec.targets.x86.epilogue import Epilogue
+from ...tir import EpilogueFn
 
 MAX_THREADS = 128
 SMEM_FLOATS = 8192  # 32 KiB of shared memory per block for the staged chunk
@@ -40,7 +40,7 @@ def smem_bytes(K: int, R: int, C: int) -> int:  # noqa: N803
     return rows_per_block(R) * row_words(K, R, C) * 4
 
 
-def kernel(K: int, N: int, R: int, C: int, nnzb: int, epi: Epilogue) -> Any:  # noqa: N803
+def kernel(K: int, N: int, R: int, C: int, nnzb: int, epi: EpilogueFn) -> Any:  # noqa: N803
     """The BSR kernel with the full ABI argument list (common.finish trims it)."""
     from tvm.script import tirx as T
 

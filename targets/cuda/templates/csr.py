@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparsec.targets.x86.epilogue import Epilogue
+from ...tir import EpilogueFn
 
 WARPS = 4
 SMEM_FLOATS = 12288  # 48 KiB of float32: the static shared-memory limit per block
@@ -30,7 +30,7 @@ def smem_bytes(K: int) -> int:  # noqa: N803
     return rows_per_block(K) * K * 4 if K <= MAX_STAGED_K else 0
 
 
-def kernel(K: int, N: int, nnz: int, epi: Epilogue) -> Any:  # noqa: N803
+def kernel(K: int, N: int, nnz: int, epi: EpilogueFn) -> Any:  # noqa: N803
     """The CSR kernel with the full ABI argument list (common.finish trims it)."""
     from tvm.script import tirx as T
 

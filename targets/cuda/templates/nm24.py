@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparsec.targets.x86.epilogue import Epilogue
-
+from ...tir import EpilogueFn
 from .. import mma_layout as L
 
 WARPS = 4
@@ -37,7 +36,7 @@ def smem_bytes(K: int) -> int:  # noqa: N803
     return M_TILE * (chunk(K) // 2 + PAD_WORDS) * 4
 
 
-def kernel(K: int, N: int, G: int, epi: Epilogue, dtype: str = "float16") -> Any:  # noqa: N803
+def kernel(K: int, N: int, G: int, epi: EpilogueFn, dtype: str = "float16") -> Any:  # noqa: N803
     """The 2:4 kernel with the full ABI argument list; ``G`` = groups per row (values/positions have 2G columns)."""
     from tvm import tirx
     from tvm.script import tirx as T

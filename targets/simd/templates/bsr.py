@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..epilogue import Epilogue
+from ...tir import EpilogueFn
 from .common import padded, transpose_macro
 
 
-def xt(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: Epilogue, mu: int = 1) -> Any:  # noqa: N803
+def xt(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: EpilogueFn, mu: int = 1) -> Any:  # noqa: N803
     """BSR with X transposed, vectorized over the batch."""
     from tvm.script import tirx as T
 
@@ -78,7 +78,7 @@ def xt(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: Epilogue, mu: in
     return kernel
 
 
-def rows(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: Epilogue, mu: int = 4) -> Any:  # noqa: N803
+def rows(K: int, N: int, R: int, C: int, nnzb: int, vw: int, epi: EpilogueFn, mu: int = 4) -> Any:  # noqa: N803
     """BSR vectorized over the R rows of a block (R % vw == 0): no workspace, X read in place."""
     from tvm.script import tirx as T
 

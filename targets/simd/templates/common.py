@@ -1,8 +1,5 @@
-"""Pieces shared by the templates: the padded X transpose and trimming the optional epilogue arguments.
-
-Templates are written with the full ABI argument list (X, packed arrays, bias, residual, Y) because a TVMScript
-signature cannot be conditional; ``finish`` then drops bias / residual when the spec has none, which is safe since
-the epilogue never touches a buffer the spec does not have.
+"""Pieces shared by the templates: the padded X transpose and row grouping (``targets/tir.finish`` trims the
+optional epilogue arguments).
 
 Per-tile scratch buffers use scope "global", not "local": TVM 0.27's LowerTVMBuiltin keeps only global-scope
 allocations of constant size < 1 KiB on the stack (where LLVM turns them into registers); every other allocation,
@@ -38,23 +35,6 @@ def transpose_macro() -> Any:
                         )
 
     return transpose_x
-
-
-def finish(func: Any, symbol: str, bias: bool, residual: bool) -> Any:
-    """Drop the unused optional parameters and name the function."""
-    from tvm import tirx
-
-    drop = set()
-    params = list(func.params)
-    # Parameter order is X, arrays..., bias, residual, Y.
-    if not bias:
-        drop.add(params[-3])
-    if not residual:
-        drop.add(params[-2])
-    keep = [p for p in params if p not in drop]
-    # TVM 0.27: parameters are buffer-typed Vars (no separate buffer_map), so dropping the Var drops the buffer.
-    out = tirx.PrimFunc(keep, func.body, func.ret_type, func.attrs)
-    return out.with_attr("global_symbol", symbol)
 
 
 def group_rows(n_out: int, vw: int) -> int:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..epilogue import Epilogue
+from ...tir import EpilogueFn
 from .common import blocked_transpose_macro, group_rows, padded, transpose_macro
 
 SMALL_M = 4  # below this many rows of X the gather-dot path beats transposing into vw-padded columns
 DOT_UNROLL = 4  # independent partial sums per gather-dot (hides the FMA latency)
 
 
-def xt(K: int, N: int, nnz: int, vw: int, epi: Epilogue, mu: int = 4) -> Any:  # noqa: N803
+def xt(K: int, N: int, nnz: int, vw: int, epi: EpilogueFn, mu: int = 4) -> Any:  # noqa: N803
     """The CSR kernel with the full ABI argument list (see common.finish)."""
     from tvm.script import tirx as T
 
@@ -75,7 +75,7 @@ def xt(K: int, N: int, nnz: int, vw: int, epi: Epilogue, mu: int = 4) -> Any:  #
     return kernel
 
 
-def tiled(K: int, N: int, nnz: int, vw: int, epi: Epilogue, mu: int = 8) -> Any:  # noqa: N803
+def tiled(K: int, N: int, nnz: int, vw: int, epi: EpilogueFn, mu: int = 8) -> Any:  # noqa: N803
     """CSR with a run-time split on M: gather-dot rows for small M, transposed tiles otherwise."""
     from tvm.script import tirx as T
 

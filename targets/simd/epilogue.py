@@ -1,4 +1,4 @@
-"""Kernel epilogue as TIR expressions: ``Y = act(acc + bias + residual)`` (docs/internals.md).
+"""The SIMD targets' kernel epilogue as TIR expressions: ``Y = act(acc + bias + residual)`` (docs/internals.md).
 
 Every activation is built from arithmetic, selects and bit casts only, so LLVM vectorizes it (libm calls would be
 scalarized: ~10 ns per element, more than the sparse product itself for a 768-wide layer).
@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-Epilogue = Callable[[Any, Any, Any, Any, Any], Any]  # (acc, bias, residual, m, n) -> value
+from sparsec.layer import Epilogue
+
+from ..tir import EpilogueFn, ValueEpilogueFn, epilogue_of
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125  # ln 2 split so that n * _LN2_HI is exact for |n| < 2**11
@@ -108,31 +110,14 @@ def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], An
     return table[act]
 
 
-def make_epilogue(bias: bool, residual: bool, act: str, clip_min: float = 0.0, clip_max: float = 0.0) -> Epilogue:
-    """``epi(acc, bias_buf, residual_buf, m, n)``; buffers that the spec does not have are never touched."""
-    return epilogue_of(activation(act, clip_min, clip_max), bias, residual)
+def make_epilogue(e: Epilogue) -> EpilogueFn:
+    """``epi(acc, bias_buf, residual_buf, m, n)``; buffers that the kernel does not have are never touched."""
+    return epilogue_of(activation(e.act, e.clip_min, e.clip_max), e.bias, e.residual)
 
 
-def epilogue_of(fn: Callable[[Any], Any], bias: bool, residual: bool) -> Epilogue:
-    """``fn(acc + bias[n] + residual[m, n])`` as an ``Epilogue`` (each target supplies its own activation ``fn``)."""
-
-    def epi(acc: Any, bias_buf: Any, res_buf: Any, m: Any, n: Any) -> Any:
-        x = acc
-        if bias:
-            x = x + bias_buf[n]
-        if residual:
-            x = x + res_buf[m, n]
-        return fn(x)
-
-    return epi
-
-
-ValueEpilogue = Callable[[Any, Any, Any], Any]  # (acc, bias value or None, residual value or None) -> value
-
-
-def make_value_epilogue(act: str, clip_min: float = 0.0, clip_max: float = 0.0) -> ValueEpilogue:
+def make_value_epilogue(e: Epilogue) -> ValueEpilogueFn:
     """``epi(acc, bias, residual)`` on loaded values (None: absent): for templates whose buffers are not [M, N]."""
-    fn = activation(act, clip_min, clip_max)
+    fn = activation(e.act, e.clip_min, e.clip_max)
 
     def epi(acc: Any, bias: Any, residual: Any) -> Any:
         x = acc

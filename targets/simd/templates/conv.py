@@ -18,7 +18,7 @@ from typing import Any
 
 from sparsec.conv import ConvGeometry
 
-from ..epilogue import ValueEpilogue
+from ...tir import ValueEpilogueFn
 
 MIN_ITEMS = 8  # parallel work items to aim for (2 cores here; more items balance ragged rows)
 
@@ -85,7 +85,7 @@ def _im2col_macro(g: ConvGeometry) -> Any:
     return nothing if g.pointwise else im2col, (1, 1, 1) if g.pointwise else (1, g.K, P)
 
 
-def _helpers(g: ConvGeometry, epi: ValueEpilogue, bias: bool, residual: bool) -> tuple[Any, Any]:
+def _helpers(g: ConvGeometry, epi: ValueEpilogueFn, bias: bool, residual: bool) -> tuple[Any, Any]:
     """``load(X, col, b, k, p)`` reads col; ``out(acc, B, R, b, n, p)`` is the epilogue value at (b, n, p)."""
 
     def load(X: Any, col: Any, b: Any, k: Any, p: Any) -> Any:  # noqa: N803
@@ -122,7 +122,7 @@ def _images(prep: Any, tile: Any, big: int, lanes: int, extra: list[Any], chunks
     return images
 
 
-def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bool, residual: bool, mu: int) -> Any:  # noqa: N803
+def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogueFn, bias: bool, residual: bool, mu: int) -> Any:  # noqa: N803
     """CSR over output channels: one row's nonzeros times U vectors of pixels."""
     from tvm.script import tirx as T
 
@@ -172,7 +172,16 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogue, bias: bo
 
 
 def bsr(
-    g: ConvGeometry, N: int, R: int, C: int, nnzb: int, vw: int, epi: ValueEpilogue, bias: bool, residual: bool, mu: int
+    g: ConvGeometry,
+    N: int,
+    R: int,
+    C: int,
+    nnzb: int,
+    vw: int,
+    epi: ValueEpilogueFn,
+    bias: bool,
+    residual: bool,
+    mu: int,
 ) -> Any:  # noqa: N803, E501
     """BSR over output channels (R x C blocks): each pixel vector is reused by the R rows of a block."""
     from tvm.script import tirx as T
@@ -235,7 +244,7 @@ def bsr(
 
 
 def nm(
-    g: ConvGeometry, N: int, n: int, m: int, vw: int, epi: ValueEpilogue, bias: bool, residual: bool, mu: int
+    g: ConvGeometry, N: int, n: int, m: int, vw: int, epi: ValueEpilogueFn, bias: bool, residual: bool, mu: int
 ) -> Any:  # noqa: N803, E501
     """N:M along input channels (im2col rows): every output row has exactly G*n slots, no bound checks."""
     from tvm.script import tirx as T

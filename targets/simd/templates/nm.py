@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..epilogue import Epilogue
+from ...tir import EpilogueFn
 from .common import blocked_transpose_macro, group_rows, padded, transpose_macro
 
 SMALL_M = 4  # below this many rows of X the gather-dot path beats transposing into vw-padded columns
 CHUNK_GROUPS = 8  # groups of m inputs per K chunk: 8*4 XT rows of 128 columns = 16 KiB, half of L1
 
 
-def xt(K: int, N: int, n: int, m: int, vw: int, epi: Epilogue, mu: int = 4) -> Any:  # noqa: N803
+def xt(K: int, N: int, n: int, m: int, vw: int, epi: EpilogueFn, mu: int = 4) -> Any:  # noqa: N803
     """The N:M kernel with the full ABI argument list (see common.finish)."""
     from tvm.script import tirx as T
 
@@ -80,7 +80,7 @@ def xt(K: int, N: int, n: int, m: int, vw: int, epi: Epilogue, mu: int = 4) -> A
     return kernel
 
 
-def tiled(K: int, N: int, n: int, m: int, vw: int, epi: Epilogue, mu: int = 8) -> Any:  # noqa: N803
+def tiled(K: int, N: int, n: int, m: int, vw: int, epi: EpilogueFn, mu: int = 8) -> Any:  # noqa: N803
     """N:M with a run-time split on M: gather-dot rows for small M, L1-chunked transposed tiles otherwise."""
     from tvm.script import tirx as T
 

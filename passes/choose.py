@@ -1,0 +1,94 @@
+"""The format of one layer, from the target's cost model (a layer stays dense unless sparse is faster).
+
+``auto`` ranks every format preset the target has a kernel for and the weight fits, by predicted latency at the
+layer's M (static leading dims, else ``options.representative_m``). A sparse format is chosen only when it is
+predicted at least ``MARGIN`` times faster than ORT's dense MatMul (``FAMILY_MARGIN`` for N:M). A forced
+``--format`` applies to every layer it fits; a layer it does not fit stays dense with the reason recorded (and
+reported by the compiler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sparsec.errors import SparsecError
+from sparsec.formats import family, get_format, list_presets
+from sparsec.layer import Choice, Layer
+from sparsec.targets.base import Target
+
+from .cost_model import ORT_CONV_FASTER, CostModel, im2col_us, reorder_us
+
+MARGIN = 1.1  # predicted speedup a sparse format needs over dense before it replaces it
+# N:M predictions are the least reliable: on MiniLM-L3 pruned 2:4 (2026-11-25, ORT 1.32) the cost model gave nm:4:8
+# 1.2x for the FFN layers at M=128, `--tune` measured them slower than dense, and the artifact ran at 0.86x end to end
+# (1.0x with those layers dense). An N:M format must be predicted this much faster.
+FAMILY_MARGIN = {"nm": 1.3}
+
+
+def margin(fmt: str) -> float:
+    """The predicted speedup ``fmt`` needs before it replaces dense."""
+    return FAMILY_MARGIN.get(family(fmt), MARGIN)
+
+
+def fits(layer: Layer, fmt: str) -> str:
+    """Why ``fmt`` cannot represent the layer's weight ("" when it can)."""
+    return get_format(fmt).misfit(layer.w, layer.profile)
+
+
+def candidates(target: Target, cost: CostModel) -> list[str]:
+    """Sparse presets with a kernel on the target and a cost-model entry."""
+    return [p for p in list_presets() if p != "dense" and target.supports(p) and cost.knows(p)]
+
+
+def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str], float]:
+    """fmt -> the cost model's predicted speedup of the layer in ``fmt`` over ORT dense at M = ``rows``."""
+    p = layer.profile
+    assert p is not None
+    dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
+    g = layer.geom
+    extra_us = 0.0  # sparse-side extra microseconds
+    if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col
+        dense_us /= ORT_CONV_FASTER[g.pointwise]
+        extra_us = 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
+        extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
+
+    def speedup(fmt: str) -> float:
+        return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(get_format(fmt), layer.w), rows) + extra_us)
+
+    return speedup
+
+
+def choose(layer: Layer, fmt_option: str, presets: list[str], cost: CostModel, rows: int) -> Choice:
+    """The format of one layer and the reason, for ``--format fmt_option``."""
+    if layer.skip:
+        return Choice("dense", f"stays dense: {layer.skip}")
+    if fmt_option == "dense":
+        return Choice("dense", "stays dense: --format dense")
+    speedup = predicted_speedup(layer, cost, rows)
+    if fmt_option != "auto":
+        why = fits(layer, fmt_option)
+        if why:
+            return Choice("dense", f"stays dense: {why}")
+        if not cost.knows(fmt_option):
+            return Choice(fmt_option, "forced by --format")
+        return Choice(
+            fmt_option, f"forced by --format (predicted {speedup(fmt_option):.2f}x of dense)", speedup(fmt_option)
+        )
+    ranked = sorted(((speedup(f), f) for f in presets if not fits(layer, f)), reverse=True)
+    if not ranked:
+        return Choice("dense", "stays dense: no sparse format fits")
+    passing = [(s, f) for s, f in ranked if s >= margin(f)]
+    if passing:
+        best, fmt = passing[0]
+        return Choice(fmt, f"predicted {best:.1f}x of dense at M={rows}", best)
+    best, fmt = ranked[0]
+    need = f", needs {margin(fmt):.1f}x" if margin(fmt) != MARGIN else ""
+    return Choice("dense", f"stays dense: predicted {best:.2f}x of dense at M={rows} (best: {fmt}{need})", best)
+
+
+def check_forced(fmt_option: str, target: Target) -> None:
+    """A forced format must have a kernel on the target (fails before any work)."""
+    if fmt_option in ("auto", "dense"):
+        return
+    if not target.supports(fmt_option):
+        raise SparsecError(f"--format {fmt_option}: no {target.name} kernel for this format")

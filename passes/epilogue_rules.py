@@ -1,0 +1,330 @@
+"""Epilogue fusion as onnxscript rewrite rules: what may follow a sparsec node and become part of its kernel.
+
+Each rule is a pattern ending in the sparsec node's output, a ``check`` that returns ``fail(reason)`` (the reasons
+reach ``sparsec inspect``), and a rewrite that returns the grown sparsec node. Commuted operands of Add and Mul are
+the rewriter's (``RewriteRuleSet(commute=True)``). The order of an epilogue is bias Adds (summed), then one
+residual Add, then one activation; nothing is fused after the activation. ``passes/fuse.py`` applies the rules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import MatchContext, MatchResult, RewriterContext, RewriteRuleClassBase, RewriteRuleSet
+from onnxscript.rewriter.pattern import OpsetPatternBuilder
+
+from sparsec import node as sparse_node
+from sparsec.layer import Epilogue, Kernel
+
+from .graph import attr, clip_bounds, constant, dims, is_float
+
+EPILOGUE_NOTE = " + epilogue: "
+
+
+@dataclass
+class Fusion:
+    """What the rules share with the pass applying them: the sparsec node being grown, the step the last rewrite
+    added, and per layer and following node why that node was not fused."""
+
+    focus: ir.Node | None = None
+    step: str = ""
+    notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def note(self, layer: str, where: str, why: str) -> None:
+        seen = self.notes.setdefault(layer, {}).setdefault(where, [])
+        if why not in seen:
+            seen.append(why)
+
+    def fused(self, layer: str, where: str) -> None:
+        """A rule fused the node at ``where``: earlier rules' reasons about it no longer apply."""
+        self.notes.get(layer, {}).pop(where, None)
+
+    def unfused(self, layer: str) -> list[str]:
+        return [f"{where}: {'; '.join(why)}" for where, why in self.notes.get(layer, {}).items()]
+
+
+def where(node: ir.Node) -> str:
+    """How reports name a node that follows a sparse layer."""
+    return f"{node.op_type} {node.name!r}" if node.name else f"{node.op_type} -> {node.outputs[0].name!r}"
+
+
+def _after(e: Epilogue) -> str:
+    return (
+        "nothing is fused after the activation" if e.act != "none" else "after the residual only an activation is fused"
+    )
+
+
+def _scalar(value: ir.Value | None, expected: float) -> bool:
+    c = constant(value)
+    return c is not None and c.size == 1 and math.isclose(float(c.reshape(-1)[0]), expected, rel_tol=1e-5)
+
+
+Pattern = Any  # a value of an onnxscript pattern (the pattern builder's ops are dynamic attributes)
+Bindings = dict[str, Any]  # the values a match bound, by pattern variable name ("y": the sparsec node's output)
+
+
+def _sparse(op: OpsetPatternBuilder) -> Pattern:
+    """The pattern of a sparsec node (any inputs and attributes); its output binds as ``y``."""
+    return op.EPContext(
+        _domain=sparse_node.DOMAIN, _allow_other_inputs=True, _allow_other_attributes=True, _outputs=["y"]
+    )
+
+
+class EpilogueRule(RewriteRuleClassBase):
+    """A rule growing the sparsec node that ``y`` comes from; subclasses write ``pattern``, ``accept`` (why not:
+    the check's reason) and ``rewrite``."""
+
+    def __init__(self, fusion: Fusion) -> None:
+        super().__init__()
+        self.fusion = fusion
+
+    def check(self, op: Any, *args: Any, **bindings: Any) -> MatchResult:
+        context: MatchContext = op  # the rewriter passes the match context first (PatternBase names it ``op``)
+        result = MatchResult()
+        y: ir.Value = bindings["y"]
+        node = y.producer()
+        if node is None or node is not self.fusion.focus or sparse_node.read(node) is None:
+            return result.fail("not the sparsec node being grown")
+        kernel = sparse_node.read(node)
+        assert kernel is not None
+        why = self.accept(kernel, y, bindings)
+        if why:
+            self.fusion.note(sparse_node.layer_name(node), where(context.root), why)
+            return result.fail(why)
+        return result
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        """Why this match cannot join the kernel's epilogue ("" when it can)."""
+        return ""
+
+    def rebuild(
+        self,
+        op: RewriterContext,
+        y: ir.Value,
+        step: str,
+        *,
+        bias_value: ir.Value | None = None,
+        residual_value: ir.Value | None = None,
+        **changes: Any,
+    ) -> ir.Value:
+        """The sparsec node of ``y`` with its epilogue grown by ``changes`` (and a new bias or residual input)."""
+        node = y.producer()
+        assert node is not None
+        kernel = sparse_node.read(node)
+        assert kernel is not None
+        e = kernel.epilogue
+        n_arrays = len(node.inputs) - 1 - int(e.bias) - int(e.residual)
+        base = list(node.inputs[: 1 + n_arrays])
+        old_bias = node.inputs[1 + n_arrays] if e.bias else None
+        old_residual = node.inputs[-1] if e.residual else None
+        grown = replace(kernel, epilogue=replace(e, **changes))
+        g = grown.epilogue
+        bias = bias_value or old_bias
+        residual = residual_value or old_residual
+        inputs = base + ([bias] if g.bias else []) + ([residual] if g.residual else [])
+        notes = str(attr(node, "notes", ""))
+        head, sep, done = notes.partition(EPILOGUE_NOTE)
+        notes = head + EPILOGUE_NOTE + (f"{done}, {step}" if sep else step)
+        self.fusion.step = step
+        attrs = sparse_node.attributes(grown, sparse_node.layer_name(node), notes)
+        grown_node = op.call_op("EPContext", inputs, attrs, domain=sparse_node.DOMAIN, name=node.name)
+        assert isinstance(grown_node, ir.Value)
+        return grown_node
+
+
+class FuseBias(EpilogueRule):
+    """``Add(y, c)`` with a constant c giving one value per output feature (a scalar; [.., N]; conv: [.., N, 1, 1])."""
+
+    def pattern(self, op: OpsetPatternBuilder, c: Pattern) -> Pattern:
+        return op.Add(_sparse(op), c)
+
+    def per_feature(self, kernel: Kernel, y: ir.Value, c: ir.Value) -> np.ndarray | None:
+        value = constant(c)
+        node = y.producer()
+        y_dims = dims(node.inputs[0]) if node is not None else None
+        if value is None or value.dtype != np.float32 or y_dims is None or value.ndim > len(y_dims):
+            return None
+        n = kernel.N
+        if value.size == 1:
+            return np.full(n, float(value.reshape(-1)[0]), np.float32)
+        conv = kernel.conv is not None
+        channel = value.ndim >= 3 and value.shape[-3:] == (n, 1, 1) if conv else value.shape[-1] == n
+        return value.reshape(n).astype(np.float32) if channel and value.size == n else None
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        c = bindings["c"]
+        e = kernel.epilogue
+        if e.act != "none" or e.residual:
+            return _after(e)
+        if c is y:
+            return "adds the layer's output to itself"
+        if self.per_feature(kernel, y, c) is None:
+            return "not a constant with one value per output feature (not a bias)"
+        return ""
+
+    def rewrite(self, op: RewriterContext, y: ir.Value, c: ir.Value) -> ir.Value:
+        node = y.producer()
+        assert node is not None
+        kernel = sparse_node.read(node)
+        assert kernel is not None
+        value = self.per_feature(kernel, y, c)
+        assert value is not None
+        layer = sparse_node.layer_name(node)
+        graph = y.graph
+        assert graph is not None
+        if kernel.epilogue.bias:
+            old = node.inputs[len(node.inputs) - 1]
+            assert old is not None and old.const_value is not None
+            value = old.const_value.numpy() + value
+            name = str(old.name)
+        else:
+            name = f"{layer}__bias"
+            while name in graph.initializers:
+                name += "_"
+        bias = op.initializer(ir.tensor(value.astype(np.float32), name=name), name=name)
+        return self.rebuild(op, y, "bias", bias_value=bias, bias=True)
+
+
+class FuseResidual(EpilogueRule):
+    """``Add(y, r)`` with a float32 tensor r of exactly Y's (known) shape."""
+
+    def pattern(self, op: OpsetPatternBuilder, r: Pattern) -> Pattern:
+        return op.Add(_sparse(op), r)
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        r = bindings["r"]
+        e = kernel.epilogue
+        if e.act != "none" or e.residual:
+            return _after(e)
+        if r is y or constant(r) is not None:
+            return "not a residual (a constant, or the layer's own output)"
+        ys, rs = dims(y), dims(r)
+        if ys is None or rs != ys or any(d is None for d in ys) or not is_float(r):
+            return f"not a residual: shape {rs} against the layer's {ys} (must be equal and known, float32)"
+        return ""
+
+    def rewrite(self, op: RewriterContext, y: ir.Value, r: ir.Value) -> ir.Value:
+        return self.rebuild(op, y, "residual", residual_value=r, residual=True)
+
+
+class FuseActivation(EpilogueRule):
+    """One activation op reading y: Relu, Sigmoid, HardSwish, Clip with constant bounds, Gelu (exact)."""
+
+    def __init__(self, fusion: Fusion, op_type: str, domain: str = "") -> None:
+        super().__init__(fusion)
+        self.op_type, self.domain = op_type, domain
+        self.name = f"Fuse{op_type}{'_' + domain if domain else ''}"
+
+    def pattern(self, op: OpsetPatternBuilder) -> Pattern:
+        build = getattr(op, self.op_type)  # the pattern builder's op constructors are its attributes
+        return build(_sparse(op), _domain=self.domain, _allow_other_inputs=True, _allow_other_attributes=True)
+
+    def act_node(self, y: ir.Value) -> ir.Node:
+        return next(iter(y.uses())).node  # the match made it y's only consumer
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        if kernel.epilogue.act != "none":
+            return "nothing is fused after the activation"
+        node = self.act_node(y)
+        if self.op_type == "Clip" and clip_bounds(node) is None:
+            return "its bounds are not constants"
+        if self.op_type != "Clip" and len(node.inputs) > 1:
+            return "unexpected extra inputs"
+        if self.op_type == "Gelu" and attr(node, "approximate", "none") != "none":
+            return "tanh-approximate GELU (sparsec fuses the exact one)"
+        return ""
+
+    def rewrite(self, op: RewriterContext, y: ir.Value) -> ir.Value:
+        node = self.act_node(y)
+        if self.op_type == "Clip":
+            bounds = clip_bounds(node)
+            assert bounds is not None
+            return self.rebuild(op, y, "clip", act="clip", clip_min=bounds[0], clip_max=bounds[1])
+        act = self.op_type.lower()
+        return self.rebuild(op, y, act, act=act)
+
+
+class FuseGatedSelf(EpilogueRule):
+    """``y * Sigmoid(y)`` (SiLU / Swish as exported) or ``y * HardSigmoid(y, 1/6, 1/2)`` (HardSwish in older
+    exports)."""
+
+    def __init__(self, fusion: Fusion, gate: str) -> None:
+        super().__init__(fusion)
+        self.gate = gate
+        self.name = f"Fuse{gate}Gate"
+
+    def pattern(self, op: OpsetPatternBuilder) -> Pattern:
+        y = _sparse(op)
+        return op.Mul(y, getattr(op, self.gate)(y, _allow_other_attributes=True))
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        if kernel.epilogue.act != "none":
+            return "nothing is fused after the activation"
+        if self.gate == "HardSigmoid":
+            gate = next(u.node for u in y.uses() if u.node.op_type == "HardSigmoid")
+            if not (
+                math.isclose(float(attr(gate, "alpha", 0.2)), 1 / 6, rel_tol=1e-5)
+                and math.isclose(float(attr(gate, "beta", 0.5)), 0.5, rel_tol=1e-5)
+            ):
+                return "HardSigmoid's alpha/beta are not HardSwish's (1/6, 1/2)"
+        return ""
+
+    def rewrite(self, op: RewriterContext, y: ir.Value) -> ir.Value:
+        act = "silu" if self.gate == "Sigmoid" else "hardswish"
+        return self.rebuild(op, y, f"{act} (x * {self.gate.lower()}(x))", act=act)
+
+
+class FuseErfGelu(EpilogueRule):
+    """``0.5 * y * (1 + erf(y / sqrt 2))`` as PyTorch exports it: the 0.5 applied last (``form="last"``), first
+    (``"first"``) or to the erf term (``"inner"``); the 1/sqrt 2 as a Div or a Mul (``divide``)."""
+
+    def __init__(self, fusion: Fusion, form: str, divide: bool) -> None:
+        super().__init__(fusion)
+        self.form, self.divide = form, divide
+        self.name = f"FuseErfGelu_{form}_{'div' if divide else 'mul'}"
+
+    def pattern(self, op: OpsetPatternBuilder, s: Pattern, one: Pattern, half: Pattern) -> Pattern:
+        y = _sparse(op)
+        scaled = op.Div(y, s) if self.divide else op.Mul(y, s)
+        a = op.Add(op.Erf(scaled), one)
+        if self.form == "last":  # (y * a) * 0.5
+            return op.Mul(op.Mul(y, a), half)
+        if self.form == "first":  # (y * 0.5) * a
+            return op.Mul(op.Mul(y, half), a)
+        return op.Mul(y, op.Mul(a, half))  # y * (a * 0.5)
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        s, one, half = bindings["s"], bindings["one"], bindings["half"]
+        if kernel.epilogue.act != "none":
+            return "nothing is fused after the activation"
+        scale = math.sqrt(2.0) if self.divide else 1 / math.sqrt(2.0)
+        if not (_scalar(s, scale) and _scalar(one, 1.0) and _scalar(half, 0.5)):
+            return "an Erf pattern whose constants are not GELU's"
+        return ""
+
+    def rewrite(self, op: RewriterContext, y: ir.Value, **_: ir.Value) -> ir.Value:
+        return self.rebuild(op, y, "gelu (erf form)", act="gelu")
+
+
+def rules(fusion: Fusion) -> RewriteRuleSet:
+    """Every epilogue rule, in the order they are tried, with commuted Add/Mul operands."""
+    return RewriteRuleSet(
+        [
+            FuseBias.rule(fusion),
+            FuseResidual.rule(fusion),
+            *(
+                FuseErfGelu.rule(fusion, form, divide)
+                for form in ("last", "first", "inner")
+                for divide in (True, False)
+            ),
+            FuseGatedSelf.rule(fusion, "Sigmoid"),
+            FuseGatedSelf.rule(fusion, "HardSigmoid"),
+            *(FuseActivation.rule(fusion, op) for op in ("Relu", "Sigmoid", "HardSwish", "Clip", "Gelu")),
+            FuseActivation.rule(fusion, "Gelu", sparse_node.DOMAIN),
+        ],
+        commute=True,
+    )
