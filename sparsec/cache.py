@@ -8,6 +8,7 @@ are written atomically and carry their own sha256: a damaged entry is ignored an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,7 +29,23 @@ def root() -> Path:
 
 
 def key_of(parts: dict[str, Any]) -> str:
+    """The key of an entry: ``parts`` and the kernel generator's own sources (a changed template never finds the
+    kernels or timings of the old one, even at the same sparsec version)."""
+    parts = {**parts, "kernel_sources": kernel_sources()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.cache
+def kernel_sources() -> str:
+    """sha256 of the code that generates kernels (sparsec.targets: templates, tables, toolchains)."""
+    from . import targets
+
+    h = hashlib.sha256()
+    folder = Path(targets.__file__).parent
+    for p in sorted(folder.rglob("*")):
+        if p.suffix in (".py", ".c", ".mjs", ".cmake") and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
 
 
 def _path(kind: str, key: str, suffix: str) -> Path:

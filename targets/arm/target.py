@@ -29,7 +29,9 @@ TRIPLE = "aarch64-linux-gnu"
 VECTOR_WIDTH = 4  # float32 lanes in a 128-bit NEON register
 ACC_REGISTERS = 16  # vector accumulators per tile (of 32 registers)
 # Block rows as vector lanes: up to 4 registers per block row (16x1), mu rows of X share each weight load.
-VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=16)
+# split 2: csr / nm blocked tiles of 8 vectors in 2 partial sums (16 FMA chains, 32 rows of X): chosen by
+# instruction count and register budget, not timed (no ARM hardware here).
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=16, split=2)
 # The files an app adds, besides model.onnx and kernels.so (internals.md, "ARM artifact").
 EP_FILE = "libsparsec_ep.so"
 RUNTIME_FILES = ("libtvm_runtime.so", "libtvm_ffi.so")

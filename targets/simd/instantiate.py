@@ -18,11 +18,15 @@ def _template(family: str, name: str) -> Any:
     from .templates import bsr, csr, nm
 
     templates = {
+        ("csr", "blocked"): csr.blocked,
         ("csr", "tiled"): csr.tiled,
         ("csr", "xt"): csr.xt,
         ("nm", "tiled"): nm.tiled,
+        ("nm", "blocked"): nm.blocked,
         ("nm", "xt"): nm.xt,
+        ("bsr", "rows_blocked"): bsr.rows_blocked,
         ("bsr", "rows"): bsr.rows,
+        ("bsr", "blocked"): bsr.blocked,
         ("bsr", "xt"): bsr.xt,
     }
     return templates[(family, name)]
@@ -64,13 +68,13 @@ def instantiate(k: Kernel, vw: int, table: Table, acc: int) -> Any:
     fmt: Any = get_format(k.format)
     template = _template(variant.family, variant.name)
     epi = make_epilogue(k.epilogue)
-    mu = variant.mu(fmt, vw)
+    tile: dict[str, int] = {"mu": variant.mu(fmt, vw)} | ({"split": variant.split} if variant.split else {})
     if variant.family == "csr":
-        func = template(k.K, k.N, k.array("values")[0][0], vw, epi, mu=mu)
+        func = template(k.K, k.N, k.array("values")[0][0], vw, epi, **tile)
     elif variant.family == "nm":
-        func = template(k.K, k.N, fmt.n, fmt.m, vw, epi, mu=mu)
+        func = template(k.K, k.N, fmt.n, fmt.m, vw, epi, **tile)
     else:
-        func = template(k.K, k.N, fmt.r, fmt.c, k.array("data")[0][0], vw, epi, mu=mu)
+        func = template(k.K, k.N, fmt.r, fmt.c, k.array("data")[0][0], vw, epi, **tile)
     return finish(func, k.symbol, k.epilogue.bias, k.epilogue.residual)
 
 

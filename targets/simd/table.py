@@ -3,7 +3,7 @@ parameters.
 
 One table drives kernel choice (``choose``), instantiation (``simd/instantiate.py``) and the parametrized kernel
 tests (tests/targets/test_x86_kernels.py), in the spirit of XNNPACK's f32-spmm manifest: variants come from a table,
-not from copies of kernels. x86, ARM and wasm differ only in the three numbers of ``variant_table``.
+not from copies of kernels. x86, ARM and wasm differ only in the four numbers of ``variant_table``.
 """
 
 from __future__ import annotations
@@ -25,27 +25,38 @@ class Variant:
     name: str  # the template function
     applies: Callable[[Any, int], bool]
     mu: Callable[[Any, int], int]  # tile size along the batch (in vectors for "xt", in rows of X for "rows")
+    split: int = 0  # partial sums per output row (csr / nm "blocked": the template's ``split``); 0: takes none
 
 
 Table = tuple[Variant, ...]
 
 
-def variant_table(acc: int, rows_vectors: int, rows_mu_cap: int) -> Table:
-    """The kernel table of a SIMD target: ``acc`` vector accumulators per tile; the bsr ``rows`` variant (block rows
-    as vector lanes) for blocks of at most ``rows_vectors`` whole vectors, with at most ``rows_mu_cap`` rows of X per
-    tile."""
+def variant_table(acc: int, rows_vectors: int, rows_mu_cap: int, split: int) -> Table:
+    """The kernel table of a SIMD target: ``acc`` vector accumulators per tile; the bsr ``rows`` variants (block
+    rows as vector lanes) for blocks of at most ``rows_vectors`` whole vectors, with at most ``rows_mu_cap`` rows of
+    X per tile; the csr / nm ``blocked`` tiles keep ``split`` partial sums of ``acc // split`` vectors per output row
+    (more independent FMA chains, a smaller tile of X). The first applicable variant of a format is its default
+    (cost model, no ``--tune``)."""
+
+    def rows_mu(f: Any, vw: int) -> int:
+        return max(1, min(rows_mu_cap, acc * vw // f.r))
+
+    def rows_apply(f: Any, vw: int) -> bool:
+        return bool(f.r % vw == 0 and f.r <= rows_vectors * vw)
+
+    split_mu = max(1, acc // split)
     return (
+        # blocked: cache-blocked tasks (a tile of rows of X each), see templates/csr.py
+        Variant("csr", "blocked", lambda f, vw: True, lambda f, vw: split_mu, split),
         Variant("csr", "tiled", lambda f, vw: True, lambda f, vw: acc),
         Variant("csr", "xt", lambda f, vw: True, lambda f, vw: acc),
         Variant("nm", "tiled", lambda f, vw: True, lambda f, vw: acc),
+        Variant("nm", "blocked", lambda f, vw: True, lambda f, vw: split_mu, split),
         Variant("nm", "xt", lambda f, vw: True, lambda f, vw: acc),
         # rows first: when the block height is a whole number of vectors it needs no transpose and no padding of M.
-        Variant(
-            "bsr",
-            "rows",
-            lambda f, vw: f.r % vw == 0 and f.r <= rows_vectors * vw,
-            lambda f, vw: max(1, min(rows_mu_cap, acc * vw // f.r)),
-        ),
+        Variant("bsr", "rows_blocked", rows_apply, rows_mu),
+        Variant("bsr", "rows", rows_apply, rows_mu),
+        Variant("bsr", "blocked", lambda f, vw: f.r <= acc, lambda f, vw: max(1, acc // max(f.r, 4))),
         Variant("bsr", "xt", lambda f, vw: f.r <= acc, lambda f, vw: max(1, acc // f.r)),
     )
 

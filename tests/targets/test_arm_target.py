@@ -22,6 +22,7 @@ from sparsec.options import CompileOptions
 from sparsec.targets.arm.target import ACC_REGISTERS, VARIANTS, VECTOR_WIDTH
 from sparsec.targets.registry import get_target
 from sparsec.targets.simd.table import Variant, choose, supported_presets
+from sparsec.targets.simd.templates.bsr import CHAINS
 from sparsec.targets.x86.target import VARIANTS as X86
 from tests.targets.arm_models import mlp, needs_cross
 
@@ -85,8 +86,8 @@ def test_every_sparse_family_has_a_neon_kernel() -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "variant", "mu"),
-    [("csr", "tiled", 16), ("nm:2:4", "tiled", 16), ("bsr:16x1", "rows", 4), ("bsr:4x4", "rows", 16),
-     ("bsr:1x16", "xt", 16), ("bsr:8x1", "rows", 8)],
+    [("csr", "blocked", 8), ("nm:2:4", "tiled", 16), ("bsr:16x1", "rows_blocked", 4), ("bsr:4x4", "rows_blocked", 16),
+     ("bsr:1x16", "blocked", 4), ("bsr:8x1", "rows_blocked", 8)],
 )  # fmt: skip
 def test_neon_schedule_choices(fmt: str, variant: str, mu: int) -> None:
     """The NEON table, not x86's: 4 lanes and tiles sized for 32 x 128-bit registers (16 accumulators)."""
@@ -100,8 +101,17 @@ def test_tiles_fit_the_register_file() -> None:
         f = get_format(fmt)
         for v in (x for x in VARIANTS if x.family == fmt.split(":")[0] and x.applies(f, VECTOR_WIDTH)):
             mu = v.mu(f, VECTOR_WIDTH)
-            regs = mu * f.r // VECTOR_WIDTH if (v.family, v.name) == ("bsr", "rows") else mu
-            regs = mu * f.r if (v.family, v.name) == ("bsr", "xt") else regs
+            if v.name in ("rows", "rows_blocked"):  # mu rows of X x R/4 vectors of a block row
+                regs = mu * f.r // VECTOR_WIDTH
+            elif (v.family, v.name) == ("bsr", "xt"):
+                regs = mu * f.r
+            elif (v.family, v.name) == ("bsr", "blocked"):  # partial sums x R rows x mu vectors
+                partials = max(1, min(CHAINS // (f.r * mu), f.c if f.c > 1 else CHAINS))
+                regs = partials * f.r * mu
+            elif v.name == "blocked":  # csr, nm: split partial sums x mu vectors
+                regs = v.split * mu
+            else:
+                regs = mu
             assert regs <= ACC_REGISTERS, (fmt, v.name, mu)
 
 
@@ -116,7 +126,9 @@ def test_neon_tir_uses_four_lanes() -> None:
         text = build_module([spec(f) for f in fmts], vw, table, acc).script()
         return {int(x) for x in re.findall(r"T\.vectorized\((?:T\.int64\()?(\d+)", text)}
 
-    assert extents(["csr", "bsr:1x16"], VECTOR_WIDTH, VARIANTS) == {4}
+    assert extents(["csr"], VECTOR_WIDTH, VARIANTS) == {4}
+    # 1x16: the few-rows path runs along a block's 16 columns (4 registers); a block row of height 1 stores lanes of 1
+    assert extents(["bsr:1x16"], VECTOR_WIDTH, VARIANTS) == {1, 4, 16}
     assert extents(["bsr:16x1"], VECTOR_WIDTH, VARIANTS) == {16}
     assert extents(["nm:2:4"], VECTOR_WIDTH, VARIANTS) == {4, ACC_REGISTERS * VECTOR_WIDTH}
     assert extents(["csr"], 16, X86, 8) == {16}  # the AVX-512 instantiation of the same template differs

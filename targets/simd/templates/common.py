@@ -73,3 +73,42 @@ def blocked_transpose_macro(K: int, vw: int) -> Any:  # noqa: N803
                         XT[T.min(kb * vw, K - vw) + j, mb * vw + v] = blk[v, j]
 
     return transpose_blocks
+
+
+SMALL_M = 4  # below this many rows of X a gather-dot per output row beats transposing into vw-padded columns
+TASKS = 8  # parallel tasks a blocked kernel makes when its token blocks alone give fewer (2..8 cores busy)
+
+
+def task_transpose_macro(K: int, vw: int, mb: int) -> Any:  # noqa: N803
+    """``transpose_block(X, XT, m_lo, cnt)``: XT[k, i] = X[m_lo + min(i, cnt - 1), k] for i < ``mb``, a multiple
+    of ``vw`` (rows past ``cnt`` repeat the last one; their outputs are never stored).
+
+    One task's own token block, so XT (K x mb) stays in the core's L2 instead of a transposed copy of all of X
+    (at M=1024, K=1536 that copy is 6 MiB and left the cache before it was read). vw x vw blocks held in
+    registers; the last block column is shifted back to K-vw (rewrites identical values); K < vw copies scalars.
+    """
+    from tvm.script import tirx as T
+
+    if K < vw:
+
+        @T.macro
+        def transpose_small(X, XT, m_lo, cnt):  # noqa: N803
+            for i in range(mb):
+                for k in range(K):
+                    XT[k, i] = X[m_lo + T.min(i, cnt - 1), k]
+
+        return transpose_small
+
+    @T.macro
+    def transpose_block(X, XT, m_lo, cnt):  # noqa: N803
+        for kb in range((K + vw - 1) // vw):
+            for ib in range(mb // vw):
+                blk = T.alloc_buffer((vw, vw), "float32", scope="global")
+                for i in T.unroll(vw):
+                    for v in T.vectorized(vw):
+                        blk[i, v] = X[m_lo + T.min(ib * vw + i, cnt - 1), T.min(kb * vw, K - vw) + v]
+                for j in T.unroll(vw):
+                    for v in T.vectorized(vw):
+                        XT[T.min(kb * vw, K - vw) + j, ib * vw + v] = blk[v, j]
+
+    return transpose_block
