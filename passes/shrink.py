@@ -108,8 +108,9 @@ def _keeps_nm(wc: np.ndarray, kind: str) -> bool:
     return any(get_format(f"nm:{n}:{m}").conformity(w) == 1.0 for n, m in NM_PATTERNS)  # type: ignore[attr-defined]
 
 
-def _shrink_pair(p: ir.Node, changed: set[str]) -> str:
-    """Shrink the pair starting at ``p`` if there is one; the line that says what was removed ("" when nothing)."""
+def _shrink_pair(p: ir.Node, changed: dict[str, tuple[int, tuple[int, ...]]]) -> str:
+    """Shrink the pair starting at ``p`` if there is one; the line that says what was removed ("" when nothing).
+    ``changed`` gets each narrowed value: its channel axis and the original channels it keeps."""
     kind = _kind(p)
     found = _chain(p) if kind else None
     if found is None:
@@ -165,7 +166,9 @@ def _shrink_pair(p: ir.Node, changed: set[str]) -> str:
         const = constant(v)
         assert const is not None
         _replace(v, np.take(const, keep, axis=const.ndim - (3 if kind == "conv" else 1)))
-    changed.update(str(v.name) for v in [p.outputs[0]] + [a.outputs[0] for a in acts])
+    axis = -1 if kind == "matmul" else 1
+    for v in [p.outputs[0]] + [a.outputs[0] for a in acts]:
+        changed[str(v.name)] = (axis, tuple(int(i) for i in keep))
     p_name = p.name or p.outputs[0].name
     c_name = c.name or c.outputs[0].name
     return f"{p_name} -> {c_name}: {int(dead.sum())} of {dead.size} channels removed"
@@ -181,8 +184,9 @@ class ShrinkPass(ir.passes.InPlacePass):
         self.state = state
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        changed: set[str] = set()
+        changed: dict[str, tuple[int, tuple[int, ...]]] = {}
         done = [line for p in list(model.graph) if (line := _shrink_pair(p, changed))]
+        self.state.narrowed.update(changed)
         for line in done:
             self.state.say(f"shrunk {line}")
         if not done:

@@ -23,6 +23,8 @@ class Compilation:
     say: Progress = quiet
     refuse_nonfinite: bool = True  # compile refuses NaN/Inf weights after select; inspect reports them
     layers: dict[str, Layer] = field(default_factory=dict)  # by layer name, in graph order
+    # values shrink narrowed: name -> (channel axis, the original channels kept); per-layer verification reads it
+    narrowed: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
 
     def update(self, layer: Layer) -> None:
         """Replace a layer's record by its extended copy."""

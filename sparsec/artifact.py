@@ -9,9 +9,12 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SparsecError
+
+if TYPE_CHECKING:
+    import onnx
 
 MANIFEST = "manifest.json"
 MODEL = "model.onnx"
@@ -71,6 +74,22 @@ class ArtifactWriter:
             self.tmp.rename(self.out_dir)
         self.tmp = None
         return self.out_dir
+
+
+def value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:
+    """The manifest's records of graph inputs/outputs (initializers listed as inputs left out)."""
+    import onnx
+
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for v in values:
+        if v.name in inits:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in v.type.tensor_type.shape.dim]
+        out.append(
+            {"name": v.name, "elem_type": onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type), "shape": dims}
+        )
+    return out
 
 
 def read_manifest(artifact: str | Path) -> dict[str, Any]:

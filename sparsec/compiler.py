@@ -29,10 +29,13 @@ class CompileResult:
     errors: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     unverified: str = ""  # why verification was skipped ("" when it ran or was turned off)
+    checked: str = ""  # what the per-layer check covered, e.g. "18/18 sparse layers checked"
 
     def summary(self) -> str:
         sparse = [la for la in self.layers if la["format"] != "dense"]
         err = f", max rel error {max(self.errors.values()):.2e}" if self.errors else ""
+        if self.checked and sparse:
+            err += f", {self.checked}"
         note = f", NOT verified: {self.unverified}" if self.unverified else ""
         return (
             f"wrote {self.artifact} ({len(sparse)}/{len(self.layers)} layers sparse{err}{note}, {self.seconds:.1f} s)"
@@ -68,7 +71,7 @@ def compile_model(
     progress: Progress | None = None,
 ) -> CompileResult:
     """Compile ``model_path`` into the artifact directory ``out_dir`` (written atomically)."""
-    from .artifact import MODEL, ArtifactWriter
+    from .artifact import MODEL, ArtifactWriter, value_infos
     from .frontend import load_model
     from .pipeline import compile_graph
     from .targets.registry import get_target
@@ -92,7 +95,8 @@ def compile_model(
     original = load_model(model_path)
     versions = toolchain_versions()
     say("analysing weights and choosing formats")
-    rewritten, records = compile_graph(original, target, options, dump_dir=dump_dir, progress=say)
+    narrowed: dict[str, tuple[int, tuple[int, ...]]] = {}
+    rewritten, records = compile_graph(original, target, options, dump_dir=dump_dir, progress=say, narrowed=narrowed)
     try:
         onnx.checker.check_model(rewritten)
     except Exception as e:
@@ -113,19 +117,24 @@ def compile_model(
             "options_hash": options.digest(),
             "kernel_library": target.library_name if specs else None,
             "layers": layers,
-            "inputs": _value_infos(rewritten.graph.input, rewritten),
-            "outputs": _value_infos(rewritten.graph.output, rewritten),
+            "inputs": value_infos(rewritten.graph.input, rewritten),
+            "outputs": value_infos(rewritten.graph.output, rewritten),
         }
         sealed = writer.seal(manifest)
+        checked = ""
         if options.verify is not False and not unverified:
+            from .verification import verify_artifact
+
             tolerance = target.tolerance(specs)  # a lossy kernel asked for (cuda)
-            errors = _verify(
-                target, original, sealed, dims if dims is not None else options.dims, options.seed, say, tolerance
+            shapes = dims if dims is not None else options.dims
+            errors, report = verify_artifact(
+                target, original, rewritten, sealed, manifest, narrowed, shapes, options.seed, say, tolerance
             )
+            checked = report.summary()
         elif unverified:
             say(f"verification skipped: {unverified}")
         artifact = writer.commit()
-    return CompileResult(artifact, layers, errors, time.perf_counter() - t0, unverified)
+    return CompileResult(artifact, layers, errors, time.perf_counter() - t0, unverified, checked)
 
 
 def _build_cached(target: Target, specs: list[Kernel], path: Path, versions: dict[str, str], say: Progress) -> None:
@@ -155,41 +164,3 @@ def _build_cached(target: Target, specs: list[Kernel], path: Path, versions: dic
     cache.put_file("lib", key, path.read_bytes())
     for name in side:
         cache.put_file("lib", f"{key}-{name}", (path.parent / name).read_bytes())
-
-
-def _value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:
-    inits = {i.name for i in model.graph.initializer}
-    out = []
-    for v in values:
-        if v.name in inits:
-            continue
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in v.type.tensor_type.shape.dim]
-        out.append(
-            {"name": v.name, "elem_type": onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type), "shape": dims}
-        )
-    return out
-
-
-def _verify(
-    target: Target,
-    original: onnx.ModelProto,
-    artifact: Path,
-    dims: dict[str, int],
-    seed: int,
-    say: Progress,
-    tolerance: float | None = None,
-) -> dict[str, float]:
-    """Run original (ORT on this host) and compiled model (the target's runner) on fresh random inputs; a mismatch
-    (beyond ``tolerance``, default verify.TOLERANCE) fails the compile."""
-    from .verify import TOLERANCE, compare_outputs, random_feeds
-
-    limit = tolerance or TOLERANCE
-
-    say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
-    feeds = random_feeds(original, dims, seed=seed + 1)
-    errors = compare_outputs(original, lambda: target.run_artifact(artifact, feeds), feeds)
-    bad = {k: v for k, v in errors.items() if not v <= limit}
-    if bad:
-        name, err = max(bad.items(), key=lambda kv: kv[1])
-        raise SparsecError(f"verification failed: output {name!r} differs from ORT (max rel error {err:.3g} > {limit})")
-    return errors

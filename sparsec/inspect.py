@@ -21,10 +21,13 @@ def inspect_model(
     model = load_model(model_path)
     options = CompileOptions(target=target_name, verify=False, dims=dims or {})
     _, layers = compile_graph(model, target, options, until="fuse", refuse_nonfinite=False)
+    inits = {i.name for i in model.graph.initializer}
     return {
         "model": str(model_path),
         "target": target.describe(),
         "weights": [la.to_json(detail=True) for la in layers],
+        # overridable at run time in the original model; compiled as constants (passes/constants.py)
+        "initializer_inputs": [i.name for i in model.graph.input if i.name in inits],
     }
 
 
@@ -57,4 +60,12 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"{'':<46}not fused: {note}")
     if not report["weights"]:
         lines.append("(no MatMul/Gemm with a constant weight)")
+    listed = report.get("initializer_inputs") or []
+    if listed:
+        shown = ", ".join(listed[:5]) + (f", +{len(listed) - 5} more" if len(listed) > 5 else "")
+        lines.append(
+            f"note: {len(listed)} initializers are also graph inputs, so the original model lets a caller override "
+            f"them at run time ({shown}); sparsec compiles them as constants and the compiled model does not take "
+            "them as inputs"
+        )
     return "\n".join(lines)

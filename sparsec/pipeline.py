@@ -1,6 +1,6 @@
 """The graph stages of a compile, as ``onnx_ir`` passes over one in-memory model, run by one PassManager:
 
-    shrink -> select -> rewrite -> fuse -> partition        (docs/internals.md, "Stages")
+    constants -> shrink -> select -> rewrite -> fuse -> partition   (docs/internals.md, "Stages")
 
 ``compile_graph`` loads the checked model into onnx-ir once, runs the stages (each one named, and written to
 ``dump_dir/<i>-<name>.onnx`` when asked) and returns the rewritten model with one ``Layer`` record per layer.
@@ -24,7 +24,7 @@ from .targets.base import Progress, Target, quiet
 if TYPE_CHECKING:
     from .passes.state import Compilation
 
-STAGES = ("shrink", "select", "rewrite", "fuse", "partition")
+STAGES = ("constants", "shrink", "select", "rewrite", "fuse", "partition")
 
 
 class Stage(ir.passes.InPlacePass):
@@ -49,6 +49,7 @@ class Stage(ir.passes.InPlacePass):
 
 def stages(state: Compilation, dump_dir: Path | None = None, until: str = STAGES[-1]) -> ir.passes.PassManager:
     """The PassManager of the stages up to and including ``until``."""
+    from .passes.constants import ConstantsPass
     from .passes.fuse import FusePass
     from .passes.partition import PartitionPass
     from .passes.rewrite import RewritePass
@@ -56,6 +57,7 @@ def stages(state: Compilation, dump_dir: Path | None = None, until: str = STAGES
     from .passes.shrink import ShrinkPass
 
     made: dict[str, Callable[[Compilation], ir.passes.PassBase]] = {
+        "constants": ConstantsPass,
         "shrink": ShrinkPass,
         "select": SelectPass,
         "rewrite": RewritePass,
@@ -83,9 +85,11 @@ def compile_graph(
     progress: Progress = quiet,
     until: str = STAGES[-1],
     refuse_nonfinite: bool = True,
+    narrowed: dict[str, tuple[int, tuple[int, ...]]] | None = None,
 ) -> tuple[onnx.ModelProto, list[Layer]]:
     """The rewritten model (``model`` is not modified) and the layer records, after the stages up to ``until``;
-    ``refuse_nonfinite``: a weight with NaN/Inf stops the compile after ``select`` (``inspect`` reports it)."""
+    ``refuse_nonfinite``: a weight with NaN/Inf stops the compile after ``select`` (``inspect`` reports it);
+    ``narrowed``, when given, receives the values whose channels ``shrink`` removed (passes/state.py)."""
     from .passes.graph import to_proto
     from .passes.state import Compilation
 
@@ -95,4 +99,6 @@ def compile_graph(
         result = manager(ir.from_proto(model))
     except ir.passes.PassError as e:
         raise _unwrap(e) from None
+    if narrowed is not None:
+        narrowed.update(state.narrowed)
     return to_proto(result.model, state.source), state.records()

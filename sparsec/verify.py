@@ -48,9 +48,14 @@ def _gather_bounds(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def random_feeds(
-    model: onnx.ModelProto, dims: dict[str, int] | None = None, seed: int = 0, default_dim: int = 2
+    model: onnx.ModelProto,
+    dims: dict[str, int] | None = None,
+    seed: int = 0,
+    default_dim: int = 2,
+    scale: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Fresh random inputs for every graph input; symbolic dims take ``dims[name]`` or ``default_dim``."""
+    """Fresh random inputs for every graph input; symbolic dims take ``dims[name]`` or ``default_dim``; floating-point
+    inputs are standard normal times ``scale``."""
     rng = np.random.default_rng(seed)
     dims = dims or {}
     inits = {i.name for i in model.graph.initializer}
@@ -73,7 +78,7 @@ def random_feeds(
         dt = _NP[tt.elem_type]
         value: np.ndarray
         if np.issubdtype(dt, np.floating):
-            value = rng.standard_normal(shape).astype(dt)
+            value = (rng.standard_normal(shape) * scale).astype(dt)
         elif dt is np.bool_:
             value = rng.random(shape) < 0.5
         elif "mask" in vi.name.lower():

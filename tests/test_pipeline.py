@@ -25,7 +25,7 @@ def test_stages_are_named_onnx_ir_passes() -> None:
     assert isinstance(manager, ir.passes.PassManager)
     assert [repr(p) for p in manager.passes] == [f"Stage({i}-{name})" for i, name in enumerate(STAGES)]
     assert all(isinstance(p.inner, ir.passes.PassBase) for p in manager.passes)  # type: ignore[attr-defined]
-    assert len(stages(Compilation(get_target("x86"), CompileOptions(), source=model), until="select").passes) == 2
+    assert len(stages(Compilation(get_target("x86"), CompileOptions(), source=model), until="select").passes) == 3
 
 
 def test_dump_dir_holds_the_model_after_each_stage(tmp_path: Path) -> None:

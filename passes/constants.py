@@ -1,0 +1,131 @@
+"""Constants: make every weight that is a constant look like one, before analysis.
+
+1. *Initializers listed as graph inputs* (IR >= 4 allows it: an overridable default; older exporters and
+   ``keep_initializers_as_inputs=True`` write every weight so). sparsec's rule: they are constants. The compiled
+   model no longer takes them as inputs (a sparse kernel bakes its weight in; a weight fed at run time could not
+   reach it), and the compile says so in one line. ``sparsec inspect`` lists them.
+2. *Weights computed by a constant subgraph* (Constant -> Cast, ConstantOfShape, Transpose of an initializer...):
+   the subgraph that produces a MatMul/Gemm/Conv weight or bias from constants only is folded into an initializer
+   by onnxscript's constant folder, run on that subgraph alone (run on the whole model it would also rewrite
+   shape arithmetic and Identity nodes that ORT runs anyway, changing every artifact for nothing). Nodes the fold
+   leaves unused are removed; the rest of the graph is untouched.
+"""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+
+from .graph import constant
+from .state import Compilation
+
+LAYERS = {"MatMul": (1,), "Gemm": (1, 2), "Conv": (1, 2)}  # op -> operands that are weights (or bias)
+MAX_CONE = 64  # nodes in one weight's constant subgraph; a larger one is left to ORT
+
+
+def initializer_inputs(graph: ir.Graph) -> list[ir.Value]:
+    """Graph inputs that are initializers too (overridable defaults)."""
+    return [v for v in graph.inputs if v.is_initializer()]
+
+
+def _cone(value: ir.Value) -> list[ir.Node] | None:
+    """The nodes computing ``value`` from constants only (producers first), or None when it reads a graph input, a
+    subgraph, a non-default domain or more than MAX_CONE nodes."""
+    seen: dict[int, ir.Node] = {}
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if v.is_graph_input():
+            return None
+        if v.is_initializer():
+            continue
+        node = v.producer()
+        if node is None:  # neither an input, an initializer nor a node's output: not a constant
+            return None
+        if id(node) in seen:
+            continue
+        if node.domain not in ("", "ai.onnx") or any(
+            a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values()
+        ):
+            return None
+        seen[id(node)] = node
+        if len(seen) > MAX_CONE:
+            return None
+        stack.extend(i for i in node.inputs if i is not None)
+    graph = value.graph
+    order = {id(n): i for i, n in enumerate(graph)} if graph is not None else {}
+    return sorted(seen.values(), key=lambda n: order.get(id(n), 0))
+
+
+def _evaluate(value: ir.Value, cone: list[ir.Node], opsets: dict[str, int]) -> ir.TensorProtocol | None:
+    """``value`` computed by onnxscript's constant folder on a model holding only ``cone`` (None if it cannot)."""
+    from onnxscript.optimizer import fold_constants
+
+    leaves = {str(i.name): i for n in cone for i in n.inputs if i is not None and i.is_initializer() and i.const_value}
+    graph = onnx.helper.make_graph(
+        [ir.serde.serialize_node(n) for n in cone],
+        "cone",
+        [],
+        [onnx.ValueInfoProto(name=str(value.name))],
+        initializer=[ir.serde.serialize_tensor(v.const_value) for v in leaves.values() if v.const_value is not None],
+    )
+    for name, t in zip(leaves, graph.initializer, strict=True):
+        t.name = name
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
+    model = ir.from_proto(proto)
+    try:
+        fold_constants(model, should_fold=lambda node: True)
+    except Exception:  # an op the folder cannot evaluate: the weight stays computed, as before
+        return None
+    out = model.graph.outputs[0]
+    return out.const_value if out.producer() is None and out.const_value is not None else None
+
+
+def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int]) -> list[str]:
+    """Fold each layer weight computed from constants into an initializer; the names folded."""
+    folded: list[str] = []
+    for node in list(graph):
+        ops = LAYERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        for pos in ops or ():
+            v = node.inputs[pos] if len(node.inputs) > pos else None
+            if v is None or v.producer() is None or constant(v) is not None or v.is_graph_output():
+                continue
+            cone = _cone(v)
+            tensor = _evaluate(v, cone, opsets) if cone else None
+            if tensor is None:
+                continue
+            name = str(v.name)
+            v.name = f"{name}__computed"
+            array = tensor.numpy()
+            init = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype))
+            init.const_value = ir.tensor(array, name=name)
+            graph.register_initializer(init)
+            ir.convenience.replace_all_uses_with(v, init)
+            for n in reversed(cone or []):
+                if n.graph is graph and not any(o.uses() or o.is_graph_output() for o in n.outputs):
+                    graph.remove(n, safe=True)
+            folded.append(name)
+    return folded
+
+
+class ConstantsPass(ir.passes.InPlacePass):
+    """Initializers listed as graph inputs become plain constants; weight subgraphs of constants are folded."""
+
+    def __init__(self, state: Compilation) -> None:
+        super().__init__()
+        self.state = state
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        listed = initializer_inputs(graph)
+        for v in listed:
+            graph.inputs.remove(v)
+        if listed:
+            self.state.say(
+                f"{len(listed)} initializers are also listed as graph inputs (overridable defaults, e.g. "
+                f"{listed[0].name!r}): compiled as constants, so the compiled model does not take them as inputs"
+            )
+        folded = fold_weight_subgraphs(graph, dict(model.opset_imports))
+        if folded:
+            self.state.say(f"folded the constant subgraphs computing {len(folded)} weights (e.g. {folded[0]!r})")
+        return ir.passes.PassResult(model, modified=bool(listed or folded))

@@ -1,0 +1,97 @@
+"""The compile's numeric check: the sealed artifact against ORT on the original model, on this host's runner.
+
+Two checks, both on fresh random inputs, both failing the compile beyond the tolerance:
+1. end outputs: the artifact as written, every graph output (sparsec/verify.py);
+2. per layer: every sparse node's output, through a probe copy of the artifact that also outputs them
+   (sparsec/verify_layers.py); the error names the worst layer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .artifact import MANIFEST, MODEL, ArtifactWriter, value_infos
+from .errors import SparsecError
+from .targets.base import Progress, Target, quiet
+from .verify_layers import Feeds, LayerReport, check_layers, taps, with_outputs
+
+
+@contextmanager
+def _probe(target: Target, artifact: Path, model: onnx.ModelProto, manifest: dict[str, Any]) -> Iterator[Path]:
+    """A sealed copy of ``artifact`` whose model is ``model`` (the rewritten model with extra outputs), in a
+    temporary folder removed afterwards; the target's bundle is derived again from it."""
+    with tempfile.TemporaryDirectory(prefix="sparsec-probe-") as tmp, ArtifactWriter(Path(tmp) / "probe") as w:
+        for f in sorted(artifact.iterdir()):
+            if f.is_file() and f.name not in (MANIFEST, MODEL):
+                shutil.copy2(f, w.path(f.name))
+        onnx.save(model, str(w.path(MODEL)))
+        target.bundle(w.path(MODEL).parent, quiet)
+        yield w.seal({**manifest, "outputs": value_infos(model.graph.output, model)})
+
+
+def verify_artifact(
+    target: Target,
+    original: onnx.ModelProto,
+    rewritten: onnx.ModelProto,
+    artifact: Path,
+    manifest: dict[str, Any],
+    narrowed: dict[str, tuple[int, tuple[int, ...]]],
+    dims: dict[str, int],
+    seed: int,
+    say: Progress,
+    tolerance: float | None = None,
+) -> tuple[dict[str, float], LayerReport]:
+    """End-output errors by output name, and the per-layer report; raises SparsecError on a mismatch beyond
+    ``tolerance`` (default verify.TOLERANCE)."""
+    from .verify import TOLERANCE, compare_outputs, random_feeds, reference_outputs
+
+    limit = tolerance or TOLERANCE
+    say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
+    feeds = random_feeds(original, dims, seed=seed + 1)
+    errors = compare_outputs(original, lambda: target.run_artifact(artifact, feeds), feeds)
+    bad = {k: v for k, v in errors.items() if not v <= limit}
+    if bad:
+        name, err = max(bad.items(), key=lambda kv: kv[1])
+        raise SparsecError(f"verification failed: output {name!r} differs from ORT (max rel error {err:.3g} > {limit})")
+
+    found, unmatched = taps(rewritten, original, narrowed)
+    if not found:
+        return errors, LayerReport(unmatched=unmatched)
+    say(f"verifying the outputs of {len(found)} sparse layers against the same tensors in ONNX Runtime")
+    probe_model = with_outputs(rewritten, [t.value for t in found])
+    probe_names = [o.name for o in probe_model.graph.output]
+
+    def reference(feeds: Feeds, names: list[str]) -> dict[str, np.ndarray]:
+        extra = [n for n in names if n not in feeds]
+        model = with_outputs(original, extra)
+        values = dict(zip([o.name for o in model.graph.output], reference_outputs(model, feeds), strict=True))
+        return {**values, **{n: feeds[n] for n in names if n in feeds}}
+
+    def feeds_for(offset: int, scale: float) -> Feeds:
+        return random_feeds(original, dims, seed=seed + offset, scale=scale)
+
+    with _probe(target, artifact, probe_model, manifest) as probe:
+
+        def compiled(feeds: Feeds) -> dict[str, np.ndarray]:
+            return dict(zip(probe_names, target.run_artifact(probe, feeds), strict=True))
+
+        report = check_layers(found, reference, compiled, feeds_for)
+    report.unmatched = unmatched
+    failing = [t for t in found if not report.errors[t.layer] <= limit]
+    if failing:
+        first = failing[0]  # in graph order: where the difference starts; later layers inherit it
+        err = report.errors[first.layer]
+        raise SparsecError(
+            f"verification failed: sparse layer {first.layer!r} (output {first.value!r}) differs from ORT "
+            f"(max rel error {err:.3g} > {limit}; {len(failing)} of {len(found)} sparse layers differ, "
+            f"end outputs within {max(errors.values(), default=0.0):.2g})"
+        )
+    return errors, report
