@@ -181,3 +181,43 @@ def to_proto(model: ir.Model, source: onnx.ModelProto) -> onnx.ModelProto:
     del proto.opset_import[:]
     proto.opset_import.extend(opsets)
     return proto
+
+
+def _has_map(t: onnx.TypeProto) -> bool:
+    kind = t.WhichOneof("value")
+    if kind == "map_type":
+        return True
+    if kind == "sequence_type":
+        return _has_map(t.sequence_type.elem_type)
+    if kind == "optional_type":
+        return _has_map(t.optional_type.elem_type)
+    return False
+
+
+def hide_map_types(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, onnx.TypeProto]]:
+    """A copy of ``model`` without the map types onnx-ir 1.1 cannot read (ai.onnx.ml ZipMap & co. produce
+    sequence<map<...>>): graph inputs and outputs keep their name with no type, value_info entries go; and the
+    types removed, by value name, for :func:`restore_types`. ``model`` itself is returned when it has none."""
+    g = model.graph
+    if not any(_has_map(v.type) for v in [*g.input, *g.output, *g.value_info]):
+        return model, {}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    saved: dict[str, onnx.TypeProto] = {}
+    for v in [*out.graph.input, *out.graph.output]:
+        if _has_map(v.type):
+            saved[v.name] = onnx.TypeProto()
+            saved[v.name].CopyFrom(v.type)
+            v.ClearField("type")
+    keep = [v for v in out.graph.value_info if not _has_map(v.type)]
+    del out.graph.value_info[:]
+    out.graph.value_info.extend(keep)
+    return out, saved
+
+
+def restore_types(proto: onnx.ModelProto, saved: dict[str, onnx.TypeProto]) -> onnx.ModelProto:
+    """Put the types :func:`hide_map_types` removed back on the graph inputs and outputs of ``proto``."""
+    for v in [*proto.graph.input, *proto.graph.output]:
+        if v.name in saved:
+            v.type.CopyFrom(saved[v.name])
+    return proto

@@ -76,6 +76,23 @@ class ArtifactWriter:
         return self.out_dir
 
 
+def type_text(t: onnx.TypeProto) -> str:
+    """An ONNX type as ORT spells it: tensor(float), seq(map(int64,tensor(float)))."""
+    import onnx
+
+    kind = t.WhichOneof("value")
+    if kind == "tensor_type":
+        return f"tensor({onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type).name})"
+    if kind == "sequence_type":
+        return f"seq({type_text(t.sequence_type.elem_type)})"
+    if kind == "map_type":
+        key = onnx.helper.tensor_dtype_to_np_dtype(t.map_type.key_type).name
+        return f"map({key},{type_text(t.map_type.value_type)})"
+    if kind == "optional_type":
+        return f"optional({type_text(t.optional_type.elem_type)})"
+    return str(kind)
+
+
 def value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:
     """The manifest's records of graph inputs/outputs (initializers listed as inputs left out)."""
     import onnx
@@ -84,6 +101,9 @@ def value_infos(values: Any, model: onnx.ModelProto) -> list[dict[str, Any]]:
     out = []
     for v in values:
         if v.name in inits:
+            continue
+        if v.type.WhichOneof("value") not in (None, "tensor_type"):  # a sequence or map (ai.onnx.ml): ORT's
+            out.append({"name": v.name, "type": type_text(v.type)})
             continue
         dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in v.type.tensor_type.shape.dim]
         out.append(

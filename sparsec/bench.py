@@ -13,8 +13,9 @@ from typing import Any
 
 import onnx
 
+from .errors import SparsecError, ort_message
 from .timing import GAP_S, interleaved
-from .verify import random_feeds, relative_error
+from .verify import accepted_dim, random_feeds, relative_error
 
 
 def bench(
@@ -33,14 +34,24 @@ def bench(
 
     threads = threads or (os.cpu_count() or 1)
     model = load_model(baseline)
-    feeds = random_feeds(model, dims, seed=seed)
+    feeds = random_feeds(model, dims, seed=seed, default_dim=accepted_dim(model, dims, seed=seed))
     base_opts = ort.SessionOptions()
     base_opts.intra_op_num_threads = threads
     dense = ort.InferenceSession(str(baseline), base_opts, providers=["CPUExecutionProvider"])
     sp_opts = default_session_options()
     sp_opts.intra_op_num_threads = threads
     sparse = InferenceSession(artifact, sp_opts)
-    ref, got = dense.run(None, feeds), sparse.run(None, feeds)
+    try:
+        ref = dense.run(None, feeds)
+    except Exception as e:
+        raise SparsecError(f"ONNX Runtime cannot run the baseline on the bench inputs: {ort_message(e)}") from None
+    try:
+        got = sparse.run(None, feeds)
+    except Exception as e:
+        raise SparsecError(
+            f"the artifact cannot run the bench inputs: {ort_message(e)} (it was compiled for other shapes? "
+            "--dim sizes the symbolic dims)"
+        ) from None
     err = max(relative_error(g, r) for g, r in zip(got, ref, strict=True))
     stats = interleaved(
         {"ort": lambda: dense.run(None, feeds), "sparsec": lambda: sparse.run(None, feeds)},

@@ -82,7 +82,11 @@ def main() -> None:
 @click.option("--tune", is_flag=True, help="x86: measure formats and kernel variants per layer on this host (cached)")
 @click.option("--dump-dir", type=click.Path(file_okay=False, path_type=Path), help="write the model after each stage")
 @click.option(
-    "--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims (format choice, --tune, --verify)"
+    "--dim",
+    "dims",
+    multiple=True,
+    help="NAME=VALUE for symbolic input dims (format choice, --tune, --verify); INPUT[AXIS]=VALUE sizes an "
+    "unnamed one for --verify",
 )
 @_guard
 def compile_cmd(
@@ -140,23 +144,32 @@ def prune_cmd(model: Path, pattern: str, output: Path) -> None:
 @_guard
 def run_cmd(artifact: Path, inputs: tuple[str, ...], output: Path | None) -> None:
     """Run an artifact on inputs from .npy files."""
+    import numpy as np
+
     from .run import run_artifact
 
     outs = run_artifact(artifact, inputs)
+    other = [name for name, v in outs.items() if not isinstance(v, np.ndarray)]  # sequences / maps (ai.onnx.ml)
     if output:
-        import numpy as np
-
+        if other:
+            _fail(f"output {other[0]!r} is not a tensor: .npz holds tensors only; run without -o to print it")
         np.savez(output, **outs)  # type: ignore[arg-type]  # numpy's stub: a ** mapping could name allow_pickle
         click.echo(f"wrote {len(outs)} outputs to {output}")
     else:
         for name, v in outs.items():
-            click.echo(f"{name}: shape={list(v.shape)} dtype={v.dtype} mean={float(v.mean()):.6g}")
+            if isinstance(v, np.ndarray):
+                click.echo(f"{name}: shape={list(v.shape)} dtype={v.dtype} mean={float(v.mean()):.6g}")
+            else:
+                text = repr(v)
+                click.echo(f"{name}: {type(v).__name__} of {len(v)}: {text[:200]}{'...' if len(text) > 200 else ''}")
 
 
 @main.command("bench")
 @click.argument("artifact", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), required=True, help="original model")
-@click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims")
+@click.option(
+    "--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims (INPUT[AXIS]=VALUE: an unnamed one)"
+)
 @click.option("--threads", type=int, default=0, help="intra-op threads for both (0: all cores)")
 @click.option("--repeat", type=int, default=30, show_default=True)
 @click.option("--json", "as_json", is_flag=True)

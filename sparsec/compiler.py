@@ -92,7 +92,10 @@ def compile_model(
         if unverified and options.verify:
             raise SparsecError(f"--verify: cannot run {target.name} code on this host: {unverified}")
     say(f"loading {model_path}")
-    original = load_model(model_path)
+    original = load_model(model_path, say)
+    refused = target.cannot_take(original)
+    if refused:
+        raise SparsecError(f"--target {target.name} cannot compile {Path(model_path).name}: {refused}")
     versions = toolchain_versions()
     say("analysing weights and choosing formats")
     narrowed: dict[str, tuple[int, tuple[int, ...]]] = {}

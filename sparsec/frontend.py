@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -44,19 +45,31 @@ def _check_opset(model: onnx.ModelProto, p: Path) -> None:
         )
 
 
-def _check_dims(model: onnx.ModelProto, p: Path) -> None:
-    """Declared dimensions must fit the 32-bit indices kernels use."""
+def _check_dims(model: onnx.ModelProto, p: Path, say: Callable[[str], None]) -> None:
+    """Declared dimensions must fit the 32-bit indices kernels use. A negative one (-1: paddle2onnx and others write
+    it for "any size", which ORT accepts) becomes an unnamed symbolic dimension, with one warning line."""
     g = model.graph
+    loose: list[str] = []
     for vi in list(g.input) + list(g.output) + list(g.value_info):
         if not vi.type.HasField("tensor_type"):
             continue
-        for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_value") and not 0 <= d.dim_value <= MAX_DIM:
+        for i, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value < 0:
+                d.ClearField("dim_value")
+                loose.append(f"{vi.name}[{i}]")
+            elif d.HasField("dim_value") and d.dim_value > MAX_DIM:
                 raise SparsecError(f"{p}: {vi.name!r} declares dimension {d.dim_value}, outside 0..{MAX_DIM}")
+    if loose:
+        more = f", +{len(loose) - 3} more" if len(loose) > 3 else ""
+        say(f"warning: {len(loose)} dimensions declared negative ({', '.join(loose[:3])}{more}) are read as symbolic")
 
 
-def load_model(path: str | Path) -> onnx.ModelProto:
-    """Read, check and shape-infer a model; every failure is a SparsecError with one line."""
+def _quiet(msg: str) -> None:
+    pass
+
+
+def load_model(path: str | Path, say: Callable[[str], None] = _quiet) -> onnx.ModelProto:
+    """Read, check and shape-infer a model; every failure is a SparsecError with one line; ``say`` gets warnings."""
     p = Path(path)
     if not p.is_file():
         raise SparsecError(f"{p}: no such file")
@@ -78,7 +91,7 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     except Exception as e:
         raise SparsecError(f"{p}: invalid ONNX model ({_first_line(e)})") from None
     _check_opset(model, p)
-    _check_dims(model, p)
+    _check_dims(model, p, say)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as e:

@@ -90,9 +90,10 @@ def compile_graph(
     """The rewritten model (``model`` is not modified) and the layer records, after the stages up to ``until``;
     ``refuse_nonfinite``: a weight with NaN/Inf stops the compile after ``select`` (``inspect`` reports it);
     ``narrowed``, when given, receives the values whose channels ``shrink`` removed (passes/state.py)."""
-    from .passes.graph import to_proto
+    from .passes.graph import hide_map_types, restore_types, to_proto
     from .passes.state import Compilation
 
+    model, hidden = hide_map_types(model)  # non-tensor values stay ORT's; onnx-ir cannot read map types
     state = Compilation(target, options, source=model, say=progress, refuse_nonfinite=refuse_nonfinite)
     manager = stages(state, Path(dump_dir) if dump_dir is not None else None, until)
     try:
@@ -101,4 +102,4 @@ def compile_graph(
         raise _unwrap(e) from None
     if narrowed is not None:
         narrowed.update(state.narrowed)
-    return to_proto(result.model, state.source), state.records()
+    return restore_types(to_proto(result.model, state.source), hidden), state.records()

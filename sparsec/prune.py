@@ -193,33 +193,42 @@ def from_rows(node: onnx.NodeProto, w: np.ndarray, shape: tuple[int, ...]) -> np
     return np.ascontiguousarray(w.T if _weight_is_transposed(node) else w.reshape(shape))
 
 
-def _weight_uses(graph: onnx.GraphProto) -> Iterator[tuple[onnx.NodeProto, onnx.TensorProto]]:
-    """(layer node, float32 initializer used as its weight), in graph order; a shared weight appears each time."""
+def _weight_uses(graph: onnx.GraphProto) -> Iterator[tuple[onnx.NodeProto, onnx.TensorProto, str]]:
+    """(layer node, float32 tensor used as its weight, the weight's value name), in graph order; the tensor is an
+    initializer or a Constant node's ``value`` (paddle2onnx and others keep every weight in Constant nodes); a
+    shared weight appears each time."""
     inits = {t.name: t for t in graph.initializer}
+    constants = {
+        n.output[0]: a.t
+        for n in graph.node
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and n.output
+        for a in n.attribute
+        if a.name == "value"
+    }
     for node in graph.node:
         ranks = _LAYER_RANKS.get(node.op_type)
         if ranks is None or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
-        tensor = inits.get(node.input[1])
+        tensor = inits.get(node.input[1]) or constants.get(node.input[1])
         if tensor is None or tensor.data_type != onnx.TensorProto.FLOAT:
             continue
         if ranks[0] <= len(tensor.dims) <= ranks[1]:
-            yield node, tensor
+            yield node, tensor, node.input[1]
 
 
 def _density(a: np.ndarray) -> float:
     return float(np.count_nonzero(a)) / a.size if a.size else 0.0
 
 
-def _prune_tensor(node: onnx.NodeProto, tensor: onnx.TensorProto, pattern: PrunePattern) -> PruneStats:
-    """Prune one initializer in place, oriented as ``node`` uses it."""
+def _prune_tensor(node: onnx.NodeProto, tensor: onnx.TensorProto, name: str, pattern: PrunePattern) -> PruneStats:
+    """Prune one weight tensor (named ``name`` in the graph) in place, oriented as ``node`` uses it."""
     b = numpy_helper.to_array(tensor)
     pruned = from_rows(node, prune_weight(to_rows(node, b), pattern), b.shape)
     new = numpy_helper.from_array(pruned, tensor.name)
     new.doc_string = tensor.doc_string
     tensor.CopyFrom(new)
     return {
-        "name": tensor.name,
+        "name": name,
         "op": node.op_type,
         "shape": list(b.shape),
         "density_before": _density(b),
@@ -232,19 +241,22 @@ def prune_model(
 ) -> tuple[onnx.ModelProto, list[PruneStats]]:
     """A pruned copy of ``model`` (the argument is untouched) and one stats record per pruned weight.
 
-    Pruned: float32 initializers of the main graph used as operand 1 of MatMul (rank 2), Gemm (rank 2, transB
-    respected) or Conv (rank 3-5). A weight shared by several layers is pruned once, oriented as its first use.
-    Computed weights and subgraphs are left alone. ``label`` names the model in the error when nothing qualifies.
+    Pruned: float32 initializers and Constant-node values of the main graph used as operand 1 of MatMul (rank 2),
+    Gemm (rank 2, transB respected) or Conv (rank 3-5). A weight shared by several layers is pruned once, oriented
+    as its first use. Computed weights and subgraphs are left alone. ``label`` names the model in the error when
+    nothing qualifies.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
     done: set[str] = set()
     stats: list[PruneStats] = []
-    for node, tensor in _weight_uses(out.graph):
-        if tensor.name in done:
+    for node, tensor, name in _weight_uses(out.graph):
+        if name in done:
             continue
-        stats.append(_prune_tensor(node, tensor, pattern))
-        done.add(tensor.name)
+        stats.append(_prune_tensor(node, tensor, name, pattern))
+        done.add(name)
     if not stats:
-        raise SparsecError(f"no MatMul/Gemm/Conv weight to prune in {label} (need a float32 initializer as operand 1)")
+        raise SparsecError(
+            f"no MatMul/Gemm/Conv weight to prune in {label} (need a float32 initializer or Constant node as operand 1)"
+        )
     return out, stats

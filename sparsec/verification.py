@@ -51,11 +51,12 @@ def verify_artifact(
 ) -> tuple[dict[str, float], LayerReport]:
     """End-output errors by output name, and the per-layer report; raises SparsecError on a mismatch beyond
     ``tolerance`` (default verify.TOLERANCE)."""
-    from .verify import TOLERANCE, compare_outputs, random_feeds, reference_outputs
+    from .verify import TOLERANCE, accepted_dim, compare_outputs, random_feeds, reference_outputs
 
     limit = tolerance or TOLERANCE
     say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
-    feeds = random_feeds(original, dims, seed=seed + 1)
+    size = accepted_dim(original, dims, seed=seed + 1)  # for symbolic dims --dim leaves unset
+    feeds = random_feeds(original, dims, seed=seed + 1, default_dim=size)
     errors = compare_outputs(original, lambda: target.run_artifact(artifact, feeds), feeds)
     bad = {k: v for k, v in errors.items() if not v <= limit}
     if bad:
@@ -76,7 +77,7 @@ def verify_artifact(
         return {**values, **{n: feeds[n] for n in names if n in feeds}}
 
     def feeds_for(offset: int, scale: float) -> Feeds:
-        return random_feeds(original, dims, seed=seed + offset, scale=scale)
+        return random_feeds(original, dims, seed=seed + offset, default_dim=size, scale=scale)
 
     with _probe(target, artifact, probe_model, manifest) as probe:
 

@@ -54,8 +54,8 @@ def random_feeds(
     default_dim: int = 2,
     scale: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Fresh random inputs for every graph input; symbolic dims take ``dims[name]`` or ``default_dim``; floating-point
-    inputs are standard normal times ``scale``."""
+    """Fresh random inputs for every graph input; symbolic dims take ``dims[name]`` (an unnamed one
+    ``dims['input[axis]']``) or ``default_dim``; floating-point inputs are standard normal times ``scale``."""
     rng = np.random.default_rng(seed)
     dims = dims or {}
     inits = {i.name for i in model.graph.initializer}
@@ -69,7 +69,10 @@ def random_feeds(
             raise SparsecError(
                 f"input {vi.name!r}: unsupported element type {onnx.TensorProto.DataType.Name(tt.elem_type)}"
             )
-        shape = [d.dim_value if d.HasField("dim_value") else dims.get(d.dim_param, default_dim) for d in tt.shape.dim]
+        shape = [
+            d.dim_value if d.HasField("dim_value") else dims.get(d.dim_param or f"{vi.name}[{i}]", default_dim)
+            for i, d in enumerate(tt.shape.dim)
+        ]
         if math.prod(shape) > MAX_FEED_ELEMENTS:
             raise SparsecError(
                 f"input {vi.name!r} of shape {shape} is too large for a random test input "
@@ -89,7 +92,65 @@ def random_feeds(
     return feeds
 
 
-def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
+DIM_TRIES = (2, 1, 32, 224)  # sizes tried for symbolic dims --dim does not give: small first, then image-like
+
+
+def unset_dims(model: onnx.ModelProto, dims: dict[str, int]) -> list[str]:
+    """The symbolic dims of the model's (non-initializer) inputs that ``dims`` does not size: 'name', or
+    'input[axis]' for an unnamed one."""
+    inits = {i.name for i in model.graph.initializer}
+    out: list[str] = []
+    for vi in model.graph.input:
+        if vi.name in inits or not vi.type.HasField("tensor_type"):
+            continue
+        for i, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                continue
+            label = d.dim_param or f"{vi.name}[{i}]"
+            if label not in dims and label not in out:
+                out.append(label)
+    return out
+
+
+def accepted_dim(model: onnx.ModelProto, dims: dict[str, int], seed: int = 0) -> int:
+    """The size for symbolic dims ``dims`` leaves unset that the original model runs with: the first of DIM_TRIES
+    ORT accepts with no output empty. None unset: 2, without running anything. None accepted: a SparsecError naming
+    the dims and the flag that sets them (the sizes were sparsec's guess, not a fault of the model)."""
+    unset = unset_dims(model, dims)
+    if not unset:
+        return DIM_TRIES[0]
+    first = ""
+    sess = reference_session(model)  # a model ORT cannot load fails here, whatever the sizes
+    for d in DIM_TRIES:
+        try:
+            outs = reference_outputs(model, random_feeds(model, dims, seed=seed, default_dim=d), sess)
+        except SparsecError as e:
+            first = first or str(e).removeprefix("ONNX Runtime cannot run the original model: ")
+            continue
+        if all(np.asarray(o).size for o in outs):  # an empty output would check nothing
+            return d
+        first = first or "an output is empty"
+    names = ", ".join(unset)
+    unnamed = " (INPUT[AXIS]=N for an unnamed one)" if any(u.endswith("]") for u in unset) else ""
+    raise SparsecError(
+        f"ONNX Runtime runs the model with none of the sizes sparsec tried ({', '.join(map(str, DIM_TRIES))}) for "
+        f"its symbolic dims {names} (with {DIM_TRIES[0]}: {first}); give them with --dim NAME=N{unnamed}"
+    )
+
+
+def relative_error(got: Any, ref: Any) -> float:
+    """The error measure of the module docstring; sequences and maps (ai.onnx.ml outputs such as ZipMap's list of
+    {label: probability}) are compared element by element (the worst element; inf when their structure differs)."""
+    if isinstance(ref, dict):
+        if not isinstance(got, dict) or got.keys() != ref.keys():
+            return float("inf")
+        return max((relative_error(got[k], ref[k]) for k in ref), default=0.0)
+    if isinstance(ref, (list, tuple)):
+        if not isinstance(got, (list, tuple)) or len(got) != len(ref):
+            return float("inf")
+        return max((relative_error(g, r) for g, r in zip(got, ref, strict=True)), default=0.0)
+    if isinstance(got, (dict, list, tuple)):
+        return float("inf")
     got64, ref64 = np.asarray(got, np.float64), np.asarray(ref, np.float64)
     if got64.shape != ref64.shape:
         return float("inf")
@@ -102,16 +163,26 @@ def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(got64[fin] - ref64[fin]), initial=0.0)) / scale
 
 
-def reference_outputs(model: onnx.ModelProto | str | Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """ORT (CPU EP) on the original model."""
+def reference_session(model: onnx.ModelProto | str | Path) -> Any:
+    """An ORT (CPU EP) session on the original model; a model ORT cannot load is a SparsecError."""
     import onnxruntime as ort
 
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     so = ort.SessionOptions()
     so.log_severity_level = 4  # the exception carries the message: no duplicate log lines
     try:
-        sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-        return sess.run(None, feeds)
+        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise SparsecError(f"ONNX Runtime cannot run the original model: {ort_message(e)}") from None
+
+
+def reference_outputs(
+    model: onnx.ModelProto | str | Path, feeds: dict[str, np.ndarray], sess: Any = None
+) -> list[np.ndarray]:
+    """ORT (CPU EP) on the original model (``sess``: a reference_session of it, to run it again)."""
+    sess = sess if sess is not None else reference_session(model)
+    try:
+        return list(sess.run(None, feeds))
     except Exception as e:
         raise SparsecError(f"ONNX Runtime cannot run the original model: {ort_message(e)}") from None
 

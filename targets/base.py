@@ -25,6 +25,16 @@ def quiet(_msg: str) -> None:
     """A progress callback that says nothing."""
 
 
+def non_tensor_value(model: Any) -> str:
+    """'output 'NAME' (a sequence)' for the first graph input or output that is not a tensor, else ""."""
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for v in values:
+            what = v.type.WhichOneof("value")
+            if what not in (None, "tensor_type"):
+                return f"{kind} {v.name!r} (a {what.removesuffix('_type')})"
+    return ""
+
+
 def on_x86_host() -> bool:
     return platform.machine() in ("x86_64", "AMD64")
 
@@ -57,6 +67,11 @@ class Target:
     def from_manifest(cls, info: dict[str, Any]) -> Target:
         """The target an artifact was built for, from its manifest's ``target`` entry."""
         return cls()
+
+    def cannot_take(self, model: Any) -> str:
+        """Why this target cannot compile ``model`` (an onnx.ModelProto) at all, checked before any work; "" when
+        it can. Default: it can (its artifacts run in ORT, which takes any value ORT takes)."""
+        return ""
 
     # --- what it generates -------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

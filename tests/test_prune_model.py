@@ -155,6 +155,42 @@ def test_non_float_and_wrong_rank_weights_are_skipped() -> None:
         prune_model(helper.make_model(graph), parse_pattern("nm:2:4"), label="toy.onnx")
 
 
+def test_weights_in_constant_nodes_are_pruned_and_compile_sparse(tmp_path: Path) -> None:
+    """paddle2onnx keeps every weight in a Constant node: prune finds them (oriented per op), and the pruned model
+    compiles with sparse layers that verify against ORT."""
+    from sparsec.compiler import compile_model
+    from sparsec.options import CompileOptions
+
+    b1, w2 = rand(24, 32, seed=1), rand(16, 32, seed=2)  # MatMul B[K, N]; Gemm transB=1 W[N, K]
+    nodes = [
+        helper.make_node("Constant", [], ["b1"], value=numpy_helper.from_array(b1)),
+        helper.make_node("Constant", [], ["w2"], value=numpy_helper.from_array(w2)),
+        helper.make_node("MatMul", ["x", "b1"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "w2"], ["y"], name="fc2", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "paddle_like",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 24])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out, stats = prune_model(m, parse_pattern("unstructured:0.9"))
+    assert [(st["name"], st["op"], st["shape"]) for st in stats] == [
+        ("b1", "MatMul", [24, 32]),
+        ("w2", "Gemm", [16, 32]),
+    ]
+    assert all(abs(st["density_after"] - 0.1) < 0.01 for st in stats)
+    pruned = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in out.graph.node if n.op_type == "Constant"}
+    np.testing.assert_array_equal(pruned["b1"].T, prune_weight(b1.T, parse_pattern("unstructured:0.9")))
+    assert not out.graph.initializer and numpy_helper.to_array(m.graph.node[0].attribute[0].t).all()  # input kept
+    src = tmp_path / "p.onnx"
+    onnx.save(out, str(src))
+    res = compile_model(src, tmp_path / "p.sparsec", CompileOptions(format="csr", verify=True))
+    assert [la["format"] for la in res.layers] == ["csr", "csr"] and max(res.errors.values()) <= 1e-4
+
+
 # ------------------------------------------------------------------------------------------------ prune_file
 
 

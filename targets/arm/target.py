@@ -125,6 +125,15 @@ class ArmTarget(SimdTarget):
         shutil.copy2(libs.tvm_runtime, folder / "libtvm_runtime.so")
         shutil.copy2(libs.tvm_ffi, folder / "libtvm_ffi.so")
 
+    def cannot_take(self, model: Any) -> str:
+        """Non-tensor graph inputs or outputs (ai.onnx.ml sequences and maps): the ARM host app cannot
+        pass them."""
+        from ..base import non_tensor_value
+
+        value = non_tensor_value(model)
+        why = "the aarch64 host app (examples/arm_host) and its qemu runner pass only tensors"
+        return f"{value} is not a tensor; {why} (--target x86 runs such models)" if value else ""
+
     def cannot_run(self) -> str:
         """Why this host cannot run the artifact ("" when qemu-aarch64 can)."""
         return qemu_missing()

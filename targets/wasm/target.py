@@ -119,6 +119,15 @@ class WasmTarget(SimdTarget):
         """--tune times kernels natively; wasm kernels run only inside a JS engine."""
         return "not available for --target wasm (kernels are timed natively; use python -m benchmarks.wasm_node)"
 
+    def cannot_take(self, model: Any) -> str:
+        """Non-tensor graph inputs or outputs (ai.onnx.ml sequences and maps): the JS runner cannot
+        pass them."""
+        from ..base import non_tensor_value
+
+        value = non_tensor_value(model)
+        why = "onnxruntime-web and the sparsec JS runner pass only tensors"
+        return f"{value} is not a tensor; {why} (--target x86 runs such models)" if value else ""
+
     def cannot_run(self) -> str:
         """Why this host cannot run wasm artifacts ("" when node and onnxruntime-web are installed)."""
         return node_missing()

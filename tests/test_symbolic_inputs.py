@@ -1,0 +1,139 @@
+"""Inputs as exporters declare them (issue 15, first part): -1 dims read as symbolic with a warning, verification sizes
+the model accepts for symbolic dims --dim leaves unset, unnamed dims addressed as INPUT[AXIS], one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from sparsec.cli import main
+from sparsec.compiler import compile_model
+from sparsec.errors import SparsecError
+from sparsec.frontend import load_model
+from sparsec.options import CompileOptions
+from sparsec.verify import accepted_dim, random_feeds, unset_dims
+from tests.passes.graphs import weight
+
+
+def _save(m: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(m, str(path))
+    return path
+
+
+def pooled(batch: int | str = -1) -> onnx.ModelProto:
+    """A 1x1 conv, two 2x2 stride-2 max pools, Resize x4 and a residual Add with the conv: runs only when height and
+    width are multiples of 4 or 1 (ORT pools 1 to 1): sparsec's first guess, 2, fails; batch declared ``batch``."""
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((8, 8, 1, 1)) * (rng.random((8, 8, 1, 1)) < 0.3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+        helper.make_node("MaxPool", ["c"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("MaxPool", ["p1"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Resize", ["p2", "", "scales"], ["up"], mode="nearest"),
+        helper.make_node("Add", ["c", "up"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8, "h", "w"])],
+        initializer=[
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.array([1, 1, 4, 4], np.float32), "scales"),
+        ],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def mlp_minus_one() -> onnx.ModelProto:
+    """x[-1, 24] -> MatMul (sparse) -> Relu -> y[-1, 16], as paddle2onnx declares a batch."""
+    w = np.ascontiguousarray(weight(np.random.default_rng(1), 16, 24, density=0.2).T)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"), helper.make_node("Relu", ["h"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 24])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 16])],
+        initializer=[numpy_helper.from_array(w, "w")],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_minus_one_dims_are_read_as_symbolic_with_a_warning(tmp_path: Path) -> None:
+    said: list[str] = []
+    m = load_model(_save(mlp_minus_one(), tmp_path / "m.onnx"), said.append)
+    dim = m.graph.input[0].type.tensor_type.shape.dim[0]
+    assert not dim.HasField("dim_value") and not dim.dim_param
+    assert said == ["warning: 2 dimensions declared negative (x[0], y[0]) are read as symbolic"]
+
+
+def test_minus_one_model_compiles_sparse_and_verifies(tmp_path: Path) -> None:
+    """Numeric: verification ran (per layer too) on random inputs against ORT on the original."""
+    src = _save(mlp_minus_one(), tmp_path / "m.onnx")
+    res = compile_model(src, tmp_path / "m.sparsec", CompileOptions(format="csr", verify=True))
+    assert [la["format"] for la in res.layers] == ["csr"]
+    assert res.checked == "1/1 sparse layers checked" and max(res.errors.values()) <= 1e-4
+
+
+def test_verification_finds_sizes_the_model_accepts(tmp_path: Path) -> None:
+    m = load_model(_save(pooled(), tmp_path / "p.onnx"))
+    assert unset_dims(m, {}) == ["x[0]", "h", "w"]
+    assert accepted_dim(m, {}) == 1  # 2 failed, the next guess runs
+    with pytest.raises(SparsecError, match=r"symbolic dims x\[0\], w .*INPUT\[AXIS\]=N for an unnamed one"):
+        accepted_dim(m, {"h": 2})  # no size of the others helps
+    assert accepted_dim(m, {"h": 8, "w": 8}) == 2  # batch 2 is fine once height and width are given
+    assert unset_dims(m, {"h": 8, "w": 8, "x[0]": 3}) == []
+    assert random_feeds(m, {"h": 8, "w": 12, "x[0]": 3})["x"].shape == (3, 8, 8, 12)
+    res = compile_model(tmp_path / "p.onnx", tmp_path / "p.sparsec", CompileOptions(verify=True))
+    assert res.errors and max(res.errors.values()) <= 1e-4
+
+
+def test_no_accepted_size_is_one_line_naming_dims_and_flag(tmp_path: Path) -> None:
+    """A model that runs only at n=5: sparsec's guesses all fail; the error says so without blaming the model."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1])],
+        initializer=[numpy_helper.from_array(np.array([5, 1], np.int64), "shape")],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(
+        SparsecError, match=r"none of the sizes sparsec tried \(2, 1, 32, 224\) for its symbolic dims n "
+    ):
+        accepted_dim(m, {})
+    result = CliRunner().invoke(
+        main, ["compile", str(_save(m, tmp_path / "r.onnx")), "-o", str(tmp_path / "r.sparsec")]
+    )
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert (
+        lines[-1].startswith("error: ONNX Runtime runs the model with none of the sizes")
+        and "--dim NAME=N" in lines[-1]
+    )
+    assert "internal error" not in result.output and not (tmp_path / "r.sparsec").exists()
+    ok = CliRunner().invoke(
+        main, ["compile", str(tmp_path / "r.onnx"), "-o", str(tmp_path / "r.sparsec"), "--dim", "n=5"]
+    )
+    assert ok.exit_code == 0, ok.output
+
+
+def test_bench_sizes_unnamed_dims_and_reports_errors_in_one_line(tmp_path: Path) -> None:
+    src = _save(mlp_minus_one(), tmp_path / "m.onnx")
+    compile_model(src, tmp_path / "m.sparsec", CompileOptions(format="csr", verify=False))
+    args = ["bench", str(tmp_path / "m.sparsec"), "--baseline", str(src), "--repeat", "3", "--json"]
+    ok = CliRunner().invoke(main, [*args, "--dim", "x[0]=4"])
+    assert ok.exit_code == 0, ok.output
+    other = _save(pooled(batch=1), tmp_path / "p.onnx")  # a baseline whose inputs the artifact does not take
+    bad = CliRunner().invoke(main, ["bench", str(tmp_path / "m.sparsec"), "--baseline", str(other), "--repeat", "3"])
+    assert bad.exit_code == 2 and "internal error" not in bad.output
+    assert bad.output.strip().splitlines()[-1].startswith("error: the artifact cannot run the bench inputs")
