@@ -43,7 +43,7 @@ class SelectPass(ir.passes.InPlacePass):
         for layer in find_layers(model.graph):
             if layer.op == "Conv" and not target.sparse_conv and not layer.skip:
                 layer = replace(
-                    layer, skip=f"no sparse convolution kernels for target {target.name} (x86 and wasm have them)"
+                    layer, skip=f"no sparse convolution kernels for target {target.name}"
                 )
             layer = replace(layer, rows=layer.rows or _rows_from_shapes(layer, shapes))
             layer = replace(

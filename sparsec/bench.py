@@ -25,15 +25,18 @@ def bench(
     threads: int = 0,
     repeat: int = 30,
     seed: int = 0,
+    input_shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Median latencies (ms) of ORT dense on ``baseline`` and of ``artifact``, their ratio and the max error."""
     import onnxruntime as ort
 
-    from .frontend import load_model
+    from .frontend import fix_input_shapes, load_model
     from .runtime import InferenceSession, default_session_options
 
     threads = threads or (os.cpu_count() or 1)
     model = load_model(baseline)
+    if input_shapes:
+        model = fix_input_shapes(model, input_shapes)
     feeds = random_feeds(model, dims, seed=seed, default_dim=accepted_dim(model, dims, seed=seed))
     base_opts = ort.SessionOptions()
     base_opts.intra_op_num_threads = threads

@@ -52,6 +52,20 @@ def _dims(values: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
+def _shapes(values: tuple[str, ...]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for v in values:
+        name, sep, dims = v.partition("=")
+        parts = dims.split(",")
+        if not sep or not name or not all(p.isdigit() and int(p) >= 1 for p in parts):
+            _fail(f"bad --input-shape {v!r}: expected NAME=D0,D1,... with positive integers")
+        out[name] = [int(p) for p in parts]
+    return out
+
+
+SHAPE_HELP = "NAME=D0,D1,... fixes an input's shape (every dim, named, unnamed or -1); the artifact takes only it"
+
+
 def progress(msg: str) -> None:
     click.echo(f"[sparsec] {msg}", err=True)
 
@@ -88,6 +102,7 @@ def main() -> None:
     help="NAME=VALUE for symbolic input dims (format choice, --tune, --verify); INPUT[AXIS]=VALUE sizes an "
     "unnamed one for --verify",
 )
+@click.option("--input-shape", "input_shapes", multiple=True, help=SHAPE_HELP)
 @_guard
 def compile_cmd(
     model: Path,
@@ -100,12 +115,22 @@ def compile_cmd(
     tune: bool,
     dump_dir: Path | None,
     dims: tuple[str, ...],
+    input_shapes: tuple[str, ...],
 ) -> None:
     """Compile MODEL.onnx into an artifact directory."""
     from .compiler import compile_model
     from .options import CompileOptions
 
-    opts = CompileOptions(target=target, format=fmt, verify=verify, cpu=cpu, arch=arch, tune=tune, dims=_dims(dims))
+    opts = CompileOptions(
+        target=target,
+        format=fmt,
+        verify=verify,
+        cpu=cpu,
+        arch=arch,
+        tune=tune,
+        dims=_dims(dims),
+        input_shapes=_shapes(input_shapes),
+    )
     out = output or model.with_suffix(".sparsec")
     result = compile_model(model, out, opts, dump_dir=dump_dir, progress=progress)
     click.echo(result.summary())
@@ -116,12 +141,13 @@ def compile_cmd(
 @click.option("--target", default="x86", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print a JSON document")
 @click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims (the M formats are ranked at)")
+@click.option("--input-shape", "input_shapes", multiple=True, help=SHAPE_HELP)
 @_guard
-def inspect_cmd(model: Path, target: str, as_json: bool, dims: tuple[str, ...]) -> None:
+def inspect_cmd(model: Path, target: str, as_json: bool, dims: tuple[str, ...], input_shapes: tuple[str, ...]) -> None:
     """Per constant weight: shape, density, N:M conformity, block fit, zero rows/cols, the format it would get."""
     from .inspect import format_table, inspect_model
 
-    report = inspect_model(model, target, _dims(dims))
+    report = inspect_model(model, target, _dims(dims), _shapes(input_shapes))
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 
 
@@ -170,15 +196,24 @@ def run_cmd(artifact: Path, inputs: tuple[str, ...], output: Path | None) -> Non
 @click.option(
     "--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims (INPUT[AXIS]=VALUE: an unnamed one)"
 )
+@click.option("--input-shape", "input_shapes", multiple=True, help="NAME=D0,D1,... an input's shape for both")
 @click.option("--threads", type=int, default=0, help="intra-op threads for both (0: all cores)")
 @click.option("--repeat", type=int, default=30, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_guard
-def bench_cmd(artifact: Path, baseline: Path, dims: tuple[str, ...], threads: int, repeat: int, as_json: bool) -> None:
+def bench_cmd(
+    artifact: Path,
+    baseline: Path,
+    dims: tuple[str, ...],
+    input_shapes: tuple[str, ...],
+    threads: int,
+    repeat: int,
+    as_json: bool,
+) -> None:
     """Median latency of ORT on the baseline vs the artifact (same inputs and threads, interleaved runs)."""
     from .bench import bench
 
-    r = bench(artifact, baseline, _dims(dims), threads=threads, repeat=repeat)
+    r = bench(artifact, baseline, _dims(dims), threads=threads, repeat=repeat, input_shapes=_shapes(input_shapes))
     if as_json:
         click.echo(json.dumps(r, indent=2))
     else:

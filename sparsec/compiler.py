@@ -93,6 +93,12 @@ def compile_model(
             raise SparsecError(f"--verify: cannot run {target.name} code on this host: {unverified}")
     say(f"loading {model_path}")
     original = load_model(model_path, say)
+    if options.input_shapes:
+        from .frontend import fix_input_shapes
+
+        original = fix_input_shapes(original, options.input_shapes)
+        fixed = ", ".join(f"{k}=[{','.join(map(str, v))}]" for k, v in options.input_shapes.items())
+        say(f"input shapes fixed: {fixed} (the artifact takes only these)")
     refused = target.cannot_take(original)
     if refused:
         raise SparsecError(f"--target {target.name} cannot compile {Path(model_path).name}: {refused}")

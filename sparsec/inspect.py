@@ -8,18 +8,23 @@ from typing import Any
 
 
 def inspect_model(
-    model_path: str | Path, target_name: str = "x86", dims: dict[str, int] | None = None
+    model_path: str | Path,
+    target_name: str = "x86",
+    dims: dict[str, int] | None = None,
+    input_shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """A JSON-ready report: one record per MatMul/Gemm/Conv weight (the manifest's fields, the sparsity profile and
     the fusion notes), from the compile stages up to ``fuse``."""
-    from .frontend import load_model
+    from .frontend import fix_input_shapes, load_model
     from .options import CompileOptions
     from .pipeline import compile_graph
     from .targets.registry import get_target
 
     target = get_target(target_name)
     model = load_model(model_path)
-    options = CompileOptions(target=target_name, verify=False, dims=dims or {})
+    if input_shapes:
+        model = fix_input_shapes(model, input_shapes)
+    options = CompileOptions(target=target_name, verify=False, dims=dims or {}, input_shapes=input_shapes or {})
     _, layers = compile_graph(model, target, options, until="fuse", refuse_nonfinite=False)
     inits = {i.name for i in model.graph.initializer}
     return {

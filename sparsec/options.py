@@ -24,6 +24,7 @@ class CompileOptions:
     tune: bool = False  # measure candidate formats and variants per layer on this host (passes/tune.py)
     representative_m: int = 128  # rows of the activation the cost model ranks formats at, when nothing says more
     dims: dict[str, int] = field(default_factory=dict)  # --dim NAME=N: symbolic dims for selection, tuning, verify
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)  # --input-shape NAME=D0,D1,..: fixed shapes
     seed: int = 0
     versions: dict[str, str] = field(default_factory=dict)
 

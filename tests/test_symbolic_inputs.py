@@ -3,6 +3,7 @@ the model accepts for symbolic dims --dim leaves unset, unnamed dims addressed a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,50 @@ def test_bench_sizes_unnamed_dims_and_reports_errors_in_one_line(tmp_path: Path)
     bad = CliRunner().invoke(main, ["bench", str(tmp_path / "m.sparsec"), "--baseline", str(other), "--repeat", "3"])
     assert bad.exit_code == 2 and "internal error" not in bad.output
     assert bad.output.strip().splitlines()[-1].startswith("error: the artifact cannot run the bench inputs")
+
+
+def test_input_shape_specialises_the_artifact_so_symbolic_convs_go_sparse(tmp_path: Path) -> None:
+    src = _save(pooled(), tmp_path / "p.onnx")
+    loose = compile_model(src, tmp_path / "loose.sparsec", CompileOptions(format="csr", verify=False))
+    assert [la["format"] for la in loose.layers] == ["dense"]  # spatial size unknown: the conv stays on ORT
+    said: list[str] = []
+    opts = CompileOptions(format="csr", verify=True, input_shapes={"x": [1, 8, 32, 32]})
+    res = compile_model(src, tmp_path / "p.sparsec", opts, progress=said.append)
+    assert [la["format"] for la in res.layers] == ["csr"] and res.checked == "1/1 sparse layers checked"
+    assert max(res.errors.values()) <= 1e-4
+    assert "input shapes fixed: x=[1,8,32,32] (the artifact takes only these)" in said
+    out = onnx.load(str(res.artifact / "model.onnx"))
+    assert [d.dim_value for d in out.graph.input[0].type.tensor_type.shape.dim] == [1, 8, 32, 32]
+    manifest = json.loads((res.artifact / "manifest.json").read_text())
+    assert manifest["options"]["input_shapes"] == {"x": [1, 8, 32, 32]}
+    assert manifest["inputs"][0]["shape"] == [1, 8, 32, 32]
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("y=1,8,32,32", "--input-shape y: the model has no input 'y' (inputs: x)"),
+        ("x=1,8,32", "--input-shape x: 3 dims given, the input has 4 ([?, 8, h, w])"),
+        ("x=1,4,32,32", "--input-shape x: dim 1 is 8 in the model, not 4 ([?, 8, h, w])"),
+        ("x=1,8,30,32", "--input-shape: the model does not take these shapes ("),
+        ("x=1,8,a,32", "bad --input-shape 'x=1,8,a,32': expected NAME=D0,D1,... with positive integers"),
+    ],
+)
+def test_bad_input_shapes_are_one_line_errors(tmp_path: Path, flag: str, message: str) -> None:
+    src = _save(pooled(), tmp_path / "p.onnx")
+    result = CliRunner().invoke(main, ["compile", str(src), "-o", str(tmp_path / "p.sparsec"), "--input-shape", flag])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {message}"), result.output
+    assert not (tmp_path / "p.sparsec").exists()
+
+
+def test_inspect_and_bench_take_input_shapes(tmp_path: Path) -> None:
+    src = _save(pooled(), tmp_path / "p.onnx")
+    shape = ["--input-shape", "x=1,8,32,32"]
+    inspected = CliRunner().invoke(main, ["inspect", str(src), "--json", *shape])
+    assert inspected.exit_code == 0, inspected.output
+    assert json.loads(inspected.output)["weights"][0]["shape"] == [8, 8]
+    res = compile_model(src, tmp_path / "p.sparsec", CompileOptions(format="csr", input_shapes={"x": [1, 8, 32, 32]}))
+    bench = CliRunner().invoke(main, ["bench", str(res.artifact), "--baseline", str(src), "--repeat", "3", *shape])
+    assert bench.exit_code == 0, bench.output
+    assert "speedup" in bench.output

@@ -54,6 +54,7 @@ class ArmTarget(SimdTarget):
     vector_width = VECTOR_WIDTH
     acc_registers = ACC_REGISTERS
     table: ClassVar[Table] = VARIANTS
+    sparse_conv = True  # the shared conv templates, with the NEON vector width
     runner_hint = "`sparsec run` runs ARM artifacts under qemu-aarch64"
     schedule_note = " (NEON schedules)"
     compile_note = ", aarch64"

@@ -111,3 +111,36 @@ def test_cpu_specific_kernels_match(cpu: str, tmp_path: Path) -> None:
     assert res.errors and max(res.errors.values()) < TOLERANCE and not res.unverified
     target = json.loads((res.artifact / "manifest.json").read_text())["target"]
     assert target["cpu"] == cpu and target["llvm_target"]["mcpu"] == cpu
+
+
+def _conv_matches(original: onnx.ModelProto, fmt: str, tmp_path: Path) -> list[dict[str, object]]:
+    onnx.save(original, str(tmp_path / "c.onnx"))
+    opts = CompileOptions(target="arm", format=fmt)
+    art = compile_model(tmp_path / "c.onnx", tmp_path / "c.sparsec", opts).artifact
+    layers: list[dict[str, object]] = json.loads((art / "manifest.json").read_text())["layers"]
+    for i, batch in enumerate((1, 3)):
+        feeds = random_feeds(original, {"batch": batch}, seed=200 + i)
+        for g, r in zip(run_on_arm(art, feeds), reference_outputs(original, feeds), strict=True):
+            assert g.shape == r.shape and relative_error(g, r) < TOLERANCE, (fmt, batch)
+    return layers
+
+
+@pytest.mark.parametrize("fmt", ["csr", "bsr:4x1", "nm:2:4"])
+def test_sparse_conv_geometries_on_arm(fmt: str, tmp_path: Path) -> None:
+    """Every conv geometry of tests/conv_graphs.py on the NEON conv kernels (the shared templates) under qemu."""
+    from sparsec.prune import parse_pattern, prune_model
+    from tests.conv_graphs import GEOMETRIES, geometry_model
+
+    m = geometry_model(0.5 if fmt.startswith("nm") else 0.3, seed=3)
+    if fmt.startswith("nm"):
+        m, _ = prune_model(m, parse_pattern(fmt))
+    layers = _conv_matches(m, fmt, tmp_path)
+    assert [(la["op"], la["format"]) for la in layers] == [("Conv", fmt)] * len(GEOMETRIES)
+
+
+def test_sparse_conv_epilogues_on_arm(tmp_path: Path) -> None:
+    from tests.conv_graphs import ACTS, epilogue_model
+
+    layers = _conv_matches(epilogue_model(), "csr", tmp_path)
+    assert [la["format"] for la in layers] == ["csr"] * len(ACTS)
+    assert all(la["epilogue"][:2] == ["bias", "residual"] for la in layers)  # type: ignore[index]

