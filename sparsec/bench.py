@@ -30,8 +30,9 @@ def bench(
     """Median latencies (ms) of ORT dense on ``baseline`` and of ``artifact``, their ratio and the max error."""
     import onnxruntime as ort
 
-    from .frontend import fix_input_shapes, load_model
+    from .frontend import load_model
     from .runtime import InferenceSession, default_session_options
+    from .shapes import fix_input_shapes
 
     threads = threads or (os.cpu_count() or 1)
     model = load_model(baseline)

@@ -94,7 +94,7 @@ def compile_model(
     say(f"loading {model_path}")
     original = load_model(model_path, say)
     if options.input_shapes:
-        from .frontend import fix_input_shapes
+        from .shapes import fix_input_shapes
 
         original = fix_input_shapes(original, options.input_shapes)
         fixed = ", ".join(f"{k}=[{','.join(map(str, v))}]" for k, v in options.input_shapes.items())

@@ -13,3 +13,9 @@ def ort_message(e: BaseException) -> str:
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     text = re.sub(r"^\S+\.(?:h|cc|cpp):\d+ .*?\) ", "", text)  # "file.h:46 void ns::Fn(args) message"
     return text[:300] or type(e).__name__
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's text (300 characters at most), or its type's name."""
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__

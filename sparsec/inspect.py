@@ -15,9 +15,10 @@ def inspect_model(
 ) -> dict[str, Any]:
     """A JSON-ready report: one record per MatMul/Gemm/Conv weight (the manifest's fields, the sparsity profile and
     the fusion notes), from the compile stages up to ``fuse``."""
-    from .frontend import fix_input_shapes, load_model
+    from .frontend import load_model
     from .options import CompileOptions
     from .pipeline import compile_graph
+    from .shapes import fix_input_shapes
     from .targets.registry import get_target
 
     target = get_target(target_name)
