@@ -49,13 +49,8 @@ def _noop(msg: str) -> None:
 def _kernels(model: onnx.ModelProto, layers: list[Layer]) -> list[Kernel]:
     """The kernels of the sparse layers, in the rewritten graph's node order."""
     by_symbol = {la.kernel.symbol: la.kernel for la in layers if la.kernel is not None}
-    order = [sparse_node.decode(_ctx(n)).symbol for n in model.graph.node if _is_sparse(n)]
+    order = [sparse_node.decode(_ctx(n)).symbol for n in sparse_node.sparse_protos(model)]
     return [by_symbol[symbol] for symbol in order]
-
-
-def _is_sparse(n: onnx.NodeProto) -> bool:
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-    return sparse_node.is_sparsec(n.op_type, n.domain, attrs)
 
 
 def _ctx(n: onnx.NodeProto) -> str:

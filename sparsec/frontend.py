@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 
 from .errors import SparsecError, first_line
+from .targets.base import Progress, quiet
 
 MAX_BYTES = 2**31 - 1  # protobuf's hard limit for one message
 MIN_OPSET = 7  # the oldest default-domain opset ONNX Runtime supports
@@ -45,7 +45,7 @@ def _check_opset(model: onnx.ModelProto, p: Path) -> None:
         )
 
 
-def _check_dims(model: onnx.ModelProto, p: Path, say: Callable[[str], None]) -> None:
+def _check_dims(model: onnx.ModelProto, p: Path, say: Progress) -> None:
     """Declared dimensions must fit the 32-bit indices kernels use. A negative one (-1: paddle2onnx and others write
     it for "any size", which ORT accepts) becomes an unnamed symbolic dimension, with one warning line."""
     g = model.graph
@@ -64,11 +64,7 @@ def _check_dims(model: onnx.ModelProto, p: Path, say: Callable[[str], None]) -> 
         say(f"warning: {len(loose)} dimensions declared negative ({', '.join(loose[:3])}{more}) are read as symbolic")
 
 
-def _quiet(msg: str) -> None:
-    pass
-
-
-def load_model(path: str | Path, say: Callable[[str], None] = _quiet) -> onnx.ModelProto:
+def load_model(path: str | Path, say: Progress = quiet) -> onnx.ModelProto:
     """Read, check and shape-infer a model; every failure is a SparsecError with one line; ``say`` gets warnings."""
     p = Path(path)
     if not p.is_file():

@@ -13,6 +13,7 @@ from .conv import ConvGeometry
 from .layer import Epilogue, Kernel
 
 if TYPE_CHECKING:
+    import onnx
     import onnx_ir as ir
 
 EP_NAME = "SparsecEP"
@@ -112,6 +113,19 @@ def read(node: ir.Node) -> Kernel | None:
         return None
     ctx = attrs["ep_cache_context"]
     return decode(ctx.decode() if isinstance(ctx, bytes) else str(ctx))
+
+
+def sparse_protos(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The sparsec nodes of a protobuf model's main graph, in graph order."""
+    import onnx
+
+    out = []
+    for n in model.graph.node:
+        if n.op_type == OP_TYPE and n.domain == DOMAIN:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+            if is_sparsec(n.op_type, n.domain, attrs):
+                out.append(n)
+    return out
 
 
 def layer_name(node: ir.Node) -> str:

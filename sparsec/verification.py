@@ -51,7 +51,14 @@ def verify_artifact(
 ) -> tuple[dict[str, float], LayerReport]:
     """End-output errors by output name, and the per-layer report; raises SparsecError on a mismatch beyond
     ``tolerance`` (default verify.TOLERANCE)."""
-    from .verify import TOLERANCE, accepted_dim, compare_outputs, random_feeds, reference_outputs
+    from .verify import (
+        TOLERANCE,
+        accepted_dim,
+        compare_outputs,
+        random_feeds,
+        reference_outputs,
+        reference_session,
+    )
 
     limit = tolerance or TOLERANCE
     say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
@@ -70,10 +77,15 @@ def verify_artifact(
     probe_model = with_outputs(rewritten, [t.value for t in found])
     probe_names = [o.name for o in probe_model.graph.output]
 
+    sessions: dict[tuple[str, ...], tuple[list[str], Any]] = {}  # the same names every round: one ORT session
+
     def reference(feeds: Feeds, names: list[str]) -> dict[str, np.ndarray]:
-        extra = [n for n in names if n not in feeds]
-        model = with_outputs(original, extra)
-        values = dict(zip([o.name for o in model.graph.output], reference_outputs(model, feeds), strict=True))
+        extra = tuple(n for n in names if n not in feeds)
+        if extra not in sessions:
+            model = with_outputs(original, list(extra))
+            sessions[extra] = ([o.name for o in model.graph.output], reference_session(model))
+        out_names, sess = sessions[extra]
+        values = dict(zip(out_names, reference_outputs(original, feeds, sess), strict=True))
         return {**values, **{n: feeds[n] for n in names if n in feeds}}
 
     def feeds_for(offset: int, scale: float) -> Feeds:

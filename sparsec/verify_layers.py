@@ -60,15 +60,6 @@ def _names(names: list[str], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def _sparse_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    out = []
-    for n in model.graph.node:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-        if sparse_node.is_sparsec(n.op_type, n.domain, attrs):
-            out.append(n)
-    return out
-
-
 def _values(model: onnx.ModelProto) -> set[str]:
     return {o for n in model.graph.node for o in n.output if o}
 
@@ -80,7 +71,7 @@ def taps(
     known = _values(original) | {i.name for i in original.graph.input}
     found: list[Tap] = []
     unmatched: list[str] = []
-    for n in _sparse_nodes(rewritten):
+    for n in sparse_node.sparse_protos(rewritten):
         out = n.output[0]
         if out not in known:
             unmatched.append(n.name)
