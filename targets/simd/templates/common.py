@@ -60,19 +60,33 @@ def blocked_transpose_macro(K: int, vw: int) -> Any:  # noqa: N803
 
         return transpose_small
 
+    block = _register_block_macro(K, vw)
+
     @T.macro
     def transpose_blocks(X, XT, M, Mp):  # noqa: N803
         for kb in T.parallel((K + vw - 1) // vw):
             for mb in range(Mp // vw):
-                blk = T.alloc_buffer((vw, vw), "float32", scope="global")
-                for i in T.unroll(vw):
-                    for v in T.vectorized(vw):
-                        blk[i, v] = X[T.min(mb * vw + i, M - 1), T.min(kb * vw, K - vw) + v]
-                for j in T.unroll(vw):
-                    for v in T.vectorized(vw):
-                        XT[T.min(kb * vw, K - vw) + j, mb * vw + v] = blk[v, j]
+                block(X, XT, 0, M, kb, mb)
 
     return transpose_blocks
+
+
+def _register_block_macro(K: int, vw: int) -> Any:  # noqa: N803
+    """``block(X, XT, row0, cnt, kb, ib)``: one vw x vw block through registers, XT[kb*vw + j, ib*vw + v] =
+    X[row0 + min(ib*vw + v, cnt - 1), kb*vw + j], with the last block column shifted back to K-vw (K >= vw)."""
+    from tvm.script import tirx as T
+
+    @T.macro
+    def block(X, XT, row0, cnt, kb, ib):  # noqa: N803
+        blk = T.alloc_buffer((vw, vw), "float32", scope="global")
+        for i in T.unroll(vw):
+            for v in T.vectorized(vw):
+                blk[i, v] = X[row0 + T.min(ib * vw + i, cnt - 1), T.min(kb * vw, K - vw) + v]
+        for j in T.unroll(vw):
+            for v in T.vectorized(vw):
+                XT[T.min(kb * vw, K - vw) + j, ib * vw + v] = blk[v, j]
+
+    return block
 
 
 SMALL_M = 4  # below this many rows of X a gather-dot per output row beats transposing into vw-padded columns
@@ -99,16 +113,12 @@ def task_transpose_macro(K: int, vw: int, mb: int) -> Any:  # noqa: N803
 
         return transpose_small
 
+    block = _register_block_macro(K, vw)
+
     @T.macro
     def transpose_block(X, XT, m_lo, cnt):  # noqa: N803
         for kb in range((K + vw - 1) // vw):
             for ib in range(mb // vw):
-                blk = T.alloc_buffer((vw, vw), "float32", scope="global")
-                for i in T.unroll(vw):
-                    for v in T.vectorized(vw):
-                        blk[i, v] = X[m_lo + T.min(ib * vw + i, cnt - 1), T.min(kb * vw, K - vw) + v]
-                for j in T.unroll(vw):
-                    for v in T.vectorized(vw):
-                        XT[T.min(kb * vw, K - vw) + j, ib * vw + v] = blk[v, j]
+                block(X, XT, m_lo, cnt, kb, ib)
 
     return transpose_block
