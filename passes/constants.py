@@ -7,12 +7,15 @@
 2. *Weights computed by a constant subgraph* (Constant -> Cast, ConstantOfShape, Transpose of an initializer...):
    the subgraph that produces a MatMul/Gemm/Conv weight or bias from constants only is folded into an initializer
    by onnxscript's constant folder, run on that subgraph alone (run on the whole model it would also rewrite
-   shape arithmetic and Identity nodes that ORT runs anyway, changing every artifact for nothing). Nodes the fold
-   leaves unused are removed; the rest of the graph is untouched.
+   shape arithmetic and Identity nodes that ORT runs anyway, changing every artifact for nothing); where the
+   folder's reference ops lack an op version (DequantizeLinear before opset 19) ORT computes it. Nodes the fold
+   leaves unused are removed; the rest of the graph is untouched. A weight behind DequantizeLinear is compiled as
+   its float32 value (the QDQ model's meaning), not as an int8 kernel.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -75,10 +78,25 @@ def _evaluate(value: ir.Value, cone: list[ir.Node], opsets: dict[str, int]) -> i
     model = ir.from_proto(proto)
     try:
         fold_constants(model, should_fold=lambda node: True)
-    except Exception:  # an op the folder cannot evaluate: the weight stays computed, as before
-        return None
+    except Exception:  # an op the folder cannot evaluate: ORT may
+        pass
     out = model.graph.outputs[0]
-    return out.const_value if out.producer() is None and out.const_value is not None else None
+    if out.producer() is None and out.const_value is not None:
+        return out.const_value
+    return _run_on_ort(proto, str(value.name))
+
+
+def _run_on_ort(proto: onnx.ModelProto, name: str) -> ir.TensorProtocol | None:
+    """The cone's output computed by ORT: onnx's reference ops, which the folder evaluates with, miss some op
+    versions (DequantizeLinear before opset 19, which onnxruntime.quantization writes at opset 13-17)."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        (array,) = session.run([name], {})
+    except Exception:  # ORT cannot either: the weight stays computed, as before
+        return None
+    return ir.tensor(array, name=name) if isinstance(array, np.ndarray) else None
 
 
 def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int]) -> list[str]:

@@ -42,9 +42,7 @@ class SelectPass(ir.passes.InPlacePass):
         layers: list[Layer] = []
         for layer in find_layers(model.graph):
             if layer.op == "Conv" and not target.sparse_conv and not layer.skip:
-                layer = replace(
-                    layer, skip=f"no sparse convolution kernels for target {target.name}"
-                )
+                layer = replace(layer, skip=f"no sparse convolution kernels for target {target.name}")
             layer = replace(layer, rows=layer.rows or _rows_from_shapes(layer, shapes))
             layer = replace(
                 layer, choice=choose(layer, options.format, presets, cost, layer.rows or options.representative_m)

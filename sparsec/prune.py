@@ -17,9 +17,9 @@ from typing import Literal, TypedDict
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from .errors import SparsecError
+from .weight_source import WeightSource, find_source
 
 PatternKind = Literal["unstructured", "block", "nm"]
 
@@ -59,7 +59,8 @@ class PrunePattern:
 
 
 class PruneStats(TypedDict):
-    """One pruned weight: initializer name, op of its first use, stored shape, densities (nonzeros / size)."""
+    """One pruned weight: stored name, op of its first use, stored shape, densities of the weight as the layer sees
+    it (nonzeros / size)."""
 
     name: str
     op: str
@@ -193,46 +194,43 @@ def from_rows(node: onnx.NodeProto, w: np.ndarray, shape: tuple[int, ...]) -> np
     return np.ascontiguousarray(w.T if _weight_is_transposed(node) else w.reshape(shape))
 
 
-def _weight_uses(graph: onnx.GraphProto) -> Iterator[tuple[onnx.NodeProto, onnx.TensorProto, str]]:
-    """(layer node, float32 tensor used as its weight, the weight's value name), in graph order; the tensor is an
-    initializer or a Constant node's ``value`` (paddle2onnx and others keep every weight in Constant nodes); a
-    shared weight appears each time."""
-    inits = {t.name: t for t in graph.initializer}
-    constants = {
-        n.output[0]: a.t
+def _weight_uses(graph: onnx.GraphProto) -> Iterator[tuple[onnx.NodeProto, WeightSource]]:
+    """(layer node, where its weight is stored), in graph order; the tensor is an initializer or a Constant node's
+    ``value`` (paddle2onnx and others keep every weight in Constant nodes), reached through Identity / Cast /
+    Transpose / DequantizeLinear nodes (weight_source.py); a shared weight appears each time."""
+    stored = {t.name: t for t in graph.initializer}
+    stored.update(
+        (n.output[0], a.t)
         for n in graph.node
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and n.output
         for a in n.attribute
         if a.name == "value"
-    }
+    )
+    producers = {o: n for n in graph.node for o in n.output}
     for node in graph.node:
         ranks = _LAYER_RANKS.get(node.op_type)
         if ranks is None or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
-        tensor = inits.get(node.input[1]) or constants.get(node.input[1])
-        if tensor is None or tensor.data_type != onnx.TensorProto.FLOAT:
-            continue
-        if ranks[0] <= len(tensor.dims) <= ranks[1]:
-            yield node, tensor, node.input[1]
+        source = find_source(node.input[1], producers, stored)
+        if source is not None and ranks[0] <= len(source.tensor.dims) <= ranks[1]:
+            yield node, source
 
 
 def _density(a: np.ndarray) -> float:
     return float(np.count_nonzero(a)) / a.size if a.size else 0.0
 
 
-def _prune_tensor(node: onnx.NodeProto, tensor: onnx.TensorProto, name: str, pattern: PrunePattern) -> PruneStats:
-    """Prune one weight tensor (named ``name`` in the graph) in place, oriented as ``node`` uses it."""
-    b = numpy_helper.to_array(tensor)
-    pruned = from_rows(node, prune_weight(to_rows(node, b), pattern), b.shape)
-    new = numpy_helper.from_array(pruned, tensor.name)
-    new.doc_string = tensor.doc_string
-    tensor.CopyFrom(new)
+def _prune_source(node: onnx.NodeProto, source: WeightSource, pattern: PrunePattern) -> PruneStats:
+    """Prune one stored weight in place, ranked as ``node`` sees it (after the chain of pass-through nodes)."""
+    b = source.effective()
+    keep = from_rows(node, prune_weight(to_rows(node, b), pattern) != 0, b.shape)
+    source.write(keep)
     return {
-        "name": name,
+        "name": source.name,
         "op": node.op_type,
-        "shape": list(b.shape),
+        "shape": [int(d) for d in source.tensor.dims],
         "density_before": _density(b),
-        "density_after": _density(pruned),
+        "density_after": _density(source.effective()),
     }
 
 
@@ -241,22 +239,25 @@ def prune_model(
 ) -> tuple[onnx.ModelProto, list[PruneStats]]:
     """A pruned copy of ``model`` (the argument is untouched) and one stats record per pruned weight.
 
-    Pruned: float32 initializers and Constant-node values of the main graph used as operand 1 of MatMul (rank 2),
-    Gemm (rank 2, transB respected) or Conv (rank 3-5). A weight shared by several layers is pruned once, oriented
-    as its first use. Computed weights and subgraphs are left alone. ``label`` names the model in the error when
+    Pruned: initializers and Constant-node values of the main graph used as operand 1 of MatMul (rank 2), Gemm
+    (rank 2, transB respected) or Conv (rank 3-5), directly or through Identity / Cast / Transpose / DequantizeLinear
+    (float sources, or int8/uint8/int16/uint16 behind a DequantizeLinear: pruned values become its zero point). A
+    weight shared by several layers is pruned once, oriented as its first use. Other computed weights and subgraphs
+    are left alone. ``label`` names the model in the error when
     nothing qualifies.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
     done: set[str] = set()
     stats: list[PruneStats] = []
-    for node, tensor, name in _weight_uses(out.graph):
-        if name in done:
+    for node, source in _weight_uses(out.graph):
+        if source.name in done:
             continue
-        stats.append(_prune_tensor(node, tensor, name, pattern))
-        done.add(name)
+        stats.append(_prune_source(node, source, pattern))
+        done.add(source.name)
     if not stats:
         raise SparsecError(
-            f"no MatMul/Gemm/Conv weight to prune in {label} (need a float32 initializer or Constant node as operand 1)"
+            f"no MatMul/Gemm/Conv weight to prune in {label} (need a float32 weight stored as an initializer or "
+            "Constant node, as operand 1 or behind Identity, Cast, Transpose or DequantizeLinear)"
         )
     return out, stats
