@@ -40,15 +40,20 @@ def candidates(target: Target, cost: CostModel) -> list[str]:
     return [p for p in list_presets() if p != "dense" and target.supports(p) and cost.knows(p)]
 
 
+def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
+    """The cost model's time of ORT's dense MatMul (Conv: its Conv) for the layer at M = ``rows``."""
+    dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
+    return dense_us / ORT_CONV_FASTER[layer.geom.pointwise] if layer.geom is not None else dense_us
+
+
 def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str], float]:
     """fmt -> the cost model's predicted speedup of the layer in ``fmt`` over ORT dense at M = ``rows``."""
     p = layer.profile
     assert p is not None
-    dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
+    dense_us = dense_time_us(layer, cost, rows)
     g = layer.geom
     extra_us = 0.0  # sparse-side extra microseconds
     if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col
-        dense_us /= ORT_CONV_FASTER[g.pointwise]
         extra_us = 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
         extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
 

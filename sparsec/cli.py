@@ -142,13 +142,35 @@ def compile_cmd(
 @click.option("--json", "as_json", is_flag=True, help="print a JSON document")
 @click.option("--dim", "dims", multiple=True, help="NAME=VALUE for symbolic input dims (the M formats are ranked at)")
 @click.option("--input-shape", "input_shapes", multiple=True, help=SHAPE_HELP)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="FILE.svg|png: per layer density, chosen format, time and speedup (predicted; measured with --tune)",
+)
+@click.option("--tune", is_flag=True, help="x86: measure the formats on this host as compile --tune does (cached)")
 @_guard
-def inspect_cmd(model: Path, target: str, as_json: bool, dims: tuple[str, ...], input_shapes: tuple[str, ...]) -> None:
+def inspect_cmd(
+    model: Path,
+    target: str,
+    as_json: bool,
+    dims: tuple[str, ...],
+    input_shapes: tuple[str, ...],
+    plot: Path | None,
+    tune: bool,
+) -> None:
     """Per constant weight: shape, density, N:M conformity, block fit, zero rows/cols, the format it would get."""
     from .inspect import format_table, inspect_model
 
-    report = inspect_model(model, target, _dims(dims), _shapes(input_shapes))
+    if plot is not None:
+        from .plot import check_path
+
+        check_path(plot)
+    report = inspect_model(model, target, _dims(dims), _shapes(input_shapes), tune=tune)
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
+    if plot is not None:
+        from .plot import render
+
+        click.echo(render(report, plot), err=as_json)
 
 
 @main.command("prune")

@@ -4,7 +4,11 @@ why the nodes after a sparse layer were or were not fused into its kernel (nothi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .layer import Layer
+    from .passes.cost_model import CostModel
 
 
 def inspect_model(
@@ -12,11 +16,14 @@ def inspect_model(
     target_name: str = "x86",
     dims: dict[str, int] | None = None,
     input_shapes: dict[str, list[int]] | None = None,
+    tune: bool = False,
 ) -> dict[str, Any]:
     """A JSON-ready report: one record per MatMul/Gemm/Conv weight (the manifest's fields, the sparsity profile and
-    the fusion notes), from the compile stages up to ``fuse``."""
+    the fusion notes), from the compile stages up to ``fuse``; ``tune`` measures the formats as ``compile --tune``
+    does (cached the same way)."""
     from .frontend import load_model
     from .options import CompileOptions
+    from .passes.cost_model import cost_model
     from .pipeline import compile_graph
     from .shapes import fix_input_shapes
     from .targets.registry import get_target
@@ -25,16 +32,35 @@ def inspect_model(
     model = load_model(model_path)
     if input_shapes:
         model = fix_input_shapes(model, input_shapes)
-    options = CompileOptions(target=target_name, verify=False, dims=dims or {}, input_shapes=input_shapes or {})
+    options = CompileOptions(
+        target=target_name, verify=False, tune=tune, dims=dims or {}, input_shapes=input_shapes or {}
+    )
     _, layers = compile_graph(model, target, options, until="fuse", refuse_nonfinite=False)
+    cost = cost_model(target.name, target.isa)
     inits = {i.name for i in model.graph.initializer}
     return {
         "model": str(model_path),
         "target": target.describe(),
-        "weights": [la.to_json(detail=True) for la in layers],
+        "weights": [_record(la, cost, la.rows or options.representative_m) for la in layers],
         # overridable at run time in the original model; compiled as constants (passes/constants.py)
         "initializer_inputs": [i.name for i in model.graph.input if i.name in inits],
     }
+
+
+def _record(layer: Layer, cost: CostModel, rows: int) -> dict[str, Any]:
+    """The layer's manifest record with the sparsity profile, the fusion notes, the M its format was ranked at and
+    the time of ORT's dense MatMul (Conv: its Conv) for it (``dense_us``: measured with --tune, else the cost
+    model's; None where no kernel could take the layer)."""
+    from .passes.choose import dense_time_us
+
+    rec = layer.to_json(detail=True)
+    rec["rows"] = rows
+    if layer.tuning is not None and "dense" in layer.tuning.measured_us:
+        rec["dense_us"] = round(layer.tuning.measured_us["dense"], 3)  # measured by --tune
+    else:
+        known = not layer.skip and cost.knows("dense")
+        rec["dense_us"] = round(dense_time_us(layer, cost, rows), 3) if known else None
+    return rec
 
 
 def _fmt_best(d: dict[str, float], limit: int = 2) -> str:
