@@ -117,9 +117,9 @@ def test_inspect_json(compiled: tuple[Path, Path]) -> None:
     for row, record in zip(rows, manifest, strict=True):
         profile = {"nm", "blocks", "zero_rows", "zero_cols", "unfused"}
         assert {"name", "op", "shape", "density", "format", "reason"} | profile <= set(row)
-        # the manifest's record of the layer (compiled with --format csr, inspect ranks for auto), plus the profile
-        # and the fusion notes: one to_json serves both
-        assert set(record) <= set(row) and set(row) - set(record) == profile, (row, record)
+        # the manifest's record of the layer (compiled with --format csr, inspect ranks for auto), plus the profile,
+        # the fusion notes and the M / dense time the format was ranked with: one to_json serves both
+        assert set(record) <= set(row) and set(row) - set(record) == profile | {"rows", "dense_us"}, (row, record)
         assert [row[k] for k in ("name", "op", "shape", "density")] == [
             record[k] for k in ("name", "op", "shape", "density")
         ]
