@@ -188,15 +188,30 @@ def prune_cmd(model: Path, pattern: str, output: Path) -> None:
 @main.command("run")
 @click.argument("artifact", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--input", "inputs", multiple=True, help="NAME=FILE.npy (repeat per input)")
+@click.option(
+    "--input-shape",
+    "input_shapes",
+    multiple=True,
+    help="NAME=D0,D1,... the shape of a random input (inputs without --input are random, seeded)",
+)
+@click.option("--dim", "dims", multiple=True, help="NAME=VALUE sizes symbolic dims of random inputs")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the random inputs")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write outputs to OUT.npz")
 @_guard
-def run_cmd(artifact: Path, inputs: tuple[str, ...], output: Path | None) -> None:
-    """Run an artifact on inputs from .npy files."""
+def run_cmd(
+    artifact: Path,
+    inputs: tuple[str, ...],
+    input_shapes: tuple[str, ...],
+    dims: tuple[str, ...],
+    seed: int,
+    output: Path | None,
+) -> None:
+    """Run an artifact on inputs from .npy files (random ones for inputs not given)."""
     import numpy as np
 
     from .run import run_artifact
 
-    outs = run_artifact(artifact, inputs)
+    outs = run_artifact(artifact, inputs, _shapes(input_shapes), _dims(dims), seed=seed, say=progress)
     other = [name for name, v in outs.items() if not isinstance(v, np.ndarray)]  # sequences / maps (ai.onnx.ml)
     if output:
         if other:

@@ -93,7 +93,44 @@ def test_run_wrong_input_name(compiled: tuple[Path, Path], tmp_path: Path) -> No
     _, art = compiled
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 48), np.float32))
     code, _, err = run("run", str(art), "--input", f"nope={tmp_path / 'x.npy'}")
-    assert code == 2 and "missing ['x']" in err
+    assert code == 2 and "--input names no input of the artifact: ['nope'] (it takes ['x'])" in err
+
+
+def test_run_draws_random_inputs_sized_by_input_shape_or_dim(compiled: tuple[Path, Path], tmp_path: Path) -> None:
+    """Inputs without a file are seeded random values of the --input-shape / --dim size, reported on stderr; the
+    outputs are ORT's on the original model for the same values."""
+    import onnxruntime as ort
+
+    from sparsec.run import random_inputs
+
+    model, art = compiled
+    out = tmp_path / "o.npz"
+    code, _, err = run("run", str(art), "--input-shape", "x=2,5,48", "--seed", "7", "-o", str(out))
+    assert code == 0 and "random inputs (seed 7): x [2, 5, 48] float32" in err, err
+    x = random_inputs(art, ["x"], {"x": [2, 5, 48]}, {}, seed=7)["x"]
+    ref = ort.InferenceSession(str(model)).run(None, {"x": x})
+    got = np.load(out)
+    assert got["y"].shape == (2, 5, 48)
+    np.testing.assert_allclose(got["y"], ref[0], rtol=1e-4, atol=1e-4 * np.abs(ref[0]).max())
+    code, stdout, err = run("run", str(art), "--dim", "batch=1", "--dim", "seq=3")
+    assert code == 0 and "x [1, 3, 48]" in err and "y: shape=[1, 3, 48]" in stdout
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ([], "input 'x' [batch, seq, 48] has no --input file and symbolic dims batch, seq: give --input-shape"),
+        (["--input-shape", "x=2,5,4"], "--input-shape x=2,5,4: the artifact takes [batch, seq, 48]"),
+        (["--input-shape", "x=2,48"], "the artifact takes [batch, seq, 48]"),
+        (["--input-shape", "y=2,5,48"], "--input-shape names no input of the artifact: ['y']"),
+        (["--input", "x={x}", "--input-shape", "x=2,5,48"], "the file has shape [1, 1, 48], --input-shape says"),
+    ],
+)
+def test_run_random_input_errors(compiled: tuple[Path, Path], tmp_path: Path, args: list[str], match: str) -> None:
+    _, art = compiled
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 48), np.float32))
+    code, stdout, err = run("run", str(art), *[a.replace("{x}", str(tmp_path / "x.npy")) for a in args])
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1 and stdout == "", err
 
 
 def test_bench_json(compiled: tuple[Path, Path]) -> None:
