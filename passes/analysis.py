@@ -2,7 +2,8 @@
 
 A *layer* is a MatMul, Gemm or Conv whose weight operand is a constant float32 tensor. Every weight is brought to
 the W[N, K] orientation of docs/internals.md; Gemm's alpha is folded into W and beta * C becomes a bias vector; a
-Conv's [Cout, Cin, kh, kw] weight becomes W[Cout, Cin*kh*kw] with its static geometry (sparsec/conv.py).
+Conv's [Cout, Cin, kh, kw] weight becomes W[Cout, Cin*kh*kw] with its geometry (sparsec/conv.py): static, or
+dynamic when the height and width are symbolic (the kernel reads them at run time).
 Quantized layers and non-float32 weights are listed (so reports are complete) with the reason they stay on ORT.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.conv import ConvGeometry, same_pads
+from sparsec.conv import ConvGeometry, runtime_geometry, same_pads
 from sparsec.formats.sparsity import profile_weight
 from sparsec.layer import Layer
 
@@ -94,22 +95,29 @@ def _conv_geometry(node: ir.Node, b: np.ndarray) -> tuple[ConvGeometry | None, s
         kind = "depthwise" if group == b.shape[0] and b.shape[1] == 1 else "grouped"
         return None, f"{kind} convolution (group={group}) stays on ONNX Runtime"
     shape = dims(node.inputs[0])
-    if not shape or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        return None, "the input's channels and spatial size must be static after shape inference"
-    c, h, w = (int(d) for d in shape[1:])  # type: ignore[arg-type]
+    if not shape or len(shape) != 4 or not isinstance(shape[1], int):
+        return None, "the input's rank and channels must be static after shape inference"
+    c = int(shape[1])
+    static = all(isinstance(d, int) for d in shape[2:])
     kh, kw = (int(d) for d in b.shape[2:])
     sh, sw = (int(v) for v in attr(node, "strides", [1, 1]))
     dh, dw = (int(v) for v in attr(node, "dilations", [1, 1]))
     pt, pl, pb, pr = (int(v) for v in attr(node, "pads", [0, 0, 0, 0]))
     auto_pad = str(attr(node, "auto_pad", "NOTSET"))
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        upper = auto_pad == "SAME_UPPER"
-        (pt, pb), (pl, pr) = same_pads(h, kh, sh, dh, upper), same_pads(w, kw, sw, dw, upper)
-    elif auto_pad == "VALID":
-        pt = pl = pb = pr = 0
     if c != b.shape[1]:
         return None, f"input has {c} channels, the weight expects {b.shape[1]}"
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        if not static and (sh, sw) != (1, 1):
+            return None, "auto_pad SAME with a stride and a symbolic spatial size (the pads depend on the size)"
+        upper = auto_pad == "SAME_UPPER"
+        h_, w_ = (int(d) for d in shape[2:]) if static else (1, 1)  # type: ignore[arg-type]  # stride 1: any size
+        (pt, pb), (pl, pr) = same_pads(h_, kh, sh, dh, upper), same_pads(w_, kw, sw, dw, upper)
+    elif auto_pad == "VALID":
+        pt = pl = pb = pr = 0
     try:
+        if not static:  # sized at run time; ranked at an assumed size (select refines it from --dim)
+            return runtime_geometry(c, kh, kw, sh, sw, dh, dw, (pt, pl, pb, pr)), ""
+        h, w = (int(d) for d in shape[2:])  # type: ignore[arg-type]
         return ConvGeometry(c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr), ""
     except ValueError as e:
         return None, str(e)

@@ -13,6 +13,7 @@ from dataclasses import replace
 import onnx
 import onnx_ir as ir
 
+from sparsec.conv import ASSUMED_HW
 from sparsec.errors import SparsecError
 from sparsec.layer import Layer
 
@@ -40,14 +41,26 @@ class SelectPass(ir.passes.InPlacePass):
         presets = candidates(target, cost)
         shapes = _concrete_shapes(model, options.dims) if options.dims else {}
         layers: list[Layer] = []
+        assumed: list[str] = []  # convs sized at run time that no --dim sizes: ranked at ASSUMED_HW
         for layer in find_layers(model.graph):
             if layer.op == "Conv" and not target.sparse_conv and not layer.skip:
                 layer = replace(layer, skip=f"no sparse convolution kernels for target {target.name}")
+            if layer.geom is not None and layer.geom.dynamic and not layer.skip:
+                sized = _sized_conv(layer, shapes)
+                if sized is layer:
+                    assumed.append(layer.name)
+                layer = sized
             layer = replace(layer, rows=layer.rows or _rows_from_shapes(layer, shapes))
             layer = replace(
                 layer, choice=choose(layer, options.format, presets, cost, layer.rows or options.representative_m)
             )
             layers.append(layer)
+        if assumed:
+            st.say(
+                f"{len(assumed)} convs have a symbolic height/width (e.g. {assumed[0]!r}): their kernels read the size "
+                f"at run time; formats are ranked at an assumed input of {ASSUMED_HW}x{ASSUMED_HW} per conv (--dim "
+                "NAME=N on the model's symbolic dims ranks them at your size; --input-shape specialises them)"
+            )
         if options.format == "auto" and not options.tune:  # --tune recounts with its own, measured choices
             m = options.representative_m
             layers = settle_layout(
@@ -102,6 +115,20 @@ def _concrete_shapes(model: ir.Model, values: dict[str, int]) -> dict[str, list[
     for t in m.graph.initializer:
         out[t.name] = [int(d) for d in t.dims]
     return out
+
+
+def _sized_conv(layer: Layer, shapes: dict[str, list[Dim]]) -> Layer:
+    """A conv sized at run time, ranked at the spatial size (and batch) ``--dim`` gives its input, when it does."""
+    x = layer.node.inputs[0]
+    shape = shapes.get(str(x.name)) if x is not None else None
+    if layer.geom is None or not shape or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+        return layer
+    try:
+        geom = replace(layer.geom, H=int(shape[2]), W=int(shape[3]))  # type: ignore[arg-type]
+    except ValueError:  # the given size is too small for this conv: keep the assumed one (verification will say)
+        return layer
+    batch = shape[0] if isinstance(shape[0], int) else 1
+    return replace(layer, geom=geom, rows=batch * geom.P)
 
 
 def _rows_from_shapes(layer: Layer, shapes: dict[str, list[Dim]]) -> int | None:

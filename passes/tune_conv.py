@@ -20,11 +20,12 @@ def batch_of(layer: Layer, rows: int) -> int:
 
 
 def conv_io(layer: Layer, rows: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """A random input in the kernel layout and the output shape."""
+    """A random input in the kernel layout and the output shape (a dynamic conv: at the size it is ranked at)."""
     g = layer.geom
     assert g is not None
     b = batch_of(layer, rows)
-    x = np.random.default_rng(rows).standard_normal((b, g.C, g.H * g.W)).astype(np.float32)
+    spatial = (g.H, g.W) if g.dynamic else (g.H * g.W,)  # a kernel sized at run time reads H and W from X
+    x = np.random.default_rng(rows).standard_normal((b, g.C, *spatial)).astype(np.float32)
     return x, (b, layer.n, g.P)
 
 

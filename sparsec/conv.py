@@ -4,6 +4,10 @@ A sparse conv computes ``Y[b, co, oh, ow] = sum_k W[co, k] * col[b, k, oh, ow]``
 (ONNX's weight [Cout, Cin, kh, kw] reshaped to W[N=Cout, K=Cin*kh*kw]) and
 ``col[b, k, oh, ow] = X[b, ci, oh*sh - pt + r*dh, ow*sw - pl + s*dw]`` (zero outside X): im2col. A *pointwise*
 conv (1x1, stride 1, no padding) needs no im2col: X viewed as [B, Cin, H*W] is already ``col``.
+
+A *dynamic* geometry (symbolic height and width in the model) has its spatial size read from X at run time: the
+kernel takes X as [B, C, H, W] and derives OH and OW; ``H`` and ``W`` then hold the size formats are ranked at
+(``--dim`` values, else an assumption), and the node tells the EP ``H=0;W=0``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class ConvGeometry:
     pl: int = 0
     pb: int = 0
     pr: int = 0
+    dynamic: bool = False  # H and W come from X at run time (H, W above: the size assumed for ranking)
 
     def __post_init__(self) -> None:
         for name in ("C", "H", "W", "kh", "kw", "sh", "sw", "dh", "dw"):
@@ -61,6 +66,19 @@ class ConvGeometry:
     def pointwise(self) -> bool:
         """1x1, stride 1, no padding: X viewed as [B, C, H*W] is the im2col matrix itself."""
         return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl, self.pb, self.pr) == (1, 1, 1, 1, 0, 0, 0, 0)
+
+
+ASSUMED_HW = 32  # spatial size a dynamic conv's formats are ranked at when no --dim gives one
+
+
+def runtime_geometry(
+    C: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pads: tuple[int, int, int, int]
+) -> ConvGeometry:  # noqa: N803, E501
+    """A dynamic geometry sized at ASSUMED_HW (grown to the kernel's extent where that is larger)."""
+    pt, pl, pb, pr = pads
+    h = max(ASSUMED_HW, dh * (kh - 1) + 1 - pt - pb)
+    w = max(ASSUMED_HW, dw * (kw - 1) + 1 - pl - pr)
+    return ConvGeometry(C, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, dynamic=True)
 
 
 def same_pads(size: int, k: int, s: int, d: int, upper: bool) -> tuple[int, int]:

@@ -92,6 +92,6 @@ def load_model(path: str | Path, say: Progress = quiet) -> onnx.ModelProto:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as e:
         raise SparsecError(f"{p}: shape inference failed ({first_line(e)})") from None
-    from .shapes import symbolic_where_unknown
+    from .shapes import measured_where_unknown, symbolic_where_unknown
 
-    return symbolic_where_unknown(model)
+    return measured_where_unknown(symbolic_where_unknown(model))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .conv import ConvGeometry
+from .conv import ConvGeometry, runtime_geometry
 from .layer import Epilogue, Kernel
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ def encode(k: Kernel) -> str:
     ]
     if k.conv is not None:
         parts.append(("op", "conv"))
-        parts += [(key, getattr(k.conv, key)) for key in CONV_KEYS]
+        runtime = {"H": 0, "W": 0} if k.conv.dynamic else {}  # the EP reads them from X
+        parts += [(key, runtime.get(key, getattr(k.conv, key))) for key in CONV_KEYS]
     return ";".join(f"{key}={_text(v)}" for key, v in parts)
 
 
@@ -67,7 +68,13 @@ def decode(text: str) -> Kernel:
         clip_min=float(kv.get("clip_min", 0.0)),
         clip_max=float(kv.get("clip_max", 0.0)),
     )
-    conv = ConvGeometry(**{key: int(kv[key]) for key in CONV_KEYS}) if op == "conv" else None
+    conv = None
+    if op == "conv":
+        c, h, w, kh, kw, sh, sw, dh, dw, *pads = (int(kv[key]) for key in CONV_KEYS)
+        if h == w == 0:  # sized at run time
+            conv = runtime_geometry(c, kh, kw, sh, sw, dh, dw, (pads[0], pads[1], pads[2], pads[3]))
+        else:
+            conv = ConvGeometry(c, h, w, kh, kw, sh, sw, dh, dw, pads[0], pads[1], pads[2], pads[3])
     return Kernel(
         symbol=kv["kernel"],
         format=kv["format"],

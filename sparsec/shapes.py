@@ -1,6 +1,6 @@
 """Input shapes: ``--input-shape`` (fix an input's whole shape and infer again), and knowing the shapes of the
-values in front of layers where ONNX's shape inference gives up (ORT's symbolic shape inference, then, with every
-input fixed, one measured ORT run)."""
+values in front of layers where ONNX's shape inference gives up (ORT's symbolic shape inference, then measured
+ORT runs)."""
 
 from __future__ import annotations
 
@@ -33,38 +33,50 @@ def _unknown_activations(model: onnx.ModelProto, static: bool = False) -> list[s
 
 
 def measured_where_unknown(model: onnx.ModelProto) -> onnx.ModelProto:
-    """With every input shape fixed (``--input-shape``), the shapes of the values before layers are what one run
-    of ORT gives them: where inference left a layer's activation unknown (e.g. a Reshape to a Concat of computed
-    sizes that ORT's symbolic inference cannot follow either), run the model once on random inputs and record the
-    shapes it produced as value_info. Any failure leaves the model as it is (the layer then says why it is dense)."""
-    unknown = _unknown_activations(model, static=True)
+    """The shapes of the values before layers as ORT runs give them, where inference left a layer's activation
+    unknown (e.g. a Reshape to a Concat of computed sizes that ORT's symbolic inference cannot follow either).
+
+    Every input fixed (``--input-shape``): one run on random inputs, every dim recorded. Symbolic inputs: only
+    activations without a rank, measured at two sizes the model accepts for its symbolic dims (verify.DIM_TRIES):
+    a dim equal in both runs is recorded as that number, any other stays unknown (a MatMul needs only its last dim,
+    a Conv its channels). Any failure leaves the model as it is (the layer then says why it stays dense)."""
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     fixed = all(
         i.type.HasField("tensor_type") and all(d.HasField("dim_value") for d in i.type.tensor_type.shape.dim)
         for i in inputs
     )
-    if not unknown or not fixed:
+    unknown = _unknown_activations(model, static=fixed)
+    if not unknown:
         return model
-    from .verify import random_feeds, reference_outputs
+    from .verify import DIM_TRIES, accepted_dim, random_feeds, reference_outputs
     from .verify_layers import with_outputs
 
     probe = with_outputs(model, unknown)
+    runs: list[dict[str, np.ndarray]] = []
     try:
-        values = reference_outputs(probe, random_feeds(model, {}, seed=0))
+        sizes = [2]
+        if not fixed:
+            first = accepted_dim(model, {})
+            second = accepted_dim(model, {}, tries=tuple(t for t in DIM_TRIES if t != first))
+            sizes = [first, second]
+        for size in sizes:
+            values = reference_outputs(probe, random_feeds(model, {}, seed=0, default_dim=size))
+            runs.append(dict(zip([o.name for o in probe.graph.output], values, strict=True)))
     except SparsecError:
         return model
-    measured = dict(zip([o.name for o in probe.graph.output], values, strict=True))
     out = onnx.ModelProto()
     out.CopyFrom(model)
     keep = [v for v in out.graph.value_info if v.name not in unknown]
     del out.graph.value_info[:]
     out.graph.value_info.extend(keep)
     for name in dict.fromkeys(unknown):
-        arr = measured.get(name)
-        if isinstance(arr, np.ndarray):
-            elem = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
-            out.graph.value_info.append(onnx.helper.make_tensor_value_info(name, elem, list(arr.shape)))
+        arrays = [r.get(name) for r in runs]
+        if not all(isinstance(a, np.ndarray) for a in arrays) or len({a.ndim for a in arrays}) != 1:  # type: ignore[union-attr]
+            continue
+        shape = [d if all(a.shape[i] == d for a in arrays) else None for i, d in enumerate(arrays[0].shape)]  # type: ignore[union-attr]
+        elem = onnx.helper.np_dtype_to_tensor_dtype(arrays[0].dtype)  # type: ignore[union-attr]
+        out.graph.value_info.append(onnx.helper.make_tensor_value_info(name, elem, shape))
     return out
 
 

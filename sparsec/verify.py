@@ -112,8 +112,10 @@ def unset_dims(model: onnx.ModelProto, dims: dict[str, int]) -> list[str]:
     return out
 
 
-def accepted_dim(model: onnx.ModelProto, dims: dict[str, int], seed: int = 0) -> int:
-    """The size for symbolic dims ``dims`` leaves unset that the original model runs with: the first of DIM_TRIES
+def accepted_dim(
+    model: onnx.ModelProto, dims: dict[str, int], seed: int = 0, tries: tuple[int, ...] = DIM_TRIES
+) -> int:
+    """The size for symbolic dims ``dims`` leaves unset that the original model runs with: the first of ``tries``
     ORT accepts with no output empty. None unset: 2, without running anything. None accepted: a SparsecError naming
     the dims and the flag that sets them (the sizes were sparsec's guess, not a fault of the model)."""
     unset = unset_dims(model, dims)
@@ -121,7 +123,7 @@ def accepted_dim(model: onnx.ModelProto, dims: dict[str, int], seed: int = 0) ->
         return DIM_TRIES[0]
     first = ""
     sess = reference_session(model)  # a model ORT cannot load fails here, whatever the sizes
-    for d in DIM_TRIES:
+    for d in tries:
         try:
             outs = reference_outputs(model, random_feeds(model, dims, seed=seed, default_dim=d), sess)
         except SparsecError as e:
@@ -133,8 +135,8 @@ def accepted_dim(model: onnx.ModelProto, dims: dict[str, int], seed: int = 0) ->
     names = ", ".join(unset)
     unnamed = " (INPUT[AXIS]=N for an unnamed one)" if any(u.endswith("]") for u in unset) else ""
     raise SparsecError(
-        f"ONNX Runtime runs the model with none of the sizes sparsec tried ({', '.join(map(str, DIM_TRIES))}) for "
-        f"its symbolic dims {names} (with {DIM_TRIES[0]}: {first}); give them with --dim NAME=N{unnamed}"
+        f"ONNX Runtime runs the model with none of the sizes sparsec tried ({', '.join(map(str, tries))}) for "
+        f"its symbolic dims {names} (with {tries[0]}: {first}); give them with --dim NAME=N{unnamed}"
     )
 
 

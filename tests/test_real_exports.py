@@ -75,3 +75,47 @@ def test_paddleocr_cls_on_other_cpu_targets(pruned: dict[str, Path], tmp_path: P
     res = compile_model(pruned["cls"], tmp_path / "cls.sparsec", opts)
     assert sum(la["format"] == "csr" for la in res.layers) == _sparse_capable(pruned["cls"])
     assert max(res.errors.values()) <= 1e-4 and res.checked.endswith("sparse layers checked")
+
+
+def _sklearn_mlp(tmp: Path, zipmap: bool) -> Path:
+    """An MLPClassifier trained on random data, converted by skl2onnx as its users do (Cast, MatMul + Add + Relu,
+    Softmax, ArgMax, ai.onnx.ml ZipMap -> a sequence of maps, an unnamed batch dim), pruned 90%."""
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 64)).astype(np.float32)
+    y = (x[:, :3].sum(1) > 0).astype(int) + (x[:, 3] > 1).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=5, random_state=0).fit(x, y)
+    options = None if zipmap else {"zipmap": False}
+    model = to_onnx(clf, x[:1], target_opset=17, options=options)
+    pruned, stats = prune_model(model, parse_pattern("unstructured:0.9"))
+    assert [s["op"] for s in stats] == ["MatMul"] * 3
+    out = tmp / f"mlp{'_zipmap' if zipmap else ''}.onnx"
+    onnx.save(pruned, str(out))
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sklearn_classifier_from_skl2onnx_compiles_sparse(tmp_path: Path) -> None:
+    """skl2onnx's output with ZipMap (a sequence of maps) compiles on x86 with every MatMul sparse and verifies
+    (the map output compared too); wasm refuses it in one line before compiling."""
+    from sparsec.errors import SparsecError
+
+    src = _sklearn_mlp(tmp_path, zipmap=True)
+    for fmt in ("auto", "csr"):
+        res = compile_model(src, tmp_path / f"{fmt}.sparsec", CompileOptions(format=fmt))
+        assert [la["format"] != "dense" for la in res.layers] == [True] * 3, fmt
+        assert set(res.errors) == {"output_label", "output_probability"} and max(res.errors.values()) <= 1e-4
+    with pytest.raises(SparsecError, match=r"output 'output_probability' \(a sequence\) is not a tensor"):
+        compile_model(src, tmp_path / "w.sparsec", CompileOptions(target="wasm"))
+    assert not (tmp_path / "w.sparsec").exists()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("target", [pytest.param("wasm", marks=needs_wasm), pytest.param("arm", marks=needs_qemu)])
+def test_sklearn_classifier_without_zipmap_on_other_cpu_targets(tmp_path: Path, target: str) -> None:
+    src = _sklearn_mlp(tmp_path, zipmap=False)
+    res = compile_model(src, tmp_path / f"{target}.sparsec", CompileOptions(target=target, format="csr"))
+    assert [la["format"] for la in res.layers] == ["csr"] * 3 and max(res.errors.values()) <= 1e-4

@@ -16,6 +16,7 @@ from sparsec.cli import main
 from sparsec.compiler import compile_model
 from sparsec.errors import SparsecError
 from sparsec.frontend import load_model
+from sparsec.node import sparse_protos
 from sparsec.options import CompileOptions
 from sparsec.verify import accepted_dim, random_feeds, unset_dims
 from tests.passes.graphs import weight
@@ -140,10 +141,16 @@ def test_bench_sizes_unnamed_dims_and_reports_errors_in_one_line(tmp_path: Path)
     assert bad.output.strip().splitlines()[-1].startswith("error: the artifact cannot run the bench inputs")
 
 
-def test_input_shape_specialises_the_artifact_so_symbolic_convs_go_sparse(tmp_path: Path) -> None:
+def test_input_shape_specialises_the_artifact_to_static_conv_kernels(tmp_path: Path) -> None:
     src = _save(pooled(), tmp_path / "p.onnx")
     loose = compile_model(src, tmp_path / "loose.sparsec", CompileOptions(format="csr", verify=False))
-    assert [la["format"] for la in loose.layers] == ["dense"]  # spatial size unknown: the conv stays on ORT
+    assert [la["format"] for la in loose.layers] == ["csr"]  # spatial size unknown: sized at run time
+    loose_ctx = next(
+        a.s.decode()
+        for a in sparse_protos(onnx.load(str(loose.artifact / "model.onnx")))[0].attribute
+        if a.name == "ep_cache_context"
+    )
+    assert ";H=0;W=0;" in loose_ctx
     said: list[str] = []
     opts = CompileOptions(format="csr", verify=True, input_shapes={"x": [1, 8, 32, 32]})
     res = compile_model(src, tmp_path / "p.sparsec", opts, progress=said.append)
@@ -152,6 +159,8 @@ def test_input_shape_specialises_the_artifact_so_symbolic_convs_go_sparse(tmp_pa
     assert "input shapes fixed: x=[1,8,32,32] (the artifact takes only these)" in said
     out = onnx.load(str(res.artifact / "model.onnx"))
     assert [d.dim_value for d in out.graph.input[0].type.tensor_type.shape.dim] == [1, 8, 32, 32]
+    ctx = next(a.s.decode() for a in sparse_protos(out)[0].attribute if a.name == "ep_cache_context")
+    assert ";H=32;W=32;" in ctx  # specialised: a static kernel
     manifest = json.loads((res.artifact / "manifest.json").read_text())
     assert manifest["options"]["input_shapes"] == {"x": [1, 8, 32, 32]}
     assert manifest["inputs"][0]["shape"] == [1, 8, 32, 32]

@@ -145,8 +145,14 @@ def _sparse_step(node: onnx.NodeProto, info: Kernel, index: _Graph, plan: Plan) 
     }
     if info.conv is not None:
         g = info.conv
-        step["conv"] = {"C": g.C, "H": g.H, "W": g.W, "OH": g.OH, "OW": g.OW}
+        if g.dynamic:  # sized at run time: the runner derives OH, OW from X as the kernel does
+            step["conv"] = {"C": g.C, "H": 0, "W": 0, **{k: getattr(g, k) for k in RUNTIME_KEYS}}
+        else:
+            step["conv"] = {"C": g.C, "H": g.H, "W": g.W, "OH": g.OH, "OW": g.OW}
     return step
+
+
+RUNTIME_KEYS = ("kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr")
 
 
 def make_plan(model: onnx.ModelProto) -> Plan:

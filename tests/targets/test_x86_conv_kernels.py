@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparsec.conv import ConvGeometry
+from sparsec.conv import ConvGeometry, runtime_geometry
 from sparsec.formats import get_format
 from sparsec.layer import Epilogue, Kernel
 from sparsec.targets.x86.target import X86Target
@@ -74,6 +74,61 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = Path(tmp_path_factory.mktemp("x86conv")) / "kernels.so"
     X86Target().build(specs, path)
     return {"lib": tvm.runtime.load_module(str(path)), "weights": weights}
+
+
+# Dynamic geometries (symbolic height and width): one kernel per case, run at sizes that hit every run-time tile
+# case (P < vw, whole vectors, ragged after single vectors and after mu-vector tiles).
+DYNAMIC = [
+    (fmt, runtime_geometry(C, k, k, s, s, 1, 1, (p, p, p, p)), DENSITIES[i % 3], EPILOGUES[(i + 1) % len(EPILOGUES)])
+    for i, (fmt, (k, s, p)) in enumerate(itertools.product(FORMATS, ((1, 1, 0), (3, 1, 1), (3, 2, 1))))
+]
+SIZES = ((2, 3), (4, 4), (7, 9), (16, 20), (1, 1))
+
+
+@pytest.fixture(scope="module")
+def built_dynamic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import tvm
+
+    rng = np.random.default_rng(8)
+    weights, specs = {}, []
+    for i, (fmt, g, density, (bias, residual, act)) in enumerate(DYNAMIC):
+        w = random_weight(fmt, density, rng, shape=(N, g.K))
+        packed = get_format(fmt).pack(w)
+        arrays = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in packed.items())
+        epilogue = Epilogue(bias=bias, residual=residual, act=act, clip_min=CLIP[0], clip_max=CLIP[1])
+        specs.append(Kernel(f"d{i}", fmt, g.K, N, arrays, epilogue=epilogue, conv=g, packed=packed))
+        weights[f"d{i}"] = (w, packed)
+    path = Path(tmp_path_factory.mktemp("x86conv_dyn")) / "kernels.so"
+    X86Target().build(specs, path)
+    return {"lib": tvm.runtime.load_module(str(path)), "weights": weights}
+
+
+@pytest.mark.parametrize("i", range(len(DYNAMIC)), ids=[f"{c[0]}-{c[1].kh}x{c[1].kw}s{c[1].sh}" for c in DYNAMIC])
+def test_dynamic_conv_kernel_matches_numpy_at_every_size(built_dynamic: dict[str, Any], i: int) -> None:
+    import dataclasses
+
+    import tvm
+
+    fmt, g0, _, (bias, residual, act) = DYNAMIC[i]
+    w, packed = built_dynamic["weights"][f"d{i}"]
+    rng = np.random.default_rng(i)
+    for batch, (h, wd) in itertools.product((1, 2), SIZES):
+        try:
+            g = dataclasses.replace(g0, H=h, W=wd, dynamic=False)
+        except ValueError:  # too small for this kernel (empty output)
+            continue
+        x = rng.standard_normal((batch, g.C, h, wd)).astype(np.float32)
+        b = rng.standard_normal(N).astype(np.float32) if bias else None
+        r = rng.standard_normal((batch, N, g.P)).astype(np.float32) if residual else None
+        y = tvm.runtime.tensor(np.full((batch, N, g.P), np.nan, np.float32))
+        args = [x, *packed.values(), *(a for a in (b, r) if a is not None)]
+        built_dynamic["lib"][f"d{i}"](*(tvm.runtime.tensor(a) for a in args), y)
+        ref = reference(x.reshape(batch, g.C, -1), w, g)
+        ref = activate(ref + (b[None, :, None] if b is not None else 0) + (r if r is not None else 0), act)
+        got = y.numpy()
+        assert np.isfinite(got).all(), f"{h}x{wd} batch {batch}: some output not written"
+        err = np.abs(got - ref).max() / max(np.abs(ref).max(), 1.0)
+        assert err < 1e-4, f"{h}x{wd} batch {batch}: max relative error {err:.2e}"
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{c[0]}-{c[1].kh}x{c[1].kw}-P{c[1].P}-d{c[2]}" for c in CASES])

@@ -96,16 +96,30 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   std::vector<int64_t> y_shape = x.shape;
   // What the kernel sees: matmul X [M, K] -> Y [M, N]; conv X [B, C, H*W] -> Y [B, N, OH*OW] (same memory).
   std::vector<int64_t> x_dl, y_dl;
+  int64_t OH = 0, OW = 0;
   if (k.cfg.conv) {
     const ConvGeom& g = k.cfg.geom;
-    if (x.shape.size() != 4 || x.shape[1] != g.C || x.shape[2] != g.H || x.shape[3] != g.W)
-      return Fail(k, ORT_INVALID_ARGUMENT,
-                  "X has shape " + ShapeToString(x.shape) + ", the convolution needs [batch, " + std::to_string(g.C) +
-                      ", " + std::to_string(g.H) + ", " + std::to_string(g.W) + "]");
+    if (g.dynamic) {  // the kernel takes X as [B, C, H, W] and derives OH, OW itself
+      if (x.shape.size() != 4 || x.shape[1] != g.C)
+        return Fail(k, ORT_INVALID_ARGUMENT,
+                    "X has shape " + ShapeToString(x.shape) + ", the convolution needs [batch, " +
+                        std::to_string(g.C) + ", height, width]");
+      if (!ConvOutput(g, x.shape[2], x.shape[3], &OH, &OW))
+        return Fail(k, ORT_INVALID_ARGUMENT,
+                    "X has shape " + ShapeToString(x.shape) + ": the convolution's output would be empty or too large");
+      x_dl = x.shape;
+    } else {
+      if (x.shape.size() != 4 || x.shape[1] != g.C || x.shape[2] != g.H || x.shape[3] != g.W)
+        return Fail(k, ORT_INVALID_ARGUMENT,
+                    "X has shape " + ShapeToString(x.shape) + ", the convolution needs [batch, " +
+                        std::to_string(g.C) + ", " + std::to_string(g.H) + ", " + std::to_string(g.W) + "]");
+      OH = g.OH;
+      OW = g.OW;
+      x_dl = {x.shape[0], g.C, g.H * g.W};
+    }
     M = x.shape[0];
-    y_shape = {M, N, g.OH, g.OW};
-    x_dl = {M, g.C, g.H * g.W};
-    y_dl = {M, N, g.OH * g.OW};
+    y_shape = {M, N, OH, OW};
+    y_dl = {M, N, OH * OW};
   } else {
     if (x.shape.empty() || x.shape.back() != K)
       return Fail(k, ORT_INVALID_ARGUMENT,
@@ -115,7 +129,7 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
     x_dl = {M, K};
     y_dl = {M, N};
   }
-  const int64_t x_elems = x.NumElements(), y_elems = k.cfg.conv ? M * N * k.cfg.geom.OH * k.cfg.geom.OW : M * N;
+  const int64_t x_elems = x.NumElements(), y_elems = k.cfg.conv ? M * N * OH * OW : M * N;
 
   View bias, residual;
   if (k.bias.present) {

@@ -44,7 +44,7 @@ bool ParseConv(std::map<std::string, std::string>& kv, NodeConfig* out, std::str
   };
   ConvGeom& g = out->geom;
   const int64_t kDim = 2147483647, kSmall = 4096;
-  const Key keys[] = {{"C", &g.C, 1, kDim},      {"H", &g.H, 1, kDim},      {"W", &g.W, 1, kDim},
+  const Key keys[] = {{"C", &g.C, 1, kDim},      {"H", &g.H, 0, kDim},      {"W", &g.W, 0, kDim},
                       {"kh", &g.kh, 1, kSmall},  {"kw", &g.kw, 1, kSmall},  {"sh", &g.sh, 1, kSmall},
                       {"sw", &g.sw, 1, kSmall},  {"dh", &g.dh, 1, kSmall},  {"dw", &g.dw, 1, kSmall},
                       {"pt", &g.pt, 0, kSmall},  {"pl", &g.pl, 0, kSmall},  {"pb", &g.pb, 0, kSmall},
@@ -64,15 +64,13 @@ bool ParseConv(std::map<std::string, std::string>& kv, NodeConfig* out, std::str
     *err = "conv geometry C*kh*kw=" + std::to_string(g.C * g.kh * g.kw) + " differs from K=" + std::to_string(out->K);
     return false;
   }
-  const int64_t eh = g.H + g.pt + g.pb - g.dh * (g.kh - 1) - 1, ew = g.W + g.pl + g.pr - g.dw * (g.kw - 1) - 1;
-  if (eh < 0 || ew < 0) {
-    *err = "conv geometry gives an empty output";
+  if ((g.H == 0) != (g.W == 0)) {
+    *err = "conv geometry: H and W are both 0 (sized at run time) or both positive";
     return false;
   }
-  g.OH = eh / g.sh + 1;
-  g.OW = ew / g.sw + 1;
-  if (g.H * g.W > kDim || g.OH * g.OW > kDim) {
-    *err = "conv spatial size over 2^31-1";
+  g.dynamic = g.H == 0;
+  if (!g.dynamic && !ConvOutput(g, g.H, g.W, &g.OH, &g.OW)) {
+    *err = "conv geometry gives an empty output or a spatial size over 2^31-1";
     return false;
   }
   out->conv = true;
@@ -80,6 +78,16 @@ bool ParseConv(std::map<std::string, std::string>& kv, NodeConfig* out, std::str
 }
 
 }  // namespace
+
+bool ConvOutput(const ConvGeom& g, int64_t H, int64_t W, int64_t* OH, int64_t* OW) {
+  const int64_t kDim = 2147483647;
+  if (H < 1 || W < 1 || H > kDim || W > kDim || H * W > kDim) return false;
+  const int64_t eh = H + g.pt + g.pb - g.dh * (g.kh - 1) - 1, ew = W + g.pl + g.pr - g.dw * (g.kw - 1) - 1;
+  if (eh < 0 || ew < 0) return false;
+  *OH = eh / g.sh + 1;
+  *OW = ew / g.sw + 1;
+  return *OH * *OW <= kDim;
+}
 
 bool IsSparsecContext(const std::string& ctx) {
   static const std::string kPrefix = "sparsec=1";

@@ -20,7 +20,11 @@ struct FormatSpec {
 struct ConvGeom {
   int64_t C = 0, H = 0, W = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0, pb = 0, pr = 0;
   int64_t OH = 0, OW = 0;
+  bool dynamic = false;  // H=0;W=0 in the node: the spatial size is read from X at run time (OH, OW unused)
 };
+
+// OH, OW of ``g`` on an H x W input; false when the output would be empty or over 2^31-1 pixels.
+bool ConvOutput(const ConvGeom& g, int64_t H, int64_t W, int64_t* OH, int64_t* OW);
 
 struct NodeConfig {
   std::string kernel;  // PackedFunc symbol in the kernel library

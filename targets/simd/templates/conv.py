@@ -10,6 +10,11 @@ while every output row of the chunk reuses it (parallel over rows alone would st
 Pixel tiles are ``mu`` vectors wide, then one tile of the remaining whole vectors, then, when P is not a multiple of
 the vector width, one vector shifted back to end at P (it rewrites a few outputs with identical values). P < vw: a
 single tile P lanes wide.
+
+A *dynamic* geometry (symbolic height and width) takes X as [B, C, H, W] (H and W bound from the tensor), derives
+OH, OW and P in the kernel and tiles P at run time: tiles of ``mu`` vectors, then single vectors, then one vector
+ending at P; P < vw runs one pixel at a time. Work split (row chunks) and ``mu`` are chosen at the size assumed for
+ranking.
 """
 
 from __future__ import annotations
@@ -54,24 +59,26 @@ def _split(rows: int, tiles: int) -> tuple[int, int]:
 
 
 def _im2col_macro(g: ConvGeometry) -> Any:
+    """``im2col(X, col, b, H, W, OH, OW)`` (sizes are ints, or expressions of a dynamic kernel) and col's shape
+    (static; a dynamic kernel allocates [1, K, P] itself)."""
     from tvm.script import tirx as T
 
-    khw, OW, P = g.kh * g.kw, g.OW, g.P  # noqa: N806
+    khw = g.kh * g.kw
 
     @T.macro
-    def im2col(X, col, b):  # noqa: N803
+    def im2col(X, col, b, H, W, OH, OW):  # noqa: N803
         for k in T.parallel(g.K):
             # Output columns ow whose input column iw = ow*sw + off is inside X: [lo, hi); the rest are padding.
             off = k % g.kw * g.dw - g.pl
             lo = T.min(T.max((g.sw - 1 - off) // g.sw, 0), OW)
-            hi = T.max(T.min((g.W - 1 - off) // g.sw + 1, OW), lo)
-            for oh in range(g.OH):
+            hi = T.max(T.min((W - 1 - off) // g.sw + 1, OW), lo)
+            for oh in range(OH):
                 ih = oh * g.sh - g.pt + (k % khw) // g.kw * g.dh
-                if 0 <= ih and ih < g.H:
+                if 0 <= ih and ih < H:
                     for ow in range(lo):
                         col[0, k, oh * OW + ow] = T.float32(0)
                     for ow in range(hi - lo):  # stride 1: a contiguous copy
-                        col[0, k, oh * OW + lo + ow] = X[b, k // khw, ih * g.W + (lo + ow) * g.sw + off]
+                        col[0, k, oh * OW + lo + ow] = X[b, k // khw, ih * W + (lo + ow) * g.sw + off]
                     for ow in range(OW - hi):
                         col[0, k, oh * OW + hi + ow] = T.float32(0)
                 else:
@@ -79,10 +86,10 @@ def _im2col_macro(g: ConvGeometry) -> Any:
                         col[0, k, oh * OW + ow] = T.float32(0)
 
     @T.macro
-    def nothing(X, col, b):  # noqa: N803
+    def nothing(X, col, b, H, W, OH, OW):  # noqa: N803
         T.evaluate(0)
 
-    return nothing if g.pointwise else im2col, (1, 1, 1) if g.pointwise else (1, g.K, P)
+    return nothing if g.pointwise else im2col, (1, 1, 1) if g.pointwise else (1, g.K, g.P)
 
 
 def _helpers(g: ConvGeometry, epi: ValueEpilogueFn, bias: bool, residual: bool) -> tuple[Any, Any]:
@@ -97,29 +104,130 @@ def _helpers(g: ConvGeometry, epi: ValueEpilogueFn, bias: bool, residual: bool) 
     return load, out
 
 
-def _images(prep: Any, tile: Any, big: int, lanes: int, extra: list[Any], chunks: int, mu: int) -> Any:
+def _images(
+    g: ConvGeometry, prep: Any, tile: Any, big: int, lanes: int, extra: list[Any], chunks: int, mu: int, vw: int
+) -> Any:
     """The driver every format shares: for each image, im2col (if any), then the (pixel tile x row chunk) items in
-    one parallel region. ``tile(X, col, Y, Res, w0, w1, w2, bias, b, chunk, p0, vectors, lanes, clamp)`` computes
-    one item; w0..w2 are the format's packed arrays (N:M has two and passes its second one twice)."""
+    one parallel region. ``tile(X, col, Y, Res, w0, w1, w2, bias, b, chunk, p0, vectors, lanes, clamp, P)``
+    computes one item; w0..w2 are the format's packed arrays (N:M has two and passes its second one twice).
+    ``images(..., B, H, W, OH, OW)``: the sizes are the static geometry's, or a dynamic kernel's expressions."""
+    if g.dynamic:
+        return _images_dynamic(prep, tile, chunks, mu, vw)
+    return _images_static(prep, tile, big, lanes, extra, chunks, mu)
+
+
+def _images_static(prep: Any, tile: Any, big: int, lanes: int, extra: list[Any], chunks: int, mu: int) -> Any:
     from tvm.script import tirx as T
 
-    mt = mu * lanes
+    def full(it: Any) -> tuple[Any, int, int, bool]:
+        """(p0, vectors, lanes, clamp) of the full tile of work item ``it``."""
+        return it // chunks * (mu * lanes), mu, lanes, False
 
     @T.macro
-    def images(X, col, Y, Res, w0, w1, w2, bias_b, B):  # noqa: N803
+    def images(X, col, Y, Res, w0, w1, w2, bias_b, B, H, W, OH, OW):  # noqa: N803
         for b in range(B):
-            prep(X, col, b)
+            prep(X, col, b, H, W, OH, OW)
             if len(extra) > 0:  # one parallel region per image: every launch wakes the pool
                 for it in T.parallel((big + 1) * chunks):
                     if it < big * chunks:
-                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
+                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, *full(it), OH * OW)
                     else:
-                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, *extra[0])
+                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, *extra[0], OH * OW)
             else:
                 for it in T.parallel(big * chunks):
-                    tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, it // chunks * mt, mu, lanes, False)
+                    tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, *full(it), OH * OW)
 
     return images
+
+
+def _images_dynamic(prep: Any, tile: Any, chunks: int, mu: int, vw: int) -> Any:
+    """Run-time pixel tiles: ``big`` tiles of mu vectors, ``ones`` single vectors, a last vector ending at P when P
+    is ragged; P < vw: pixel by pixel (one lane). (Sizes are Python-built expressions: an assignment in the macro
+    would make a TIR buffer.)"""
+    from tvm.script import tirx as T
+
+    def big(P: Any) -> Any:  # noqa: N803
+        return P // vw // mu
+
+    def ones(P: Any) -> Any:  # noqa: N803
+        return P // vw - P // vw // mu * mu
+
+    def tiles(P: Any) -> Any:  # noqa: N803
+        return P // vw + T.if_then_else(P % vw != 0, 1, 0) - P // vw // mu * (mu - 1)
+
+    @T.macro
+    def images(X, col, Y, Res, w0, w1, w2, bias_b, B, H, W, OH, OW):  # noqa: N803
+        for b in range(B):
+            prep(X, col, b, H, W, OH, OW)
+            if OH * OW >= vw:
+                for it in T.parallel(tiles(OH * OW) * chunks):
+                    if it // chunks < big(OH * OW):
+                        p0 = it // chunks * (mu * vw)
+                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, p0, mu, vw, False, OH * OW)
+                    elif it // chunks < big(OH * OW) + ones(OH * OW):
+                        p1 = (it // chunks - big(OH * OW) + big(OH * OW) * mu) * vw
+                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, p1, 1, vw, False, OH * OW)
+                    else:
+                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, OH * OW - vw, 1, vw, False, OH * OW)
+            else:
+                for c in T.parallel(chunks):
+                    for p in range(OH * OW):
+                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, c, p, 1, 1, False, OH * OW)
+
+    return images
+
+
+def _dynamic(g: ConvGeometry, N: int, arrays: list[tuple[tuple[int, ...], str]], images: Any) -> Any:  # noqa: N803
+    """The kernel of a dynamic geometry: X [B, C, H, W] binds H and W, Y and Res are [B, N, OH*OW] with OH, OW
+    derived from them (a tensor of another size fails the kernel's shape check); ``arrays`` are the format's packed
+    weights (2 or 3), in ABI order."""
+    from tvm.script import tirx as T
+
+    eh, ew = g.pt + g.pb - g.dh * (g.kh - 1) - 1, g.pl + g.pr - g.dw * (g.kw - 1) - 1  # OH = (H + eh) // sh + 1
+    (s0, t0), (s1, t1) = arrays[0], arrays[1]
+    s2, t2 = arrays[2] if len(arrays) > 2 else arrays[1]
+    col_k, cp = (1, 0) if g.pointwise else (g.K, 1)  # a pointwise conv reads X itself: col is a dummy [1, 1, 1]
+
+    def oh(H: Any) -> Any:  # noqa: N803
+        return (H + eh) // g.sh + 1
+
+    def ow(W: Any) -> Any:  # noqa: N803
+        return (W + ew) // g.sw + 1
+
+    @T.prim_func
+    def three(x: T.handle, w0: T.handle, w1: T.handle, w2: T.handle, bh: T.handle, r: T.handle, y: T.handle) -> None:
+        T.func_attr({"tirx.noalias": True})
+        B = T.int64()
+        H = T.int64()
+        W = T.int64()
+        X4 = T.match_buffer(x, (B, g.C, H, W), "float32")
+        a0 = T.match_buffer(w0, s0, t0)
+        a1 = T.match_buffer(w1, s1, t1)
+        a2 = T.match_buffer(w2, s2, t2)
+        bias_b = T.match_buffer(bh, (N,), "float32")
+        Res = T.match_buffer(r, (B, N, oh(H) * ow(W)), "float32")
+        Y = T.match_buffer(y, (B, N, oh(H) * ow(W)), "float32")
+        X = T.decl_buffer((B, g.C, H * W), "float32", data=X4.data)
+        col = T.alloc_buffer((1, col_k, oh(H) * ow(W) * cp + 1 - cp), "float32")
+        images(X, col, Y, Res, a0, a1, a2, bias_b, B, H, W, oh(H), ow(W))
+
+    @T.prim_func
+    def two(x: T.handle, w0: T.handle, w1: T.handle, bh: T.handle, r: T.handle, y: T.handle) -> None:
+        T.func_attr({"tirx.noalias": True})
+        B = T.int64()
+        H = T.int64()
+        W = T.int64()
+        X4 = T.match_buffer(x, (B, g.C, H, W), "float32")
+        a0 = T.match_buffer(w0, s0, t0)
+        a1 = T.match_buffer(w1, s1, t1)
+        bias_b = T.match_buffer(bh, (N,), "float32")
+        Res = T.match_buffer(r, (B, N, oh(H) * ow(W)), "float32")
+        Y = T.match_buffer(y, (B, N, oh(H) * ow(W)), "float32")
+        X = T.decl_buffer((B, g.C, H * W), "float32", data=X4.data)
+        col = T.alloc_buffer((1, col_k, oh(H) * ow(W) * cp + 1 - cp), "float32")
+        images(X, col, Y, Res, a0, a1, a1, bias_b, B, H, W, oh(H), ow(W))
+
+    return three if len(arrays) > 2 else two
 
 
 def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogueFn, bias: bool, residual: bool, mu: int) -> Any:  # noqa: N803
@@ -133,7 +241,7 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogueFn, bias: 
     chunks, per = _split(N, big + len(extra))
 
     @T.macro
-    def tile(X, col, Y, Res, values, indices, indptr, bias_b, b, c, p0, U, L, cl):  # noqa: N803
+    def tile(X, col, Y, Res, values, indices, indptr, bias_b, b, c, p0, U, L, cl, P):  # noqa: N803
         for i in range(T.min(per, N - c * per)):  # from 0: TVM 0.27 miscompiles range(a, b) bounds read inside
             n = c * per + i
             acc = T.alloc_buffer((U, L), "float32", scope="local")
@@ -148,7 +256,7 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogueFn, bias: 
                 for v in T.vectorized(L):
                     Y[b, n, _px(P, p0, u, L, v, cl)] = out(acc[u, v], bias_b, Res, b, n, _px(P, p0, u, L, v, cl))
 
-    images = _images(prep, tile, big, lanes, extra, chunks, mu)
+    images = _images(g, prep, tile, big, lanes, extra, chunks, mu, vw)
 
     @T.prim_func
     def kernel(
@@ -166,8 +274,10 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogueFn, bias: 
         Res = T.match_buffer(r, (B, N, P), "float32")
         Y = T.match_buffer(y, (B, N, P), "float32")
         col = T.alloc_buffer(col_shape, "float32")
-        images(X, col, Y, Res, values, indices, indptr, bias_b, B)
+        images(X, col, Y, Res, values, indices, indptr, bias_b, B, g.H, g.W, g.OH, g.OW)
 
+    if g.dynamic:
+        return _dynamic(g, N, [((nnz,), "float32"), ((nnz,), "int32"), ((N + 1,), "int32")], images)
     return kernel
 
 
@@ -194,7 +304,7 @@ def bsr(
     chunks, per = _split(nbr, big + len(extra))
 
     @T.macro
-    def tile(X, col, Y, Res, data, indices, indptr, bias_b, b, c, p0, U, L, cl):  # noqa: N803
+    def tile(X, col, Y, Res, data, indices, indptr, bias_b, b, c, p0, U, L, cl, P):  # noqa: N803
         for i in range(T.min(per, nbr - c * per)):
             ib = c * per + i
             n0 = T.min(ib * R, N - R)
@@ -220,7 +330,7 @@ def bsr(
                             acc[r, u, v], bias_b, Res, b, n0 + r, _px(P, p0, u, L, v, cl)
                         )
 
-    images = _images(prep, tile, big, lanes, extra, chunks, mu)
+    images = _images(g, prep, tile, big, lanes, extra, chunks, mu, vw)
 
     @T.prim_func
     def kernel(
@@ -238,8 +348,10 @@ def bsr(
         Res = T.match_buffer(r, (B, N, P), "float32")
         Y = T.match_buffer(y, (B, N, P), "float32")
         col = T.alloc_buffer(col_shape, "float32")
-        images(X, col, Y, Res, data, indices, indptr, bias_b, B)
+        images(X, col, Y, Res, data, indices, indptr, bias_b, B, g.H, g.W, g.OH, g.OW)
 
+    if g.dynamic:
+        return _dynamic(g, N, [((nnzb, R, C), "float32"), ((nnzb,), "int32"), ((nbr + 1,), "int32")], images)
     return kernel
 
 
@@ -258,7 +370,7 @@ def nm(
     chunks, per = _split(N, big + len(extra))
 
     @T.macro
-    def tile(X, col, Y, Res, values, positions, _unused, bias_b, b, c, p0, U, L, cl):  # noqa: N803
+    def tile(X, col, Y, Res, values, positions, _unused, bias_b, b, c, p0, U, L, cl, P):  # noqa: N803
         for i in range(T.min(per, N - c * per)):
             row = c * per + i
             acc = T.alloc_buffer((U, L), "float32", scope="local")
@@ -280,7 +392,7 @@ def nm(
                 for v in T.vectorized(L):
                     Y[b, row, _px(P, p0, u, L, v, cl)] = out(acc[u, v], bias_b, Res, b, row, _px(P, p0, u, L, v, cl))
 
-    images = _images(prep, tile, big, lanes, extra, chunks, mu)
+    images = _images(g, prep, tile, big, lanes, extra, chunks, mu, vw)
 
     @T.prim_func
     def kernel(
@@ -297,6 +409,8 @@ def nm(
         Res = T.match_buffer(r, (B, N, P), "float32")
         Y = T.match_buffer(y, (B, N, P), "float32")
         col = T.alloc_buffer(col_shape, "float32")
-        images(X, col, Y, Res, values, positions, positions, bias_b, B)
+        images(X, col, Y, Res, values, positions, positions, bias_b, B, g.H, g.W, g.OH, g.OW)
 
+    if g.dynamic:
+        return _dynamic(g, N, [((N, slots), "float32"), ((N, slots), "uint8")], images)
     return kernel

@@ -178,7 +178,21 @@ class SparsecModel {
     const xd = Array.from(x.dims, Number);
     if (x.type !== 'float32') throw new Error(`sparsec: ${step.name}: input '${step.x}' is ${x.type}, expected float32`);
     let kx, ydims, ky;
-    if (step.op === 'conv') {
+    if (step.op === 'conv' && step.conv.H === 0) {
+      // Sized at run time: the kernel takes X as [B, C, H, W] and derives OH, OW the same way.
+      const g = step.conv;
+      if (xd.length !== 4 || xd[1] !== g.C) {
+        throw new Error(`sparsec: ${step.name}: input dims [${xd}], expected [B, ${g.C}, H, W]`);
+      }
+      const oh = Math.floor((xd[2] + g.pt + g.pb - g.dh * (g.kh - 1) - 1) / g.sh) + 1;
+      const ow = Math.floor((xd[3] + g.pl + g.pr - g.dw * (g.kw - 1) - 1) / g.sw) + 1;
+      if (!(xd[2] >= 1 && xd[3] >= 1 && oh >= 1 && ow >= 1)) {
+        throw new Error(`sparsec: ${step.name}: input dims [${xd}] give an empty convolution output`);
+      }
+      kx = xd;
+      ydims = [xd[0], step.N, oh, ow];
+      ky = [xd[0], step.N, oh * ow];
+    } else if (step.op === 'conv') {
       const g = step.conv;
       if (xd.length !== 4 || xd[1] !== g.C || xd[2] !== g.H || xd[3] !== g.W) {
         throw new Error(`sparsec: ${step.name}: input dims [${xd}], expected [B, ${g.C}, ${g.H}, ${g.W}]`);
