@@ -139,7 +139,9 @@ def _conv(node: ir.Node, name: str, b: np.ndarray) -> Layer:
         shape = dims(node.inputs[0]) or [None]
         batch = shape[0] if isinstance(shape[0], int) else 1
         rows = batch * geom.P  # pixels are the "rows" of the product (cost model M)
-        reorder = batch * reorder_elements(node)
+        reorder = batch * reorder_elements(
+            node, sizes=(geom.C * geom.H * geom.W, w.shape[0] * geom.P) if geom.dynamic else None
+        )
     return Layer(
         name, "Conv", _input_name(node, 1), w, node=node, bias=bias, rows=rows, skip=skip, geom=geom, reorder=reorder
     )

@@ -52,9 +52,9 @@ def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str
     assert p is not None
     dense_us = dense_time_us(layer, cost, rows)
     g = layer.geom
-    extra_us = 0.0  # sparse-side extra microseconds
+    extra_us = cost.node_us  # sparse-side extra microseconds: the node around the kernel
     if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col
-        extra_us = 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
+        extra_us += 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
         extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
 
     def speedup(fmt: str) -> float:

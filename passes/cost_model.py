@@ -24,6 +24,16 @@ from sparsec.formats import family
 DATA_DIR = Path(__file__).with_name("cost_data")
 
 
+# What a sparse layer costs as a node in the model beyond its kernel: the EP's per-run work (input checks, DLTensors,
+# the parallel launch on ORT's pool) and ORT's dispatch of the node. The tables time kernels alone (TVM, no EP) and
+# ORT's MatMul as a one-node session (its dispatch included), so tiny layers looked free to make sparse (PaddleOCR
+# cls: SE-block 1x1 convs on 1x1 pixels predicted 100-1600x, the model ran at 0.89x of dense). Measured
+# (AMD EPYC Zen 4, 2 threads, 2026-12-06): 20 chained 64->64 1x1 convs at 20% density on 1 pixel, sparsec bench
+# 0.051-0.060 ms vs ORT 0.033-0.037 ms: about 2.4 us per sparse node against ORT's 1.7 us per Conv, of which the
+# kernel's table intercept is 0.4 us.
+EP_NODE_US = 2.0
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Latency predictions for one target/ISA, read from a calibration table."""
@@ -32,6 +42,7 @@ class CostModel:
     isa: str
     table: dict[str, dict[str, list[float]]]  # format -> bucket m -> [a_ns, b_ns, c_us]
     source: str
+    node_us: float = EP_NODE_US  # added to every sparse prediction: the node around the kernel
 
     def buckets(self, fmt: str) -> dict[int, list[float]]:
         key = fmt if fmt in self.table else family(fmt)

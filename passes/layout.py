@@ -59,16 +59,29 @@ def _downstream_is_ort_conv(value: ir.Value, kept_dense: frozenset[str]) -> bool
     return False
 
 
-def reorder_elements(node: ir.Node, kept_dense: frozenset[str] = frozenset()) -> int:
-    """Elements per image ORT would reorder if ``node`` (a Conv with static shapes) became a sparsec node, with the
-    group-1 convs in ``kept_dense`` (named by their output value) also run by ORT."""
+def reorder_elements(
+    node: ir.Node, kept_dense: frozenset[str] = frozenset(), sizes: tuple[int, int] | None = None
+) -> int:
+    """Elements per image ORT would reorder if ``node`` (a Conv) became a sparsec node, with the group-1 convs in
+    ``kept_dense`` (named by their output value) also run by ORT. ``sizes`` (input, output elements per image) stand
+    in for shapes that are not static (a conv sized at run time, counted at the size it is ranked at)."""
     total = 0
     x, y = node.inputs[0], node.outputs[0]
-    for value, near in ((x, _upstream_is_ort_conv), (y, _downstream_is_ort_conv)):
+    for i, (value, near) in enumerate(((x, _upstream_is_ort_conv), (y, _downstream_is_ort_conv))):
+        if value is None or not near(value, kept_dense):
+            continue
         shape = dims(value)
-        if value is not None and shape and all(isinstance(d, int) for d in shape[1:]) and near(value, kept_dense):
+        if shape and all(isinstance(d, int) for d in shape[1:]):
             total += math.prod(shape[1:])  # type: ignore[arg-type]
+        elif sizes is not None:
+            total += sizes[i]
     return total
+
+
+def image_sizes(layer: Layer) -> tuple[int, int] | None:
+    """(input, output) elements per image of a conv sized at run time, at the size it is ranked at; else None."""
+    g = layer.geom
+    return (g.C * g.H * g.W, layer.n * g.P) if g is not None and g.dynamic else None
 
 
 def settle_layout(layers: list[Layer], rechoose: Callable[[Layer], Layer]) -> list[Layer]:
@@ -86,7 +99,7 @@ def settle_layout(layers: list[Layer], rechoose: Callable[[Layer], Layer]) -> li
                 continue
             shape = dims(la.node.inputs[0]) or [None]
             batch = shape[0] if isinstance(shape[0], int) else 1
-            reorder = batch * reorder_elements(la.node, kept_dense)
+            reorder = batch * reorder_elements(la.node, kept_dense, image_sizes(la))
             if reorder == la.reorder:
                 continue
             la = by_name[c] = rechoose(replace(la, reorder=reorder))

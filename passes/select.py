@@ -21,7 +21,7 @@ from .analysis import find_layers
 from .choose import candidates, check_forced, choose
 from .cost_model import cost_model
 from .graph import Dim
-from .layout import settle_layout
+from .layout import image_sizes, reorder_elements, settle_layout
 from .state import Compilation
 
 
@@ -128,7 +128,8 @@ def _sized_conv(layer: Layer, shapes: dict[str, list[Dim]]) -> Layer:
     except ValueError:  # the given size is too small for this conv: keep the assumed one (verification will say)
         return layer
     batch = shape[0] if isinstance(shape[0], int) else 1
-    return replace(layer, geom=geom, rows=batch * geom.P)
+    sized = replace(layer, geom=geom, rows=batch * geom.P)
+    return replace(sized, reorder=batch * reorder_elements(layer.node, sizes=image_sizes(sized)))
 
 
 def _rows_from_shapes(layer: Layer, shapes: dict[str, list[Dim]]) -> int | None:

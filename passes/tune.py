@@ -26,7 +26,7 @@ from sparsec.options import CompileOptions, toolchain_versions
 from sparsec.targets.base import Progress, Target
 
 from .choose import fits, predicted_speedup
-from .cost_model import CostModel, reorder_us
+from .cost_model import EP_NODE_US, CostModel, reorder_us
 from .layout import settle_layout
 
 TOP = 4  # candidate formats measured per layer
@@ -142,7 +142,8 @@ def tune_layer(
     extra = reorder_us(layer.reorder) if conv else 0.0
     best = min(entries, key=lambda e: times[e])
     fmt, variant = best.split("|")
-    dense_us, best_us = max(times["dense"] - extra, 1e-3), times[best] + extra
+    # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added (EP_NODE_US).
+    dense_us, best_us = max(times["dense"] - extra, 1e-3), times[best] + extra + EP_NODE_US
     layout = f", {extra:.1f} us of layout conversions moved from dense to sparse" if extra else ""
     if best_us >= dense_us:
         why = f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}{layout}"

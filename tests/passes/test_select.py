@@ -34,7 +34,7 @@ class Kernels(Target):
         return self.accepts(fmt)
 
 
-# dense: 1 ns per MAC; csr: 4 ns per stored value; bsr: 1.5 ns; nm: 2 ns (no per-row or fixed cost).
+# dense: 1 ns per MAC; csr: 4 ns per stored value; bsr: 1.5 ns; nm: 2 ns (no per-row, fixed or per-node cost).
 COST = CostModel(
     "x86",
     "test",
@@ -45,6 +45,7 @@ COST = CostModel(
         "nm": {"128": [2.0, 0.0, 0.0]},
     },
     "test",
+    node_us=0.0,
 )
 
 
@@ -73,7 +74,7 @@ def test_nm_only_when_the_weight_conforms() -> None:
     w.reshape(w.shape[0], -1)[:, 1::2] = 0.0  # 1:2 everywhere (K is odd: the last group is partial)
     la = layer_with(w)
     assert la.profile is not None and la.profile.nm["1:2"] == 1.0 and la.profile.nm["2:4"] == 1.0
-    cheap_nm = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.0, 0.0, 0.0]}}, "")
+    cheap_nm = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.0, 0.0, 0.0]}}, "", node_us=0.0)
     c = choose(la, "auto", ["nm:1:2", "csr"], cheap_nm, 128)
     assert c.format == "nm:1:2"
     assert c.speedup == pytest.approx(37 / 19)  # 19 groups of 2 along K = 37, one slot each
@@ -89,11 +90,11 @@ def test_nm_needs_its_larger_margin() -> None:
     w.reshape(w.shape[0], -1)[:, 1::2] = 0.0  # 1:2: 37 columns in 19 groups, one slot each
     speedup = 37 / 19 / 1.5  # nm at 1.5 ns per slot: 1.30x, just under the nm margin
     assert MARGIN < speedup < FAMILY_MARGIN["nm"]
-    nm = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.5, 0.0, 0.0]}}, "")
+    nm = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.5, 0.0, 0.0]}}, "", node_us=0.0)
     c = choose(layer_with(w), "auto", ["nm:1:2"], nm, 128)
     assert c.format == "dense" and c.speedup == pytest.approx(speedup), c
     assert f"needs {FAMILY_MARGIN['nm']:.1f}x" in c.reason
-    cheaper = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.4, 0.0, 0.0]}}, "")  # 1.39x: over it
+    cheaper = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.4, 0.0, 0.0]}}, "", node_us=0.0)  # 1.39x: over it
     assert choose(layer_with(w), "auto", ["nm:1:2"], cheaper, 128).format == "nm:1:2"
 
 
@@ -117,6 +118,23 @@ def test_candidates_need_kernel_and_cost_entry() -> None:
     assert candidates(Kernels(lambda f: f.startswith("bsr")), COST) == [
         p for p in candidates(Kernels(lambda f: True), COST) if "bsr" in p
     ]
+
+
+def test_node_cost_keeps_tiny_layers_dense() -> None:
+    """A layer whose dense op takes about as long as a sparse node costs by itself stays dense whatever its
+    density (PaddleOCR cls: 1x1 convs on one pixel), the same layer at a large M goes sparse."""
+    import dataclasses
+
+    w = weight(np.random.default_rng(4), density=0.05)
+    la = layer_with(w)
+    tiny = CostModel("x86", "t", {**COST.table, "dense": {"128": [1.0, 0.0, 0.0]}}, "", node_us=2.0)
+    assert w.size * 1 / 1000 < 2.0  # the whole dense op at M=1: under the node cost
+    assert choose(la, "auto", ["csr"], tiny, 1).format == "dense"
+    big = choose(la, "auto", ["csr"], tiny, 4096)
+    assert big.format == "csr" and big.speedup == pytest.approx(
+        4096 * w.size / (4096 * 4 * np.count_nonzero(w) + 2000.0)
+    )
+    assert dataclasses.replace(tiny, node_us=0.0).node_us == 0.0
 
 
 def test_conv_im2col_is_charged_to_sparse() -> None:
