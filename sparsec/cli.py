@@ -185,6 +185,28 @@ def prune_cmd(model: Path, pattern: str, output: Path) -> None:
     click.echo(prune_file(model, pattern, output))
 
 
+@main.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--mode",
+    default="qdq",
+    show_default=True,
+    help="qdq (static: per-channel int8 weights, calibrated activations) | dynamic (MatMulInteger)",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="qdq: a directory with INPUT.npy per input, samples on axis 0 [random inputs]",
+)
+@_guard
+def quantize_cmd(model: Path, output: Path, mode: str, calibration: Path | None) -> None:
+    """int8-quantize a (pruned) model with onnxruntime.quantization (pruned weights stay zero)."""
+    from .quantize import quantize_file
+
+    click.echo(quantize_file(model, output, mode, calibration, say=progress))
+
+
 @main.command("run")
 @click.argument("artifact", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--input", "inputs", multiple=True, help="NAME=FILE.npy (repeat per input)")

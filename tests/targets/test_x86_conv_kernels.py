@@ -58,22 +58,26 @@ def activate(y: np.ndarray, act: str) -> np.ndarray:
     return table[act]
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def _build(cases: list[Any], prefix: str, seed: int, folder: Path) -> dict[str, Any]:
+    """One x86 library holding a kernel per case, named ``prefix + index``, and each case's weight and packing."""
     import tvm
 
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     weights, specs = {}, []
-    for i, (fmt, g, density, (bias, residual, act)) in enumerate(CASES):
+    for i, (fmt, g, density, (bias, residual, act)) in enumerate(cases):
         w = random_weight(fmt, density, rng, shape=(N, g.K))
         packed = get_format(fmt).pack(w)
         arrays = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in packed.items())
         epilogue = Epilogue(bias=bias, residual=residual, act=act, clip_min=CLIP[0], clip_max=CLIP[1])
-        specs.append(Kernel(f"c{i}", fmt, g.K, N, arrays, epilogue=epilogue, conv=g, packed=packed))
-        weights[f"c{i}"] = (w, packed)
-    path = Path(tmp_path_factory.mktemp("x86conv")) / "kernels.so"
-    X86Target().build(specs, path)
-    return {"lib": tvm.runtime.load_module(str(path)), "weights": weights}
+        specs.append(Kernel(f"{prefix}{i}", fmt, g.K, N, arrays, epilogue=epilogue, conv=g, packed=packed))
+        weights[f"{prefix}{i}"] = (w, packed)
+    X86Target().build(specs, folder / "kernels.so")
+    return {"lib": tvm.runtime.load_module(str(folder / "kernels.so")), "weights": weights}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _build(CASES, "c", 7, Path(tmp_path_factory.mktemp("x86conv")))
 
 
 # Dynamic geometries (symbolic height and width): one kernel per case, run at sizes that hit every run-time tile
@@ -87,20 +91,7 @@ SIZES = ((2, 3), (4, 4), (7, 9), (16, 20), (1, 1))
 
 @pytest.fixture(scope="module")
 def built_dynamic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    import tvm
-
-    rng = np.random.default_rng(8)
-    weights, specs = {}, []
-    for i, (fmt, g, density, (bias, residual, act)) in enumerate(DYNAMIC):
-        w = random_weight(fmt, density, rng, shape=(N, g.K))
-        packed = get_format(fmt).pack(w)
-        arrays = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in packed.items())
-        epilogue = Epilogue(bias=bias, residual=residual, act=act, clip_min=CLIP[0], clip_max=CLIP[1])
-        specs.append(Kernel(f"d{i}", fmt, g.K, N, arrays, epilogue=epilogue, conv=g, packed=packed))
-        weights[f"d{i}"] = (w, packed)
-    path = Path(tmp_path_factory.mktemp("x86conv_dyn")) / "kernels.so"
-    X86Target().build(specs, path)
-    return {"lib": tvm.runtime.load_module(str(path)), "weights": weights}
+    return _build(DYNAMIC, "d", 8, Path(tmp_path_factory.mktemp("x86conv_dyn")))
 
 
 @pytest.mark.parametrize("i", range(len(DYNAMIC)), ids=[f"{c[0]}-{c[1].kh}x{c[1].kw}s{c[1].sh}" for c in DYNAMIC])

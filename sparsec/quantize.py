@@ -1,0 +1,128 @@
+"""``sparsec quantize``: int8-quantize a (pruned) model with onnxruntime.quantization, beside ``sparsec prune``, so a
+user can try the whole prune -> quantize -> compile path.
+
+Two modes, as onnxruntime.quantization writes them:
+- ``qdq`` (static): per-channel int8 weights behind DequantizeLinear, activations quantized with scales calibrated on
+  sample inputs (QuantizeLinear -> DequantizeLinear pairs). Zeros stay zeros: a pruned weight quantizes to its zero
+  point, so ``sparsec compile`` sees the same sparsity (it compiles the dequantized float32 weight).
+- ``dynamic``: int8 weights, activations quantized at run time (DynamicQuantizeLinear + MatMulInteger); no
+  calibration data.
+
+Calibration data (``qdq``): a directory with one ``INPUT.npy`` per model input whose first axis indexes samples; without
+it, seeded random inputs sized like ``--verify``'s (said so: scales calibrated on random data fit random data).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .errors import SparsecError, first_line
+
+MODES = ("qdq", "dynamic")
+QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger")
+RANDOM_SAMPLES = 8
+
+
+def calibration_samples(model: onnx.ModelProto, folder: Path | None) -> list[dict[str, np.ndarray]]:
+    """Per-sample feeds: from ``folder`` (INPUT.npy, samples along axis 0), else RANDOM_SAMPLES random ones; read
+    and checked before quantizing."""
+    from .verify import accepted_dim, random_feeds
+
+    inits = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    if folder is None:
+        size = accepted_dim(model, {})
+        return [random_feeds(model, {}, seed=seed, default_dim=size) for seed in range(RANDOM_SAMPLES)]
+    if not folder.is_dir():
+        raise SparsecError(f"--calibration {folder}: not a directory")
+    arrays: dict[str, np.ndarray] = {}
+    for name in names:
+        path = folder / f"{name}.npy"
+        if not path.is_file():
+            raise SparsecError(f"--calibration {folder}: no {name}.npy for input {name!r} (one file per input)")
+        try:
+            arrays[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise SparsecError(f"--calibration {path}: cannot read ({first_line(e)})") from None
+    counts = {a.shape[0] if a.ndim else 0 for a in arrays.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise SparsecError(f"--calibration {folder}: every INPUT.npy needs the same number (>= 1) of samples on axis 0")
+    return [{name: a[i] for name, a in arrays.items()} for i in range(counts.pop())]
+
+
+def quantize_file(
+    model_path: str | Path,
+    out_path: str | Path,
+    mode: str = "qdq",
+    calibration: Path | None = None,
+    say: Callable[[str], None] = lambda msg: None,
+) -> str:
+    """Quantize ``model_path`` into ``out_path`` (written atomically); returns a one-line summary."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    from .frontend import load_model
+    from .prune_cli import _check_output, write_atomic
+
+    if mode not in MODES:
+        raise SparsecError(f"bad --mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode == "dynamic" and calibration is not None:
+        raise SparsecError("--calibration is for --mode qdq (dynamic quantization calibrates at run time)")
+    src, out = Path(model_path), Path(out_path)
+    _check_output(out)
+    model = load_model(src)
+    samples = iter(calibration_samples(model, calibration) if mode == "qdq" else [])
+    if mode == "qdq" and calibration is None:
+        say(f"no --calibration: activation scales calibrated on {RANDOM_SAMPLES} random inputs (give real samples)")
+
+    class Reader(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(samples, None)
+
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # onnxruntime.quantization logs advice on the root logger
+    try:
+        with tempfile.TemporaryDirectory(prefix="sparsec-quantize-") as tmp:
+            plain = Path(tmp) / "in.onnx"
+            onnx.save(model, str(plain))
+            result = Path(tmp) / "out.onnx"
+            if mode == "qdq":
+                quantize_static(
+                    plain,
+                    result,
+                    Reader(),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    weight_type=QuantType.QInt8,
+                )
+            else:
+                quantize_dynamic(plain, result, weight_type=QuantType.QInt8)
+            data = result.read_bytes()
+    except SparsecError:
+        raise
+    except Exception as e:  # onnxruntime.quantization's own failures: one line
+        raise SparsecError(f"onnxruntime.quantization failed on {src}: {first_line(e)}") from None
+    finally:
+        quiet.setLevel(level)
+    quantized = onnx.load_from_string(data)
+    int8 = sum(
+        t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(t.dims) >= 2
+        for t in quantized.graph.initializer
+    )
+    ops = sorted({n.op_type for n in quantized.graph.node if n.op_type in QUANT_OPS})
+    if not int8:
+        raise SparsecError(f"onnxruntime.quantization quantized no weight of {src} (no MatMul/Gemm/Conv it handles)")
+    write_atomic(out, data)
+    return f"quantized {int8} weights of {src.name} to int8 ({mode}: {', '.join(ops)}); wrote {out}"

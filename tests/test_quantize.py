@@ -1,0 +1,86 @@
+"""``sparsec quantize`` (onnxruntime.quantization): QDQ keeps pruned weights exactly zero and compiles sparse against
+ORT on the quantized model; dynamic writes MatMulInteger; calibration folders are read as documented; bad input is
+one line and writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, numpy_helper
+
+from models.synthetic import transformer_ffn
+from sparsec.cli import main
+from sparsec.prune_cli import prune_file
+
+
+@pytest.fixture
+def pruned(tmp_path: Path) -> Path:
+    src = tmp_path / "ffn.onnx"
+    onnx.save(transformer_ffn(density=1.0), str(src))
+    out = tmp_path / "ffn90.onnx"
+    prune_file(src, "unstructured:0.9", out)
+    return out
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_qdq_keeps_pruned_weights_zero_and_compiles_sparse(pruned: Path, tmp_path: Path) -> None:
+    from sparsec.compiler import compile_model
+    from sparsec.options import CompileOptions
+
+    out = tmp_path / "q.onnx"
+    code, stdout, stderr = run("quantize", str(pruned), "-o", str(out))
+    assert code == 0 and stdout.startswith("quantized 3 weights of ffn90.onnx to int8 (qdq:"), stderr
+    assert "calibrated on 8 random inputs" in stderr
+    q = onnx.load(str(out))
+    int8 = [
+        numpy_helper.to_array(t) for t in q.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) == 2
+    ]
+    assert len(int8) == 3 and all(abs(np.count_nonzero(a) / a.size - 0.1) < 0.01 for a in int8)  # zeros stay zero
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in q.graph.node}
+    res = compile_model(out, tmp_path / "q.sparsec", CompileOptions(format="csr"))
+    assert [la["format"] for la in res.layers] == ["csr"] * 3 and max(res.errors.values()) <= 1e-4
+
+
+def test_calibration_folder_is_used(pruned: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    np.save(folder / "x.npy", np.random.default_rng(0).standard_normal((4, 2, 3, 48)).astype(np.float32) * 5)
+    out = tmp_path / "q.onnx"
+    code, _, stderr = run("quantize", str(pruned), "-o", str(out), "--calibration", str(folder))
+    assert code == 0 and "random inputs" not in stderr, stderr
+    np.save(folder / "x.npy", np.zeros((0, 2, 3, 48), np.float32))
+    code, _, stderr = run("quantize", str(pruned), "-o", str(tmp_path / "q2.onnx"), "--calibration", str(folder))
+    assert code == 2 and "samples on axis 0" in stderr and not (tmp_path / "q2.onnx").exists()
+
+
+def test_dynamic_writes_matmulinteger(pruned: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.onnx"
+    code, stdout, _ = run("quantize", str(pruned), "-o", str(out), "--mode", "dynamic")
+    assert code == 0 and "(dynamic: DynamicQuantizeLinear, MatMulInteger)" in stdout
+    assert "MatMulInteger" in {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--mode", "int4"], "bad --mode 'int4': expected one of qdq, dynamic"),
+        (["--mode", "dynamic", "--calibration", "{tmp}"], "--calibration is for --mode qdq"),
+        (["--calibration", "{tmp}/nope"], "not a directory"),
+        (["--calibration", "{tmp}"], "no x.npy for input 'x'"),
+    ],
+)
+def test_bad_quantize_input_is_one_line(pruned: Path, tmp_path: Path, args: list[str], match: str) -> None:
+    out = tmp_path / "bad.onnx"
+    code, stdout, stderr = run(
+        "quantize", str(pruned), "-o", str(out), *[a.replace("{tmp}", str(tmp_path)) for a in args]
+    )
+    assert code == 2 and match in stderr and len(stderr.strip().splitlines()) == 1 and stdout == "", stderr
+    assert not out.exists()
