@@ -194,8 +194,11 @@ def _dynamic(g: ConvGeometry, N: int, arrays: list[tuple[tuple[int, ...], str]],
     def ow(W: Any) -> Any:  # noqa: N803
         return (W + ew) // g.sw + 1
 
+    def third(a1: Any, a2: Any) -> Any:  # N:M has two arrays: its second stands in for the third (as in nm())
+        return a2 if len(arrays) > 2 else a1
+
     @T.prim_func
-    def three(x: T.handle, w0: T.handle, w1: T.handle, w2: T.handle, bh: T.handle, r: T.handle, y: T.handle) -> None:
+    def kernel(x: T.handle, w0: T.handle, w1: T.handle, w2: T.handle, bh: T.handle, r: T.handle, y: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
         B = T.int64()
         H = T.int64()
@@ -209,25 +212,15 @@ def _dynamic(g: ConvGeometry, N: int, arrays: list[tuple[tuple[int, ...], str]],
         Y = T.match_buffer(y, (B, N, oh(H) * ow(W)), "float32")
         X = T.decl_buffer((B, g.C, H * W), "float32", data=X4.data)
         col = T.alloc_buffer((1, col_k, oh(H) * ow(W) * cp + 1 - cp), "float32")
-        images(X, col, Y, Res, a0, a1, a2, bias_b, B, H, W, oh(H), ow(W))
+        images(X, col, Y, Res, a0, a1, third(a1, a2), bias_b, B, H, W, oh(H), ow(W))
 
-    @T.prim_func
-    def two(x: T.handle, w0: T.handle, w1: T.handle, bh: T.handle, r: T.handle, y: T.handle) -> None:
-        T.func_attr({"tirx.noalias": True})
-        B = T.int64()
-        H = T.int64()
-        W = T.int64()
-        X4 = T.match_buffer(x, (B, g.C, H, W), "float32")
-        a0 = T.match_buffer(w0, s0, t0)
-        a1 = T.match_buffer(w1, s1, t1)
-        bias_b = T.match_buffer(bh, (N,), "float32")
-        Res = T.match_buffer(r, (B, N, oh(H) * ow(W)), "float32")
-        Y = T.match_buffer(y, (B, N, oh(H) * ow(W)), "float32")
-        X = T.decl_buffer((B, g.C, H * W), "float32", data=X4.data)
-        col = T.alloc_buffer((1, col_k, oh(H) * ow(W) * cp + 1 - cp), "float32")
-        images(X, col, Y, Res, a0, a1, a1, bias_b, B, H, W, oh(H), ow(W))
+    if len(arrays) > 2:
+        return kernel
+    # Two arrays: drop the unused third parameter (a parameter Var carries its buffer, as targets/tir.finish relies on)
+    from tvm import tirx
 
-    return three if len(arrays) > 2 else two
+    params = [p for i, p in enumerate(kernel.params) if i != 3]
+    return tirx.PrimFunc(params, kernel.body, kernel.ret_type, kernel.attrs)
 
 
 def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogueFn, bias: bool, residual: bool, mu: int) -> Any:  # noqa: N803
