@@ -297,6 +297,10 @@ def test_model_quantized_by_onnxruntime_qdq_prunes_and_compiles_sparse(tmp_path:
     assert weights and all(np.count_nonzero(numpy_helper.to_array(t)) <= 0.11 * np.prod(t.dims) for t in weights)
     res = compile_model(pruned, tmp_path / "q.sparsec", CompileOptions(format="auto", verify=True))
     assert [la["format"] != "dense" for la in res.layers] == [True] * 3 and max(res.errors.values()) <= 1e-4
+    # activations quantized too: the reference keeps ORT's default level (weight-only DQ would run it at basic)
+    from sparsec.verify import weight_only_dequantized
+
+    assert not weight_only_dequantized(onnx.load(str(pruned))) and weight_only_dequantized(chain_model())
 
 
 def test_chains_that_do_not_end_in_float32_or_are_computed_are_left_alone() -> None:
