@@ -49,12 +49,8 @@ def _noop(msg: str) -> None:
 def _kernels(model: onnx.ModelProto, layers: list[Layer]) -> list[Kernel]:
     """The kernels of the sparse layers, in the rewritten graph's node order."""
     by_symbol = {la.kernel.symbol: la.kernel for la in layers if la.kernel is not None}
-    order = [sparse_node.decode(_ctx(n)).symbol for n in sparse_node.sparse_protos(model)]
+    order = [sparse_node.read_proto(n).symbol for n in sparse_node.sparse_protos(model)]
     return [by_symbol[symbol] for symbol in order]
-
-
-def _ctx(n: onnx.NodeProto) -> str:
-    return next(a.s.decode() for a in n.attribute if a.name == "ep_cache_context")
 
 
 def compile_model(

@@ -122,6 +122,11 @@ def read(node: ir.Node) -> Kernel | None:
     return decode(ctx.decode() if isinstance(ctx, bytes) else str(ctx))
 
 
+def read_proto(node: onnx.NodeProto) -> Kernel:
+    """The kernel of a sparsec node in a protobuf model (one of :func:`sparse_protos`)."""
+    return decode(next(a.s.decode() for a in node.attribute if a.name == "ep_cache_context"))
+
+
 def sparse_protos(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """The sparsec nodes of a protobuf model's main graph, in graph order."""
     import onnx

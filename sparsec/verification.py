@@ -28,14 +28,9 @@ LARGER_SIZES = (32, 224)  # unset symbolic dims of the per-layer check when conv
 
 def _sized_at_run_time(rewritten: onnx.ModelProto) -> bool:
     """Whether a sparse conv of the compiled model reads its spatial size at run time."""
-    from .node import decode, sparse_protos
+    from .node import read_proto, sparse_protos
 
-    for n in sparse_protos(rewritten):
-        ctx = next(a for a in n.attribute if a.name == "ep_cache_context").s.decode()
-        conv = decode(ctx).conv
-        if conv is not None and conv.dynamic:
-            return True
-    return False
+    return any((conv := read_proto(n).conv) is not None and conv.dynamic for n in sparse_protos(rewritten))
 
 
 @contextmanager
