@@ -22,7 +22,7 @@ from sparsec.formats.sparsity import profile_weight
 from sparsec.layer import Layer
 
 from .graph import attr, constant, dims, rank
-from .layout import reorder_elements
+from .layout import image_sizes, reorder_elements
 
 QUANTIZED = {"MatMulInteger": 1, "QLinearMatMul": 3, "ConvInteger": 1, "QLinearConv": 3}  # op -> weight input
 
@@ -139,9 +139,7 @@ def _conv(node: ir.Node, name: str, b: np.ndarray) -> Layer:
         shape = dims(node.inputs[0]) or [None]
         batch = shape[0] if isinstance(shape[0], int) else 1
         rows = batch * geom.P  # pixels are the "rows" of the product (cost model M)
-        reorder = batch * reorder_elements(
-            node, sizes=(geom.C * geom.H * geom.W, w.shape[0] * geom.P) if geom.dynamic else None
-        )
+        reorder = batch * reorder_elements(node, sizes=image_sizes(geom, int(w.shape[0])))
     return Layer(
         name, "Conv", _input_name(node, 1), w, node=node, bias=bias, rows=rows, skip=skip, geom=geom, reorder=reorder
     )

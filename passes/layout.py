@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import onnx_ir as ir
 
+from sparsec.conv import ConvGeometry
 from sparsec.layer import Layer
 
 from .graph import attr, dims
@@ -78,10 +79,10 @@ def reorder_elements(
     return total
 
 
-def image_sizes(layer: Layer) -> tuple[int, int] | None:
-    """(input, output) elements per image of a conv sized at run time, at the size it is ranked at; else None."""
-    g = layer.geom
-    return (g.C * g.H * g.W, layer.n * g.P) if g is not None and g.dynamic else None
+def image_sizes(geom: ConvGeometry | None, n: int) -> tuple[int, int] | None:
+    """(input, output) elements per image of a conv with ``n`` output channels sized at run time, at the size it is
+    ranked at; None for any other layer (its shapes are static)."""
+    return (geom.C * geom.H * geom.W, n * geom.P) if geom is not None and geom.dynamic else None
 
 
 def settle_layout(layers: list[Layer], rechoose: Callable[[Layer], Layer]) -> list[Layer]:
@@ -99,7 +100,7 @@ def settle_layout(layers: list[Layer], rechoose: Callable[[Layer], Layer]) -> li
                 continue
             shape = dims(la.node.inputs[0]) or [None]
             batch = shape[0] if isinstance(shape[0], int) else 1
-            reorder = batch * reorder_elements(la.node, kept_dense, image_sizes(la))
+            reorder = batch * reorder_elements(la.node, kept_dense, image_sizes(la.geom, la.n))
             if reorder == la.reorder:
                 continue
             la = by_name[c] = rechoose(replace(la, reorder=reorder))

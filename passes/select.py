@@ -129,7 +129,7 @@ def _sized_conv(layer: Layer, shapes: dict[str, list[Dim]]) -> Layer:
         return layer
     batch = shape[0] if isinstance(shape[0], int) else 1
     sized = replace(layer, geom=geom, rows=batch * geom.P)
-    return replace(sized, reorder=batch * reorder_elements(layer.node, sizes=image_sizes(sized)))
+    return replace(sized, reorder=batch * reorder_elements(layer.node, sizes=image_sizes(geom, layer.n)))
 
 
 def _rows_from_shapes(layer: Layer, shapes: dict[str, list[Dim]]) -> int | None:

@@ -104,8 +104,10 @@ def tune_layer(
     predicted: Callable[[str], float],
     target: Target,
     versions: dict[str, str],
+    node_us: float = EP_NODE_US,
 ) -> tuple[Choice, str, dict[str, float], bool]:
-    """(choice, kernel variant, measured us per entry, whether it came from the cache) for one layer."""
+    """(choice, kernel variant, measured us per entry, whether it came from the cache) for one layer; ``node_us`` is
+    the sparse node's own cost (the cost model's ``node_us``), added to the kernel timed alone."""
     from sparsec import cache
 
     conv = layer.op == "Conv"
@@ -142,8 +144,8 @@ def tune_layer(
     extra = reorder_us(layer.reorder) if conv else 0.0
     best = min(entries, key=lambda e: times[e])
     fmt, variant = best.split("|")
-    # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added (EP_NODE_US).
-    dense_us, best_us = max(times["dense"] - extra, 1e-3), times[best] + extra + EP_NODE_US
+    # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added.
+    dense_us, best_us = max(times["dense"] - extra, 1e-3), times[best] + extra + node_us
     layout = f", {extra:.1f} us of layout conversions moved from dense to sparse" if extra else ""
     if best_us >= dense_us:
         why = f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}{layout}"
@@ -171,7 +173,7 @@ def tune_layers(
         predicted = predicted_speedup(layer, cost, rows)
         forced = options.format != "auto"
         choice, variant, times, cached = tune_layer(
-            layer, rows, [options.format] if forced else presets, predicted, target, versions
+            layer, rows, [options.format] if forced else presets, predicted, target, versions, cost.node_us
         )
         if forced and choice.format == "dense" and times:  # forced: keep the format, take its fastest variant
             best = min((e for e in times if e != "dense"), key=lambda e: times[e])
