@@ -113,16 +113,21 @@ def unset_dims(model: onnx.ModelProto, dims: dict[str, int]) -> list[str]:
 
 
 def accepted_dim(
-    model: onnx.ModelProto, dims: dict[str, int], seed: int = 0, tries: tuple[int, ...] = DIM_TRIES
+    model: onnx.ModelProto,
+    dims: dict[str, int],
+    seed: int = 0,
+    tries: tuple[int, ...] = DIM_TRIES,
+    sess: Any = None,
 ) -> int:
     """The size for symbolic dims ``dims`` leaves unset that the original model runs with: the first of ``tries``
-    ORT accepts with no output empty. None unset: 2, without running anything. None accepted: a SparsecError naming
-    the dims and the flag that sets them (the sizes were sparsec's guess, not a fault of the model)."""
+    ORT accepts with no output empty (``sess``: a reference_session of ``model`` to reuse). None unset: 2, without
+    running anything. None accepted: a SparsecError naming the dims and the flag that sets them (the sizes were
+    sparsec's guess, not a fault of the model)."""
     unset = unset_dims(model, dims)
     if not unset:
         return DIM_TRIES[0]
     first = ""
-    sess = reference_session(model)  # a model ORT cannot load fails here, whatever the sizes
+    sess = sess if sess is not None else reference_session(model)  # a model ORT cannot load fails here
     for d in tries:
         try:
             outs = reference_outputs(model, random_feeds(model, dims, seed=seed, default_dim=d), sess)
