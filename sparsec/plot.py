@@ -117,7 +117,8 @@ def render(report: dict[str, Any], path: Path) -> str:
         ax_s.set_xticks(x, [_label(v) for v in s.names], rotation=90)
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format=path.suffix.lower()[1:], metadata={"Date": None} if path.suffix == ".svg" else None)
+        kind = path.suffix.lower()[1:]
+        fig.savefig(buf, format=kind, metadata={"Date": None} if kind == "svg" else None)
         plt.close(fig)
     write_atomic(path, buf.getvalue())
     sparse = sum(f != "dense" for f in s.formats)

@@ -16,7 +16,7 @@ from .frontend import MAX_BYTES, load_model
 from .prune import PrunePattern, PruneStats, parse_pattern, prune_model
 
 
-def _check_output(out: Path) -> None:
+def check_output(out: Path) -> None:
     if not out.parent.is_dir():
         raise SparsecError(f"{out.parent}: output directory does not exist")
     if out.is_dir():
@@ -66,7 +66,7 @@ def prune_file(model_path: str | Path, pattern_text: str, out_path: str | Path) 
     """
     pattern = parse_pattern(pattern_text)
     src, out = Path(model_path), Path(out_path)
-    _check_output(out)
+    check_output(out)
     model = load_model(src)
     pruned, stats = prune_model(model, pattern, label=str(src))
     _check_size(pruned.ByteSize(), out)

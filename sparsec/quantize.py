@@ -73,14 +73,14 @@ def quantize_file(
     )
 
     from .frontend import load_model
-    from .prune_cli import _check_output, write_atomic
+    from .prune_cli import check_output, write_atomic
 
     if mode not in MODES:
         raise SparsecError(f"bad --mode {mode!r}: expected one of {', '.join(MODES)}")
     if mode == "dynamic" and calibration is not None:
         raise SparsecError("--calibration is for --mode qdq (dynamic quantization calibrates at run time)")
     src, out = Path(model_path), Path(out_path)
-    _check_output(out)
+    check_output(out)
     model = load_model(src)
     samples = iter(calibration_samples(model, calibration) if mode == "qdq" else [])
     if mode == "qdq" and calibration is None:
