@@ -11,10 +11,9 @@ Pixel tiles are ``mu`` vectors wide, then one tile of the remaining whole vector
 the vector width, one vector shifted back to end at P (it rewrites a few outputs with identical values). P < vw: a
 single tile P lanes wide.
 
-A *dynamic* geometry (symbolic height and width) takes X as [B, C, H, W] (H and W bound from the tensor), derives
-OH, OW and P in the kernel and tiles P at run time: tiles of ``mu`` vectors, then single vectors, then one vector
-ending at P; P < vw runs one pixel at a time. Work split (row chunks) and ``mu`` are chosen at the size assumed for
-ranking.
+A *dynamic* geometry (symbolic height and width) uses the same tile macros with the sizes read at run time: its
+driver and prim_func are in templates/conv_runtime.py. Work split (row chunks) and ``mu`` are chosen at the size
+assumed for ranking.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from typing import Any
 from sparsec.conv import ConvGeometry
 
 from ...tir import ValueEpilogueFn
+from .conv_runtime import runtime_images, runtime_kernel
 
 MIN_ITEMS = 8  # parallel work items to aim for (2 cores here; more items balance ragged rows)
 
@@ -112,7 +112,7 @@ def _images(
     computes one item; w0..w2 are the format's packed arrays (N:M has two and passes its second one twice).
     ``images(..., B, H, W, OH, OW)``: the sizes are the static geometry's, or a dynamic kernel's expressions."""
     if g.dynamic:
-        return _images_dynamic(prep, tile, chunks, mu, vw)
+        return runtime_images(prep, tile, chunks, mu, vw)
     return _images_static(prep, tile, big, lanes, extra, chunks, mu)
 
 
@@ -138,89 +138,6 @@ def _images_static(prep: Any, tile: Any, big: int, lanes: int, extra: list[Any],
                     tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, *full(it), OH * OW)
 
     return images
-
-
-def _images_dynamic(prep: Any, tile: Any, chunks: int, mu: int, vw: int) -> Any:
-    """Run-time pixel tiles: ``big`` tiles of mu vectors, ``ones`` single vectors, a last vector ending at P when P
-    is ragged; P < vw: pixel by pixel (one lane). (Sizes are Python-built expressions: an assignment in the macro
-    would make a TIR buffer.)"""
-    from tvm.script import tirx as T
-
-    def big(P: Any) -> Any:  # noqa: N803
-        return P // vw // mu
-
-    def ones(P: Any) -> Any:  # noqa: N803
-        return P // vw - P // vw // mu * mu
-
-    def tiles(P: Any) -> Any:  # noqa: N803
-        return P // vw + T.if_then_else(P % vw != 0, 1, 0) - P // vw // mu * (mu - 1)
-
-    @T.macro
-    def images(X, col, Y, Res, w0, w1, w2, bias_b, B, H, W, OH, OW):  # noqa: N803
-        for b in range(B):
-            prep(X, col, b, H, W, OH, OW)
-            if OH * OW >= vw:
-                for it in T.parallel(tiles(OH * OW) * chunks):
-                    if it // chunks < big(OH * OW):
-                        p0 = it // chunks * (mu * vw)
-                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, p0, mu, vw, False, OH * OW)
-                    elif it // chunks < big(OH * OW) + ones(OH * OW):
-                        p1 = (it // chunks - big(OH * OW) + big(OH * OW) * mu) * vw
-                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, p1, 1, vw, False, OH * OW)
-                    else:
-                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, it % chunks, OH * OW - vw, 1, vw, False, OH * OW)
-            else:
-                for c in T.parallel(chunks):
-                    for p in range(OH * OW):
-                        tile(X, col, Y, Res, w0, w1, w2, bias_b, b, c, p, 1, 1, False, OH * OW)
-
-    return images
-
-
-def _dynamic(g: ConvGeometry, N: int, arrays: list[tuple[tuple[int, ...], str]], images: Any) -> Any:  # noqa: N803
-    """The kernel of a dynamic geometry: X [B, C, H, W] binds H and W, Y and Res are [B, N, OH*OW] with OH, OW
-    derived from them (a tensor of another size fails the kernel's shape check); ``arrays`` are the format's packed
-    weights (2 or 3), in ABI order."""
-    from tvm.script import tirx as T
-
-    eh, ew = g.pt + g.pb - g.dh * (g.kh - 1) - 1, g.pl + g.pr - g.dw * (g.kw - 1) - 1  # OH = (H + eh) // sh + 1
-    (s0, t0), (s1, t1) = arrays[0], arrays[1]
-    s2, t2 = arrays[2] if len(arrays) > 2 else arrays[1]
-    col_k, cp = (1, 0) if g.pointwise else (g.K, 1)  # a pointwise conv reads X itself: col is a dummy [1, 1, 1]
-
-    def oh(H: Any) -> Any:  # noqa: N803
-        return (H + eh) // g.sh + 1
-
-    def ow(W: Any) -> Any:  # noqa: N803
-        return (W + ew) // g.sw + 1
-
-    def third(a1: Any, a2: Any) -> Any:  # N:M has two arrays: its second stands in for the third (as in nm())
-        return a2 if len(arrays) > 2 else a1
-
-    @T.prim_func
-    def kernel(x: T.handle, w0: T.handle, w1: T.handle, w2: T.handle, bh: T.handle, r: T.handle, y: T.handle) -> None:
-        T.func_attr({"tirx.noalias": True})
-        B = T.int64()
-        H = T.int64()
-        W = T.int64()
-        X4 = T.match_buffer(x, (B, g.C, H, W), "float32")
-        a0 = T.match_buffer(w0, s0, t0)
-        a1 = T.match_buffer(w1, s1, t1)
-        a2 = T.match_buffer(w2, s2, t2)
-        bias_b = T.match_buffer(bh, (N,), "float32")
-        Res = T.match_buffer(r, (B, N, oh(H) * ow(W)), "float32")
-        Y = T.match_buffer(y, (B, N, oh(H) * ow(W)), "float32")
-        X = T.decl_buffer((B, g.C, H * W), "float32", data=X4.data)
-        col = T.alloc_buffer((1, col_k, oh(H) * ow(W) * cp + 1 - cp), "float32")
-        images(X, col, Y, Res, a0, a1, third(a1, a2), bias_b, B, H, W, oh(H), ow(W))
-
-    if len(arrays) > 2:
-        return kernel
-    # Two arrays: drop the unused third parameter (a parameter Var carries its buffer, as targets/tir.finish relies on)
-    from tvm import tirx
-
-    params = [p for i, p in enumerate(kernel.params) if i != 3]
-    return tirx.PrimFunc(params, kernel.body, kernel.ret_type, kernel.attrs)
 
 
 def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogueFn, bias: bool, residual: bool, mu: int) -> Any:  # noqa: N803
@@ -270,7 +187,7 @@ def csr(g: ConvGeometry, N: int, nnz: int, vw: int, epi: ValueEpilogueFn, bias: 
         images(X, col, Y, Res, values, indices, indptr, bias_b, B, g.H, g.W, g.OH, g.OW)
 
     if g.dynamic:
-        return _dynamic(g, N, [((nnz,), "float32"), ((nnz,), "int32"), ((N + 1,), "int32")], images)
+        return runtime_kernel(g, N, [((nnz,), "float32"), ((nnz,), "int32"), ((N + 1,), "int32")], images)
     return kernel
 
 
@@ -344,7 +261,7 @@ def bsr(
         images(X, col, Y, Res, data, indices, indptr, bias_b, B, g.H, g.W, g.OH, g.OW)
 
     if g.dynamic:
-        return _dynamic(g, N, [((nnzb, R, C), "float32"), ((nnzb,), "int32"), ((nbr + 1,), "int32")], images)
+        return runtime_kernel(g, N, [((nnzb, R, C), "float32"), ((nnzb,), "int32"), ((nbr + 1,), "int32")], images)
     return kernel
 
 
@@ -405,5 +322,5 @@ def nm(
         images(X, col, Y, Res, values, positions, positions, bias_b, B, g.H, g.W, g.OH, g.OW)
 
     if g.dynamic:
-        return _dynamic(g, N, [((N, slots), "float32"), ((N, slots), "uint8")], images)
+        return runtime_kernel(g, N, [((N, slots), "float32"), ((N, slots), "uint8")], images)
     return kernel
