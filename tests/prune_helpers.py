@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 
 def rand(*shape: int, seed: int = 0) -> np.ndarray:
@@ -20,3 +22,8 @@ def check_nm(w: np.ndarray, out: np.ndarray, n: int, m: int) -> None:
             np.testing.assert_array_equal(got[kept], src[kept])
             if not kept.all():
                 assert np.abs(src[~kept]).max() <= np.abs(src[kept]).min()
+
+
+def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """The model's initializers as arrays, by name."""
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
