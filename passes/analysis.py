@@ -4,7 +4,9 @@ A *layer* is a MatMul, Gemm or Conv whose weight operand is a constant float32 t
 the W[N, K] orientation of docs/internals.md; Gemm's alpha is folded into W and beta * C becomes a bias vector; a
 Conv's [Cout, Cin, kh, kw] weight becomes W[Cout, Cin*kh*kw] with its geometry (sparsec/conv.py): static, or
 dynamic when the height and width are symbolic (the kernel reads them at run time).
-Quantized layers and non-float32 weights are listed (so reports are complete) with the reason they stay on ORT.
+A MatMulInteger with a constant int8/uint8 weight is a layer too, computed exactly on float32 kernels
+(passes/integer.py). Other quantized layers and non-float32 weights are listed (so reports are complete) with the
+reason they stay on ORT.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from sparsec.conv import ConvGeometry, runtime_geometry, same_pads
 from sparsec.formats.sparsity import profile_weight
 from sparsec.layer import Layer
 
-from .graph import attr, constant, dims, rank
+from .constants import SOURCE_DTYPE
+from .graph import attr, constant, dims, is_onnx, rank
+from .integer import integer_layer
 from .layout import image_sizes, reorder_elements
 
-QUANTIZED = {"MatMulInteger": 1, "QLinearMatMul": 3, "ConvInteger": 1, "QLinearConv": 3}  # op -> weight input
+QUANTIZED = {"QLinearMatMul": 3, "ConvInteger": 1, "QLinearConv": 3}  # op -> weight input (listed, left to ORT)
 
 
 def _safe(name: str, taken: set[str]) -> str:
@@ -44,12 +48,12 @@ def _rows(x: ir.Value | None) -> int | None:
     return math.prod(shape[:-1]) if len(shape) > 1 else 1  # type: ignore[arg-type]
 
 
-def _placeholder(shape: tuple[int, int]) -> np.ndarray:
+def placeholder(shape: tuple[int, int]) -> np.ndarray:
     """A zero-copy W carrying [N, K] for reports of layers that are never profiled."""
     return np.broadcast_to(np.float32(0), shape)
 
 
-def _matmul(node: ir.Node, name: str, b: np.ndarray) -> Layer:
+def matmul_layer(node: ir.Node, name: str, b: np.ndarray) -> Layer:
     x = node.inputs[0]
     w = np.ascontiguousarray(b.T, np.float32) if b.ndim == 2 else b
     r = rank(x)
@@ -156,13 +160,17 @@ def _quantized(node: ir.Node, index: int, names: set[str]) -> Layer | None:
     if b is None:
         return None
     rows = b.shape[0] if node.op_type.endswith("Conv") else (b.shape[-1] if b.ndim else 1)
-    w = _placeholder((int(rows), int(b.size // max(rows, 1))))
+    w = placeholder((int(rows), int(b.size // max(rows, 1))))
     name = _safe(node.name or f"{node.op_type}_{index}", names)
     skip = f"quantized {b.dtype} layer: sparse kernels take float32, left to ONNX Runtime"
-    return Layer(name, node.op_type, _input_name(node, at), w, node=node, skip=skip)
+    return Layer(name, node.op_type, _input_name(node, at), w, node=node, skip=skip, weight_dtype=str(b.dtype))
 
 
-BUILDERS: dict[str, Callable[[ir.Node, str, np.ndarray], Layer]] = {"MatMul": _matmul, "Gemm": _gemm, "Conv": _conv}
+BUILDERS: dict[str, Callable[[ir.Node, str, np.ndarray], Layer]] = {
+    "MatMul": matmul_layer,
+    "Gemm": _gemm,
+    "Conv": _conv,
+}
 
 
 def find_layers(graph: ir.Graph) -> list[Layer]:
@@ -170,6 +178,13 @@ def find_layers(graph: ir.Graph) -> list[Layer]:
     names: set[str] = set()
     layers: list[Layer] = []
     for i, node in enumerate(graph):
+        if is_onnx(node, "MatMulInteger") and len(node.inputs) > 1 and (b := constant(node.inputs[1])) is not None:
+            name = _safe(node.name or f"MatMulInteger_{i}", names)
+            layer = integer_layer(node, name, b, _input_name(node, 1))
+            if not layer.skip:
+                layer = replace(layer, profile=profile_weight(layer.w))
+            layers.append(layer)
+            continue
         if node.domain in ("", "ai.onnx") and node.op_type in QUANTIZED:
             q = _quantized(node, i, names)
             if q is not None:
@@ -184,9 +199,22 @@ def find_layers(graph: ir.Graph) -> list[Layer]:
         if b.dtype != np.float32:
             shape = (b.shape[-1], math.prod(b.shape[:-1])) if b.ndim >= 2 else (b.size, 1)
             skip = f"weight is {b.dtype}, sparse kernels take float32: left to ONNX Runtime"
-            layers.append(Layer(name, node.op_type, _input_name(node, 1), _placeholder(shape), node=node, skip=skip))
+            layers.append(
+                Layer(
+                    name,
+                    node.op_type,
+                    _input_name(node, 1),
+                    placeholder(shape),
+                    node=node,
+                    skip=skip,
+                    weight_dtype=str(b.dtype),
+                )
+            )
             continue
         layer = BUILDERS[node.op_type](node, name, b)
+        source = node.inputs[1].meta.get(SOURCE_DTYPE) if node.inputs[1] is not None else None
+        if source:
+            layer = replace(layer, weight_dtype=str(source))
         bad = int(b.size - np.count_nonzero(np.isfinite(b)))
         if bad:
             layer = replace(layer, nonfinite=bad, skip=f"weight has {bad} NaN/Inf values")

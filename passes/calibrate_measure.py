@@ -77,6 +77,33 @@ def dense_runner(k: int, n: int, m: int, threads: int) -> Callable[[], object]:
     return run
 
 
+def int8_dense_runner(w: np.ndarray, m: int, threads: int) -> Callable[[], object]:
+    """ORT's int8 path for an integer-valued W[N, K] as quantize_dynamic writes it (DynamicQuantizeLinear,
+    MatMulInteger, Cast, Mul by the scales; ORT fuses them into DynamicQuantizeMatMul), from a float32 X."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    n, k = w.shape
+    b = np.ascontiguousarray(np.clip(w.T, -128, 127)).astype(np.int8)
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["X"], ["Xq", "Xs", "Xz"]),
+        helper.make_node("MatMulInteger", ["Xq", "B", "Xz"], ["A"]),
+        helper.make_node("Cast", ["A"], ["Af"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["Xs", "Bs"], ["S"]),
+        helper.make_node("Mul", ["Af", "S"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "layer",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", k])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
+        [numpy_helper.from_array(b, "B"), numpy_helper.from_array(np.array(0.01, np.float32), "Bs")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    run, _ = bound_session(model, rng.standard_normal((m, k)).astype(np.float32), (m, n), threads)
+    return run
+
+
 def bound_session(
     model: onnx.ModelProto, x: np.ndarray, y_shape: tuple[int, ...], threads: int
 ) -> tuple[Callable[[], object], Any]:

@@ -2,7 +2,8 @@
 
 ``auto`` ranks every format preset the target has a kernel for and the weight fits, by predicted latency at the
 layer's M (static leading dims, else ``options.representative_m``). A sparse format is chosen only when it is
-predicted at least ``MARGIN`` times faster than ORT's dense MatMul (``FAMILY_MARGIN`` for N:M). A forced
+predicted at least ``MARGIN`` times faster than ORT's dense MatMul (``FAMILY_MARGIN`` for N:M; a MatMulInteger
+against ORT's int8 MatMul). A forced
 ``--format`` applies to every layer it fits; a layer it does not fit stays dense with the reason recorded (and
 reported by the compiler).
 """
@@ -16,7 +17,7 @@ from sparsec.formats import family, get_format, list_presets
 from sparsec.layer import Choice, Layer
 from sparsec.targets.base import Target
 
-from .cost_model import ORT_CONV_FASTER, CostModel, im2col_us, reorder_us
+from .cost_model import INT8_CONVERT_NS, ORT_CONV_FASTER, ORT_INT8_FASTER, CostModel, im2col_us, reorder_us
 
 MARGIN = 1.1  # predicted speedup a sparse format needs over dense before it replaces it
 # N:M predictions are the least reliable: on MiniLM-L3 pruned 2:4 (2026-11-25, ORT 1.32) the cost model gave nm:4:8
@@ -43,6 +44,8 @@ def candidates(target: Target, cost: CostModel) -> list[str]:
 def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
     """The cost model's time of ORT's dense MatMul (Conv: its Conv) for the layer at M = ``rows``."""
     dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
+    if layer.op == "MatMulInteger":
+        return dense_us / ORT_INT8_FASTER
     return dense_us / ORT_CONV_FASTER[layer.geom.pointwise] if layer.geom is not None else dense_us
 
 
@@ -56,6 +59,8 @@ def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str
     if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col
         extra_us += 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
         extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
+    if layer.op == "MatMulInteger":  # the integer activation converted to float32 for the kernel
+        extra_us += rows * layer.k * INT8_CONVERT_NS / 1000.0
 
     def speedup(fmt: str) -> float:
         return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(get_format(fmt), layer.w), rows) + extra_us)

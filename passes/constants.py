@@ -22,6 +22,7 @@ import onnx_ir as ir
 from .graph import constant
 from .state import Compilation
 
+SOURCE_DTYPE = "sparsec.weight_dtype"  # Value.meta key: the dtype a folded weight was stored in
 LAYERS = {"MatMul": (1,), "Gemm": (1, 2), "Conv": (1, 2)}  # op -> operands that are weights (or bias)
 MAX_CONE = 64  # nodes in one weight's constant subgraph; a larger one is left to ORT
 
@@ -99,6 +100,15 @@ def _run_on_ort(proto: onnx.ModelProto, name: str) -> ir.TensorProtocol | None:
     return ir.tensor(array, name=name) if isinstance(array, np.ndarray) else None
 
 
+def _dequantized_dtype(cone: list[ir.Node]) -> str:
+    """The integer type a DequantizeLinear in ``cone`` reads (the weight as the model stores it), or ""."""
+    for node in cone:
+        x = node.inputs[0] if node.op_type == "DequantizeLinear" and node.inputs else None
+        if x is not None and x.dtype is not None and x.dtype.is_integer():
+            return str(x.dtype.numpy())
+    return ""
+
+
 def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int]) -> list[str]:
     """Fold each layer weight computed from constants into an initializer; the names folded."""
     folded: list[str] = []
@@ -117,6 +127,9 @@ def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int]) -> list[str]:
             array = tensor.numpy()
             init = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype))
             init.const_value = ir.tensor(array, name=name)
+            quantized = _dequantized_dtype(cone or [])
+            if quantized:
+                init.meta[SOURCE_DTYPE] = quantized  # in memory only: the manifest's weight_dtype
             graph.register_initializer(init)
             ir.convenience.replace_all_uses_with(v, init)
             for n in reversed(cone or []):

@@ -83,6 +83,14 @@ IM2COL_ROW_NS = 8.0  # per output row of col
 ORT_CONV_FASTER = {True: 1.4, False: 2.0}  # key: pointwise
 
 
+# ORT's int8 MatMul (DynamicQuantizeLinear + MatMulInteger + scale, which ORT fuses into DynamicQuantizeMatMul)
+# against its float32 MatMul on the same shape: measured 1.4-3.2x faster (AMD EPYC Zen 3, AVX2 without VNNI, 2 threads,
+# ORT 1.32, 2026-12-06; 384x1536 and 1536x384 at M = 1, 16, 128, 1024, one noisy outlier at 0.7x left out). A
+# MatMulInteger layer's dense time is the float32 table's divided by this; its sparse side also pays
+# INT8_CONVERT_NS per activation value (the DequantizeLinear making the kernel's float32 input, passes/integer.py).
+ORT_INT8_FASTER = 1.7
+INT8_CONVERT_NS = 0.25
+
 REORDER_NS = 0.12  # ORT's NCHW <-> NCHWc conversion per element (passes/layout.py)
 
 

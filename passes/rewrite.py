@@ -2,9 +2,10 @@
 
 The node takes the layer's place and keeps its output value, so consumers are untouched; a Conv keeps its NCHW
 input and output and carries its geometry in the node config (``op=conv``); Gemm's transA gets a Transpose in
-front, its alpha is already folded into W and beta * C becomes the node's bias. Kernel symbols are
-``sparsec_k<i>`` in graph order, so equal models give equal artifacts. This is the only stage that replaces nodes
-(``fuse`` then grows the sparsec nodes it made).
+front, its alpha is already folded into W and beta * C becomes the node's bias; a MatMulInteger gets its activation
+converted to float32 (less its zero point) in front, and its consumers that cast its output to float32 read the
+kernel's output (passes/integer.py). Kernel symbols are ``sparsec_k<i>`` in graph order, so equal models give equal
+artifacts. This is the only stage that replaces nodes (``fuse`` then grows the sparsec nodes it made).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import onnx_ir as ir
 
 from sparsec import node as sparse_node
 from sparsec.formats import get_format
+from sparsec.integer_reference import integer_output_name
 from sparsec.layer import Epilogue, Kernel, Layer
 
 from .graph import remove_unused_initializers, stable_topo_sort
+from .integer import bypass_float_casts, float_input, integer_output
 from .state import Compilation
 
 
@@ -40,10 +43,23 @@ def notes(layer: Layer, fmt: str) -> str:
     return f"sparsec {fmt} {layer.op} {layer.name}: {what}"
 
 
-def sparse_nodes(graph: ir.Graph, layer: Layer, kernel: Kernel) -> list[ir.Node]:
-    """The nodes replacing ``layer`` (a Transpose first for Gemm transA=1); registers the packed initializers."""
+def _output(layer: Layer) -> ir.Value:
+    """The sparse node's output: unnamed (it takes the layer's output), or for MatMulInteger a new float32 value."""
+    if layer.op != "MatMulInteger":
+        return ir.Value()
+    old = layer.node.outputs[0]
+    return ir.Value(name=integer_output_name(layer.name), shape=old.shape, type=ir.TensorType(ir.DataType.FLOAT))
+
+
+def sparse_nodes(
+    graph: ir.Graph, layer: Layer, kernel: Kernel, made: dict[tuple[int, int], ir.Value] | None = None
+) -> list[ir.Node]:
+    """The nodes replacing ``layer`` (a Transpose first for Gemm transA=1; for MatMulInteger the float conversion of
+    its activation, shared through ``made``, and a Cast back to int32 last); registers the packed initializers."""
     x = layer.node.inputs[0]
     nodes: list[ir.Node] = []
+    if layer.op == "MatMulInteger":
+        nodes, x = float_input(graph, layer, {} if made is None else made)
     if layer.trans_a:
         xt = f"{layer.name}__xT"
         nodes.append(
@@ -64,9 +80,11 @@ def sparse_nodes(graph: ir.Graph, layer: Layer, kernel: Kernel) -> list[ir.Node]
             ir.Attr(k, ir.AttributeType.INT if isinstance(v, int) else ir.AttributeType.STRING, v)
             for k, v in attrs.items()
         ],
-        outputs=[ir.Value()],
+        outputs=[_output(layer)],
         name=layer.name,
     )
+    if layer.op == "MatMulInteger":
+        return [*nodes, node, *integer_output(layer, node.outputs[0])]
     return [*nodes, node]
 
 
@@ -85,6 +103,7 @@ class RewritePass(ir.passes.InPlacePass):
         if sparse_node.DOMAIN not in model.opset_imports:
             model.opset_imports[sparse_node.DOMAIN] = 1
         order = {id(n): i for i, n in enumerate(graph)}
+        made: dict[tuple[int, int], ir.Value] = {}  # integer activations converted to float32 once
         for i, layer in enumerate(sorted(chosen, key=lambda la: order[id(la.node)])):
             fmt = layer.format
             f = get_format(fmt)
@@ -100,10 +119,13 @@ class RewritePass(ir.passes.InPlacePass):
                 variant=layer.tuning.variant if layer.tuning is not None else "",
                 packed=packed,
             )
-            new = sparse_nodes(graph, layer, kernel)
+            new = sparse_nodes(graph, layer, kernel, made)
             old = layer.node.outputs[0]
             ir.convenience.replace_nodes_and_values(graph, layer.node, [layer.node], new, [old], new[-1].outputs)
-            self.state.update(replace(layer, kernel=kernel, node=new[-1]))
+            sparse = next(n for n in reversed(new) if n.domain == sparse_node.DOMAIN)
+            if sparse is not new[-1]:  # MatMulInteger: float consumers read the kernel's output directly
+                bypass_float_casts(graph, new[-1].outputs[0], sparse.outputs[0])
+            self.state.update(replace(layer, kernel=kernel, node=sparse))
         remove_unused_initializers(graph)
         stable_topo_sort(graph)
         return ir.passes.PassResult(model, modified=True)

@@ -26,7 +26,7 @@ from sparsec.options import CompileOptions, toolchain_versions
 from sparsec.targets.base import Progress, Target
 
 from .choose import fits, predicted_speedup
-from .cost_model import EP_NODE_US, CostModel, reorder_us
+from .cost_model import EP_NODE_US, INT8_CONVERT_NS, CostModel, reorder_us
 from .layout import settle_layout
 
 TOP = 4  # candidate formats measured per layer
@@ -54,7 +54,7 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Target, thread
     from sparsec.formats import get_format
     from sparsec.timing import TVM_GAP_S, interleaved
 
-    from .calibrate_measure import dense_runner
+    from .calibrate_measure import dense_runner, int8_dense_runner
     from .tune_conv import conv_io, dense_conv_runner
 
     conv = layer.op == "Conv"
@@ -75,7 +75,8 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Target, thread
         ref = y_dense.numpy().reshape(y_shape).astype(np.float64)
     else:
         x, y_shape = np.random.default_rng(rows).standard_normal((rows, layer.k)).astype(np.float32), (rows, layer.n)
-        dense = dense_runner(layer.k, layer.n, rows, threads)
+        integer = layer.op == "MatMulInteger"  # against ORT's int8 path
+        dense = int8_dense_runner(layer.w, rows, threads) if integer else dense_runner(layer.k, layer.n, rows, threads)
         ref = x.astype(np.float64) @ layer.w.T.astype(np.float64)
     with tempfile.TemporaryDirectory(prefix="sparsec-tune-") as tmp:
         path = Path(tmp) / "tune.so"
@@ -128,6 +129,7 @@ def tune_layer(
             "versions": versions,
             "threads": _threads(),
             "conv": dataclasses.asdict(layer.geom) if conv and layer.geom is not None else None,
+            **({"dense": "int8"} if layer.op == "MatMulInteger" else {}),  # timed against ORT's int8 path
         }
     )
     times = cache.get_json("tune", key)
@@ -142,6 +144,8 @@ def tune_layer(
     # profiled: 512->512 1x1 at 14x14, 229 us Conv + 24 us reorders), which its NCHWc neighbours in the model spare
     # it: they come off the dense time.
     extra = reorder_us(layer.reorder) if conv else 0.0
+    if layer.op == "MatMulInteger":  # the kernel's float32 input is made from the integer activation (passes/integer)
+        node_us += rows * layer.k * INT8_CONVERT_NS / 1000.0
     best = min(entries, key=lambda e: times[e])
     fmt, variant = best.split("|")
     # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added.

@@ -128,7 +128,19 @@ def compile_model(
             tolerance = target.tolerance(specs)  # a lossy kernel asked for (cuda)
             shapes = dims if dims is not None else options.dims
             errors, report = verify_artifact(
-                target, original, rewritten, sealed, manifest, narrowed, shapes, options.seed, say, tolerance
+                target,
+                original,
+                rewritten,
+                sealed,
+                manifest,
+                narrowed,
+                shapes,
+                options.seed,
+                say,
+                tolerance,
+                integer={
+                    la.weight_name: la.name for la in records if la.op == "MatMulInteger" and la.format != "dense"
+                },
             )
             checked = report.summary()
         elif unverified:

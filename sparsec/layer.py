@@ -138,6 +138,7 @@ class Layer:
     choice: Choice | None = None
     tuning: Tuning | None = None
     kernel: Kernel | None = None
+    weight_dtype: str = "float32"  # the weight's type in the model (int8/uint8: quantized; the kernels compute float32)
     unfused: tuple[str, ...] = ()  # why the nodes after a sparse layer stayed out of its epilogue (inspect)
 
     @property
@@ -161,6 +162,7 @@ class Layer:
             "op": self.op,
             "shape": [self.n, self.k],
             "format": c.format,
+            "weight_dtype": self.weight_dtype,
             "density": round(p.density, 6) if p else None,
             "reason": c.reason,
         }

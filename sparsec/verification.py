@@ -57,9 +57,12 @@ def verify_artifact(
     seed: int,
     say: Progress,
     tolerance: float | None = None,
+    integer: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], LayerReport]:
     """End-output errors by output name, and the per-layer report; raises SparsecError on a mismatch beyond
-    ``tolerance`` (default verify.TOLERANCE)."""
+    ``tolerance`` (default verify.TOLERANCE). ``integer`` (weight name -> layer name): the MatMulInteger layers
+    compiled sparse, which the reference computes exactly (sparsec/integer_reference.py)."""
+    from .integer_reference import exact_reference
     from .verify import (
         TOLERANCE,
         accepted_dim,
@@ -70,16 +73,22 @@ def verify_artifact(
     )
 
     limit = tolerance or TOLERANCE
+    if integer:
+        say(
+            f"the reference computes the {len(integer)} MatMulInteger layers compiled sparse exactly, as ONNX defines "
+            "them (ORT's u8s8 kernel saturates on CPUs without VNNI)"
+        )
+    reference_model = exact_reference(original, integer or {})
     say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
     size = accepted_dim(original, dims, seed=seed + 1)  # for symbolic dims --dim leaves unset
     feeds = random_feeds(original, dims, seed=seed + 1, default_dim=size)
-    errors = compare_outputs(original, lambda: target.run_artifact(artifact, feeds), feeds)
+    errors = compare_outputs(reference_model, lambda: target.run_artifact(artifact, feeds), feeds)
     bad = {k: v for k, v in errors.items() if not v <= limit}
     if bad:
         name, err = max(bad.items(), key=lambda kv: kv[1])
         raise SparsecError(f"verification failed: output {name!r} differs from ORT (max rel error {err:.3g} > {limit})")
 
-    found, unmatched = taps(rewritten, original, narrowed)
+    found, unmatched = taps(rewritten, reference_model, narrowed)
     if not found:
         return errors, LayerReport(unmatched=unmatched)
     if size < LARGER_SIZES[0] and _sized_at_run_time(rewritten):
@@ -98,10 +107,10 @@ def verify_artifact(
     def reference(feeds: Feeds, names: list[str]) -> dict[str, np.ndarray]:
         extra = tuple(n for n in names if n not in feeds)
         if extra not in sessions:
-            model = with_outputs(original, list(extra))
+            model = with_outputs(reference_model, list(extra))
             sessions[extra] = ([o.name for o in model.graph.output], reference_session(model))
         out_names, sess = sessions[extra]
-        values = dict(zip(out_names, reference_outputs(original, feeds, sess), strict=True))
+        values = dict(zip(out_names, reference_outputs(reference_model, feeds, sess), strict=True))
         return {**values, **{n: feeds[n] for n in names if n in feeds}}
 
     def feeds_for(offset: int, scale: float) -> Feeds:

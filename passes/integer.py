@@ -1,0 +1,134 @@
+"""Integer layers: ``MatMulInteger`` with a constant int8/uint8 weight (what ``onnxruntime.quantization``'s dynamic
+mode writes after DynamicQuantizeLinear) compiled on the float32 sparse kernels, exactly.
+
+The kernel multiplies ``X - a_zero_point`` (a DequantizeLinear with scale 1 in front of the node) by
+``W = B - b_zero_point`` as float32. Every product and every partial sum is an integer; float32 holds every integer
+up to 2**24 exactly, so the result equals MatMulInteger's int32 accumulation bit for bit whenever
+``255 * max_n sum_k |W[n, k]|`` (the largest sum any output can reach: ``|x - a_zero_point| <= 255`` for uint8 and
+int8) stays below 2**24, in any summation order. A layer whose weight could exceed that bound stays on ONNX Runtime,
+with the bound in its reason. The consumers that cast the int32 output to float32 read the kernel's output instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import onnx_ir as ir
+
+from sparsec.layer import Layer
+
+from .graph import constant, dims
+
+EXACT = 2**24  # float32 represents every integer of smaller magnitude exactly
+X_RANGE = 255  # largest |x - zero_point| of a uint8 or int8 activation
+
+
+def exact_bound(w: np.ndarray) -> int:
+    """The largest magnitude a MatMulInteger output (or partial sum) can reach with this W[N, K]."""
+    if not w.size:
+        return 0
+    return int(X_RANGE * np.abs(w.astype(np.int64)).sum(axis=1).max())
+
+
+def _scalar_zero_point(v: ir.Value | None) -> str:
+    """ "" when ``v`` is absent or a scalar (one zero point for the whole activation); else why not."""
+    if v is None:
+        return ""
+    shape = dims(v)
+    if shape is not None and all(d == 1 for d in shape):
+        return ""
+    return "a_zero_point is not a scalar (per-row zero points stay on ONNX Runtime)"
+
+
+def _weight(node: ir.Node, b: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """W[K, N] = B - b_zero_point as float32 (exact), or (None, why the layer stays on ORT)."""
+    if b.ndim != 2:
+        return None, f"MatMulInteger weight has rank {b.ndim}, only 2-D weights are compiled"
+    zp_value = node.inputs[3] if len(node.inputs) > 3 else None
+    zp = np.zeros((), b.dtype) if zp_value is None else constant(zp_value)
+    if zp is None:
+        return None, "b_zero_point is not a constant"
+    if zp.size not in (1, b.shape[1]):
+        return None, f"b_zero_point has {zp.size} values, not 1 or N={b.shape[1]}"
+    w = b.astype(np.int32) - zp.reshape(1, -1).astype(np.int32)
+    return w, ""
+
+
+def integer_layer(node: ir.Node, name: str, b: np.ndarray, weight_name: str) -> Layer:
+    """The Layer of a MatMulInteger with constant weight ``b`` (skip says why it stays on ORT)."""
+    from .analysis import matmul_layer, placeholder
+
+    w, skip = _weight(node, b)
+    if w is None:
+        shape = (int(b.shape[-1]), int(b.size // max(b.shape[-1], 1))) if b.ndim else (1, 1)
+        return Layer(
+            name, node.op_type, weight_name, placeholder(shape), node=node, skip=skip, weight_dtype=str(b.dtype)
+        )
+    a_zp = node.inputs[2] if len(node.inputs) > 2 else None
+    layer = replace(matmul_layer(node, name, w.astype(np.float32)), op=node.op_type, weight_dtype=str(b.dtype))
+    bound = exact_bound(w.T)
+    skip = layer.skip or _scalar_zero_point(a_zp)
+    if not skip and bound >= EXACT:
+        skip = (
+            f"int8 sums can reach {bound} >= 2**24, beyond float32's exact integers (kept exact on ONNX Runtime; "
+            "prune it further)"
+        )
+    return replace(layer, skip=skip)
+
+
+def float_input(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Value]) -> tuple[list[ir.Node], ir.Value]:
+    """The node making the kernel's float32 ``X - a_zero_point`` from the layer's integer activation, and that value:
+    a DequantizeLinear with scale 1 (exact: integers of magnitude <= 255), or a Cast without a zero point. Layers
+    reading the same activation and zero point share one conversion (``made``)."""
+    x = layer.node.inputs[0]
+    zp = layer.node.inputs[2] if len(layer.node.inputs) > 2 else None
+    assert x is not None
+    key = (id(x), id(zp))
+    if key in made:
+        return [], made[key]
+    base = f"{layer.name}__x"
+    if zp is None:
+        node = _cast(x, ir.DataType.FLOAT, base)
+        node.outputs[0].shape = x.shape
+    else:
+        one = ir.Value(name=f"{base}_one", shape=ir.Shape([]), type=ir.TensorType(ir.DataType.FLOAT))
+        one.const_value = ir.tensor(np.array(1.0, np.float32), name=one.name)
+        graph.register_initializer(one)
+        node = ir.Node("", "DequantizeLinear", [x, one, zp], outputs=[_float_like(x, base)], name=base)
+    made[key] = node.outputs[0]
+    return [node], made[key]
+
+
+def _float_like(x: ir.Value, name: str) -> ir.Value:
+    """A float32 value shaped like ``x`` (the fusion rules read the kernel input's shape)."""
+    return ir.Value(name=name, shape=x.shape, type=ir.TensorType(ir.DataType.FLOAT))
+
+
+def _cast(x: ir.Value, to: ir.DataType, name: str) -> ir.Node:
+    out = ir.Value(name=name, type=ir.TensorType(to))
+    return ir.Node("", "Cast", [x], [ir.AttrInt64("to", int(to))], outputs=[out], name=name)
+
+
+def integer_output(layer: Layer, y: ir.Value) -> list[ir.Node]:
+    """The Cast giving MatMulInteger's int32 output from the kernel's (integer-valued) float32 ``y``."""
+    return [_cast(y, ir.DataType.INT32, f"{layer.name}__int32")]
+
+
+def bypass_float_casts(graph: ir.Graph, y_int: ir.Value, y: ir.Value) -> None:
+    """Consumers of the int32 output that only cast it back to float32 read the kernel's output directly (exact:
+    every value is an integer below 2**24); the int32 Cast goes when nothing else reads it."""
+    for node in list(y_int.uses()):
+        user = node.node
+        if (
+            user.op_type == "Cast"
+            and user.domain in ("", "ai.onnx")
+            and user.attributes.get("to") is not None
+            and user.attributes["to"].value == int(ir.DataType.FLOAT)
+            and not user.outputs[0].is_graph_output()
+        ):
+            ir.convenience.replace_all_uses_with(user.outputs[0], y)
+            graph.remove(user, safe=True)
+    producer = y_int.producer()
+    if producer is not None and not y_int.uses() and not y_int.is_graph_output():
+        graph.remove(producer, safe=True)
