@@ -4,7 +4,7 @@ A *layer* is a MatMul, Gemm or Conv whose weight operand is a constant float32 t
 the W[N, K] orientation of docs/internals.md; Gemm's alpha is folded into W and beta * C becomes a bias vector; a
 Conv's [Cout, Cin, kh, kw] weight becomes W[Cout, Cin*kh*kw] with its geometry (sparsec/conv.py): static, or
 dynamic when the height and width are symbolic (the kernel reads them at run time).
-A MatMulInteger with a constant int8/uint8 weight is a layer too, computed exactly on float32 kernels
+A MatMulInteger or ConvInteger with a constant int8/uint8 weight is a layer too, computed exactly on float32 kernels
 (passes/integer.py). Other quantized layers and non-float32 weights are listed (so reports are complete) with the
 reason they stay on ORT.
 """
@@ -28,7 +28,7 @@ from .graph import attr, constant, dims, is_onnx, rank
 from .integer import integer_layer
 from .layout import image_sizes, reorder_elements
 
-QUANTIZED = {"QLinearMatMul": 3, "ConvInteger": 1, "QLinearConv": 3}  # op -> weight input (listed, left to ORT)
+QUANTIZED = {"QLinearMatMul": 3, "QLinearConv": 3}  # op -> weight input (listed, left to ORT)
 
 
 def _safe(name: str, taken: set[str]) -> str:
@@ -127,12 +127,13 @@ def _conv_geometry(node: ir.Node, b: np.ndarray) -> tuple[ConvGeometry | None, s
         return None, str(e)
 
 
-def _conv(node: ir.Node, name: str, b: np.ndarray) -> Layer:
-    """A Conv: W[Cout, Cin*kh*kw], its bias (input 2) and geometry; grouped/depthwise ones stay on ORT."""
+def conv_layer(node: ir.Node, name: str, b: np.ndarray, has_bias: bool = True) -> Layer:
+    """A Conv: W[Cout, Cin*kh*kw], its bias (input 2, when ``has_bias``) and geometry; grouped/depthwise ones stay
+    on ORT."""
     w = np.ascontiguousarray(b.reshape(b.shape[0], -1), np.float32)
     geom, skip = _conv_geometry(node, b)
     bias = None
-    if len(node.inputs) > 2 and node.inputs[2] is not None:
+    if has_bias and len(node.inputs) > 2 and node.inputs[2] is not None:
         c = constant(node.inputs[2])
         if c is None or c.dtype != np.float32 or c.shape != (w.shape[0],):
             skip = skip or "Conv's bias is not a constant float32 vector"
@@ -169,7 +170,7 @@ def _quantized(node: ir.Node, index: int, names: set[str]) -> Layer | None:
 BUILDERS: dict[str, Callable[[ir.Node, str, np.ndarray], Layer]] = {
     "MatMul": matmul_layer,
     "Gemm": _gemm,
-    "Conv": _conv,
+    "Conv": conv_layer,
 }
 
 
@@ -178,8 +179,9 @@ def find_layers(graph: ir.Graph) -> list[Layer]:
     names: set[str] = set()
     layers: list[Layer] = []
     for i, node in enumerate(graph):
-        if is_onnx(node, "MatMulInteger") and len(node.inputs) > 1 and (b := constant(node.inputs[1])) is not None:
-            name = _safe(node.name or f"MatMulInteger_{i}", names)
+        integer = is_onnx(node, "MatMulInteger") or is_onnx(node, "ConvInteger")
+        if integer and len(node.inputs) > 1 and (b := constant(node.inputs[1])) is not None:
+            name = _safe(node.name or f"{node.op_type}_{i}", names)
             layer = integer_layer(node, name, b, _input_name(node, 1))
             if not layer.skip:
                 layer = replace(layer, profile=profile_weight(layer.w))

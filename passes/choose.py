@@ -3,7 +3,7 @@
 ``auto`` ranks every format preset the target has a kernel for and the weight fits, by predicted latency at the
 layer's M (static leading dims, else ``options.representative_m``). A sparse format is chosen only when it is
 predicted at least ``MARGIN`` times faster than ORT's dense MatMul (``FAMILY_MARGIN`` for N:M; a MatMulInteger
-against ORT's int8 MatMul). A forced
+against ORT's int8 MatMul; a ConvInteger against ORT's float32 Conv, which it runs on when dense). A forced
 ``--format`` applies to every layer it fits; a layer it does not fit stays dense with the reason recorded (and
 reported by the compiler).
 """
@@ -17,7 +17,14 @@ from sparsec.formats import family, get_format, list_presets
 from sparsec.layer import Choice, Layer
 from sparsec.targets.base import Target
 
-from .cost_model import INT8_CONVERT_NS, ORT_CONV_FASTER, ORT_INT8_FASTER, CostModel, im2col_us, reorder_us
+from .cost_model import (
+    INT8_CONVERT_NS,
+    ORT_CONV_FASTER,
+    ORT_INT8_FASTER,
+    CostModel,
+    im2col_us,
+    reorder_us,
+)
 
 MARGIN = 1.1  # predicted speedup a sparse format needs over dense before it replaces it
 # N:M predictions are the least reliable: on MiniLM-L3 pruned 2:4 (2026-11-25, ORT 1.32) the cost model gave nm:4:8
@@ -46,7 +53,9 @@ def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
     dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
     if layer.op == "MatMulInteger":
         return dense_us / ORT_INT8_FASTER
-    return dense_us / ORT_CONV_FASTER[layer.geom.pointwise] if layer.geom is not None else dense_us
+    if layer.geom is None:
+        return dense_us
+    return dense_us / ORT_CONV_FASTER[layer.geom.pointwise]  # ConvInteger too: dense, it runs on ORT's float Conv
 
 
 def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str], float]:

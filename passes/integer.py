@@ -1,5 +1,7 @@
-"""Integer layers: ``MatMulInteger`` with a constant int8/uint8 weight (what ``onnxruntime.quantization``'s dynamic
-mode writes after DynamicQuantizeLinear) compiled on the float32 sparse kernels, exactly.
+"""Integer layers: ``MatMulInteger`` / ``ConvInteger`` with a constant int8/uint8 weight (what
+``onnxruntime.quantization``'s dynamic mode writes after DynamicQuantizeLinear) compiled on the float32 sparse
+kernels, exactly. (A ConvInteger pads with the activation's zero point, which is 0 after the subtraction: the
+float32 conv kernels' padding.)
 
 The kernel multiplies ``X - a_zero_point`` (a DequantizeLinear with scale 1 in front of the node) by
 ``W = B - b_zero_point`` as float32. Every product and every partial sum is an integer; float32 holds every integer
@@ -16,19 +18,21 @@ from dataclasses import replace
 import numpy as np
 import onnx_ir as ir
 
+from sparsec.integer_reference import integer_output_name
 from sparsec.layer import Layer
 
 from .graph import constant, dims
 
+INTEGER_OPS = ("MatMulInteger", "ConvInteger")
 EXACT = 2**24  # float32 represents every integer of smaller magnitude exactly
 X_RANGE = 255  # largest |x - zero_point| of a uint8 or int8 activation
 
 
 def exact_bound(w: np.ndarray) -> int:
-    """The largest magnitude a MatMulInteger output (or partial sum) can reach with this W[N, K]."""
+    """The largest magnitude an output (or partial sum) can reach with this integer-valued W[N, K]."""
     if not w.size:
         return 0
-    return int(X_RANGE * np.abs(w.astype(np.int64)).sum(axis=1).max())
+    return int(X_RANGE * np.abs(w).astype(np.int64).sum(axis=1).max())
 
 
 def _scalar_zero_point(v: ir.Value | None) -> str:
@@ -42,39 +46,49 @@ def _scalar_zero_point(v: ir.Value | None) -> str:
 
 
 def _weight(node: ir.Node, b: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """W[K, N] = B - b_zero_point as float32 (exact), or (None, why the layer stays on ORT)."""
-    if b.ndim != 2:
+    """The weight less its zero point, as int32 (MatMulInteger: B[K, N], zero points per column; ConvInteger:
+    [Cout, Cin, kh, kw], zero points per output channel), or (None, why the layer stays on ORT)."""
+    conv = node.op_type == "ConvInteger"
+    if not conv and b.ndim != 2:
         return None, f"MatMulInteger weight has rank {b.ndim}, only 2-D weights are compiled"
+    if conv and b.ndim != 4:
+        return None, f"only 2-D convolutions are compiled (weight has rank {b.ndim})"
     zp_value = node.inputs[3] if len(node.inputs) > 3 else None
     zp = np.zeros((), b.dtype) if zp_value is None else constant(zp_value)
     if zp is None:
-        return None, "b_zero_point is not a constant"
-    if zp.size not in (1, b.shape[1]):
-        return None, f"b_zero_point has {zp.size} values, not 1 or N={b.shape[1]}"
-    w = b.astype(np.int32) - zp.reshape(1, -1).astype(np.int32)
-    return w, ""
+        return None, f"{'w' if conv else 'b'}_zero_point is not a constant"
+    n = b.shape[0] if conv else b.shape[1]
+    if zp.size not in (1, n):
+        return None, f"the weight's zero point has {zp.size} values, not 1 or {n} (one per output)"
+    shape = (-1, 1, 1, 1) if conv else (1, -1)
+    return b.astype(np.int32) - zp.reshape(shape).astype(np.int32), ""
 
 
 def integer_layer(node: ir.Node, name: str, b: np.ndarray, weight_name: str) -> Layer:
-    """The Layer of a MatMulInteger with constant weight ``b`` (skip says why it stays on ORT)."""
-    from .analysis import matmul_layer, placeholder
+    """The Layer of a MatMulInteger or ConvInteger with constant weight ``b`` (skip says why it stays on ORT)."""
+    from .analysis import conv_layer, matmul_layer, placeholder
 
     w, skip = _weight(node, b)
     if w is None:
-        shape = (int(b.shape[-1]), int(b.size // max(b.shape[-1], 1))) if b.ndim else (1, 1)
+        n = b.shape[0] if node.op_type == "ConvInteger" and b.ndim else (b.shape[-1] if b.ndim else 1)
+        shape = (int(n), int(b.size // max(n, 1)))
         return Layer(
             name, node.op_type, weight_name, placeholder(shape), node=node, skip=skip, weight_dtype=str(b.dtype)
         )
     a_zp = node.inputs[2] if len(node.inputs) > 2 else None
-    layer = replace(matmul_layer(node, name, w.astype(np.float32)), op=node.op_type, weight_dtype=str(b.dtype))
-    bound = exact_bound(w.T)
-    skip = layer.skip or _scalar_zero_point(a_zp)
-    if not skip and bound >= EXACT:
-        skip = (
+    if node.op_type == "ConvInteger":
+        layer = conv_layer(node, name, w.astype(np.float32), has_bias=False)
+    else:
+        layer = matmul_layer(node, name, w.astype(np.float32))
+    layer = replace(layer, op=node.op_type, weight_dtype=str(b.dtype))
+    bound = exact_bound(layer.w)
+    inexact = _scalar_zero_point(a_zp)
+    if not inexact and bound >= EXACT:
+        inexact = (
             f"int8 sums can reach {bound} >= 2**24, beyond float32's exact integers (kept exact on ONNX Runtime; "
             "prune it further)"
         )
-    return replace(layer, skip=skip)
+    return replace(layer, skip=inexact or layer.skip, float_exact=not inexact)
 
 
 def float_input(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Value]) -> tuple[list[ir.Node], ir.Value]:
@@ -108,6 +122,27 @@ def _float_like(x: ir.Value, name: str) -> ir.Value:
 def _cast(x: ir.Value, to: ir.DataType, name: str) -> ir.Node:
     out = ir.Value(name=name, type=ir.TensorType(to))
     return ir.Node("", "Cast", [x], [ir.AttrInt64("to", int(to))], outputs=[out], name=name)
+
+
+def float_conv(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Value]) -> list[ir.Node]:
+    """A dense ConvInteger as ORT's float32 Conv on ``X - a_zero_point`` and the integer-valued weight, exact like the
+    sparse kernels (``layer.float_exact``), then the Cast back to int32: ORT's ConvInteger (im2col and an int8 GEMM)
+    runs 2.4-5.5x slower than its float32 Conv (passes/cost_model.py), grouped and depthwise convs included."""
+    node = layer.node
+    b = constant(node.inputs[1])
+    assert b is not None
+    w, why = _weight(node, b)
+    assert w is not None, why
+    nodes, x = float_input(graph, layer, made)
+    name = f"{layer.name}__w"
+    weight = ir.Value(name=name, shape=ir.Shape(w.shape), type=ir.TensorType(ir.DataType.FLOAT))
+    weight.const_value = ir.tensor(w.astype(np.float32), name=name)
+    graph.register_initializer(weight)
+    out = ir.Value(
+        name=integer_output_name(layer.name), shape=node.outputs[0].shape, type=ir.TensorType(ir.DataType.FLOAT)
+    )
+    conv = ir.Node("", "Conv", [x, weight], list(node.attributes.values()), outputs=[out], name=f"{layer.name}__conv")
+    return [*nodes, conv, *integer_output(layer, out)]
 
 
 def integer_output(layer: Layer, y: ir.Value) -> list[ir.Node]:

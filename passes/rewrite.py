@@ -2,7 +2,7 @@
 
 The node takes the layer's place and keeps its output value, so consumers are untouched; a Conv keeps its NCHW
 input and output and carries its geometry in the node config (``op=conv``); Gemm's transA gets a Transpose in
-front, its alpha is already folded into W and beta * C becomes the node's bias; a MatMulInteger gets its activation
+front, its alpha is already folded into W and beta * C becomes the node's bias; a MatMul/ConvInteger gets its activation
 converted to float32 (less its zero point) in front, and its consumers that cast its output to float32 read the
 kernel's output (passes/integer.py). Kernel symbols are ``sparsec_k<i>`` in graph order, so equal models give equal
 artifacts. This is the only stage that replaces nodes (``fuse`` then grows the sparsec nodes it made).
@@ -21,7 +21,7 @@ from sparsec.integer_reference import integer_output_name
 from sparsec.layer import Epilogue, Kernel, Layer
 
 from .graph import remove_unused_initializers, stable_topo_sort
-from .integer import bypass_float_casts, float_input, integer_output
+from .integer import INTEGER_OPS, bypass_float_casts, float_conv, float_input, integer_output
 from .state import Compilation
 
 
@@ -44,8 +44,8 @@ def notes(layer: Layer, fmt: str) -> str:
 
 
 def _output(layer: Layer) -> ir.Value:
-    """The sparse node's output: unnamed (it takes the layer's output), or for MatMulInteger a new float32 value."""
-    if layer.op != "MatMulInteger":
+    """The sparse node's output: unnamed (it takes the layer's output); for MatMul/ConvInteger a new float32 value."""
+    if layer.op not in INTEGER_OPS:
         return ir.Value()
     old = layer.node.outputs[0]
     return ir.Value(name=integer_output_name(layer.name), shape=old.shape, type=ir.TensorType(ir.DataType.FLOAT))
@@ -54,11 +54,12 @@ def _output(layer: Layer) -> ir.Value:
 def sparse_nodes(
     graph: ir.Graph, layer: Layer, kernel: Kernel, made: dict[tuple[int, int], ir.Value] | None = None
 ) -> list[ir.Node]:
-    """The nodes replacing ``layer`` (a Transpose first for Gemm transA=1; for MatMulInteger the float conversion of
-    its activation, shared through ``made``, and a Cast back to int32 last); registers the packed initializers."""
+    """The nodes replacing ``layer`` (a Transpose first for Gemm transA=1; for MatMul/ConvInteger the float
+    conversion of its activation, shared through ``made``, and a Cast back to int32 last); registers the packed
+    initializers."""
     x = layer.node.inputs[0]
     nodes: list[ir.Node] = []
-    if layer.op == "MatMulInteger":
+    if layer.op in INTEGER_OPS:
         nodes, x = float_input(graph, layer, {} if made is None else made)
     if layer.trans_a:
         xt = f"{layer.name}__xT"
@@ -83,7 +84,7 @@ def sparse_nodes(
         outputs=[_output(layer)],
         name=layer.name,
     )
-    if layer.op == "MatMulInteger":
+    if layer.op in INTEGER_OPS:
         return [*nodes, node, *integer_output(layer, node.outputs[0])]
     return [*nodes, node]
 
@@ -98,7 +99,10 @@ class RewritePass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         chosen = [la for la in self.state.records() if la.format != "dense"]
-        if not chosen:
+        floated = [
+            la for la in self.state.records() if la.op == "ConvInteger" and la.format == "dense" and la.float_exact
+        ]
+        if not chosen and not floated:
             return ir.passes.PassResult(model, modified=False)
         if sparse_node.DOMAIN not in model.opset_imports:
             model.opset_imports[sparse_node.DOMAIN] = 1
@@ -123,9 +127,18 @@ class RewritePass(ir.passes.InPlacePass):
             old = layer.node.outputs[0]
             ir.convenience.replace_nodes_and_values(graph, layer.node, [layer.node], new, [old], new[-1].outputs)
             sparse = next(n for n in reversed(new) if n.domain == sparse_node.DOMAIN)
-            if sparse is not new[-1]:  # MatMulInteger: float consumers read the kernel's output directly
+            if sparse is not new[-1]:  # MatMul/ConvInteger: float consumers read the kernel's output directly
                 bypass_float_casts(graph, new[-1].outputs[0], sparse.outputs[0])
             self.state.update(replace(layer, kernel=kernel, node=sparse))
+        for layer in floated:  # dense ConvInteger: ORT's float32 Conv, exactly (passes/integer.float_conv)
+            new = float_conv(graph, layer, made)
+            ir.convenience.replace_nodes_and_values(
+                graph, layer.node, [layer.node], new, [layer.node.outputs[0]], new[-1].outputs
+            )
+            bypass_float_casts(graph, new[-1].outputs[0], new[-2].outputs[0])
+            assert layer.choice is not None
+            why = f"{layer.choice.reason}; runs exactly on ORT's float32 Conv (its ConvInteger is slower)"
+            self.state.update(replace(layer, choice=replace(layer.choice, reason=why)))
         remove_unused_initializers(graph)
         stable_topo_sort(graph)
         return ir.passes.PassResult(model, modified=True)

@@ -43,7 +43,7 @@ class SelectPass(ir.passes.InPlacePass):
         layers: list[Layer] = []
         assumed: list[str] = []  # convs sized at run time that no --dim sizes: ranked at ASSUMED_HW
         for layer in find_layers(model.graph):
-            if layer.op == "Conv" and not target.sparse_conv and not layer.skip:
+            if layer.op in ("Conv", "ConvInteger") and not target.sparse_conv and not layer.skip:
                 layer = replace(layer, skip=f"no sparse convolution kernels for target {target.name}")
             if layer.geom is not None and layer.geom.dynamic and not layer.skip:
                 sized = _sized_conv(layer, shapes)

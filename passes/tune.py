@@ -57,7 +57,7 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Target, thread
     from .calibrate_measure import dense_runner, int8_dense_runner
     from .tune_conv import conv_io, dense_conv_runner
 
-    conv = layer.op == "Conv"
+    conv = layer.geom is not None  # Conv or ConvInteger
     specs, packed = [], {}
     for i, entry in enumerate(entries):
         fmt, variant = entry.split("|")
@@ -111,7 +111,7 @@ def tune_layer(
     the sparse node's own cost (the cost model's ``node_us``), added to the kernel timed alone."""
     from sparsec import cache
 
-    conv = layer.op == "Conv"
+    conv = layer.geom is not None  # Conv or ConvInteger
     entries = candidates(layer, presets, predicted, (lambda f: ["conv"]) if conv else target.variants)
     if not entries:
         return Choice("dense", "stays dense: no sparse format fits"), "", {}, False

@@ -139,7 +139,7 @@ def compile_model(
                 say,
                 tolerance,
                 integer={
-                    la.weight_name: la.name for la in records if la.op == "MatMulInteger" and la.format != "dense"
+                    la.weight_name: la.name for la in records if la.op.endswith("Integer") and la.format != "dense"
                 },
             )
             checked = report.summary()

@@ -139,6 +139,7 @@ class Layer:
     tuning: Tuning | None = None
     kernel: Kernel | None = None
     weight_dtype: str = "float32"  # the weight's type in the model (int8/uint8: quantized; the kernels compute float32)
+    float_exact: bool = False  # a MatMul/ConvInteger whose sums float32 computes exactly (passes/integer.py)
     unfused: tuple[str, ...] = ()  # why the nodes after a sparse layer stayed out of its epilogue (inspect)
 
     @property

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from .errors import SparsecError
-from .weight_source import WeightSource, find_source
+from .weight_source import WeightSource, find_source, integer_source
 
 PatternKind = Literal["unstructured", "block", "nm"]
 
@@ -36,7 +36,9 @@ _BLOCK = re.compile(rf"block:(\d+)x(\d+):{_NUM}")
 _NM = re.compile(r"nm:(\d+):(\d+)")
 
 # op type -> allowed ranks of its weight (operand 1)
-_LAYER_RANKS: dict[str, tuple[int, int]] = {"MatMul": (2, 2), "Gemm": (2, 2), "Conv": (3, 5)}
+_LAYER_RANKS: dict[str, tuple[int, int]] = {
+    "MatMul": (2, 2), "Gemm": (2, 2), "Conv": (3, 5), "MatMulInteger": (2, 2), "ConvInteger": (3, 5),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def prune_weight(w: np.ndarray, pattern: PrunePattern) -> np.ndarray:
 
 def _weight_is_transposed(node: onnx.NodeProto) -> bool:
     """True when the stored weight is B[K, N] (W = B.T): MatMul, and Gemm without transB."""
-    if node.op_type == "MatMul":
+    if node.op_type in ("MatMul", "MatMulInteger"):
         return True
     if node.op_type == "Gemm":
         return not next((a.i for a in node.attribute if a.name == "transB"), 0)
@@ -211,7 +213,10 @@ def _weight_uses(graph: onnx.GraphProto) -> Iterator[tuple[onnx.NodeProto, Weigh
         ranks = _LAYER_RANKS.get(node.op_type)
         if ranks is None or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
-        source = find_source(node.input[1], producers, stored)
+        if node.op_type.endswith("Integer"):  # onnxruntime.quantization's dynamic mode: the int8 weight itself
+            source = integer_source(node, stored)
+        else:
+            source = find_source(node.input[1], producers, stored)
         if source is not None and ranks[0] <= len(source.tensor.dims) <= ranks[1]:
             yield node, source
 
@@ -241,7 +246,8 @@ def prune_model(
 
     Pruned: initializers and Constant-node values of the main graph used as operand 1 of MatMul (rank 2), Gemm
     (rank 2, transB respected) or Conv (rank 3-5), directly or through Identity / Cast / Transpose / DequantizeLinear
-    (float sources, or int8/uint8/int16/uint16 behind a DequantizeLinear: pruned values become its zero point). A
+    (float sources, or int8/uint8/int16/uint16 behind a DequantizeLinear: pruned values become its zero point), and the
+    int8/uint8 weights of MatMulInteger / ConvInteger (ranked less their zero point, pruned to it). A
     weight shared by several layers is pruned once, oriented as its first use. Other computed weights and subgraphs
     are left alone. ``label`` names the model in the error when
     nothing qualifies.
@@ -258,6 +264,7 @@ def prune_model(
     if not stats:
         raise SparsecError(
             f"no MatMul/Gemm/Conv weight to prune in {label} (need a float32 weight stored as an initializer or "
-            "Constant node, as operand 1 or behind Identity, Cast, Transpose or DequantizeLinear)"
+            "Constant node, as operand 1 or behind Identity, Cast, Transpose or DequantizeLinear, or the int8 weight "
+            "of a MatMulInteger / ConvInteger)"
         )
     return out, stats

@@ -235,7 +235,7 @@ def test_huge_symbolic_dim_for_verify(tmp_path: Path) -> None:
     assert not (tmp_path / "m.sparsec").exists()
 
 
-def test_int8_quantized_layer_listed_and_left_to_ort(tmp_path: Path) -> None:
+def test_dense_int8_layer_listed_and_left_to_ort(tmp_path: Path) -> None:
     w = np.random.default_rng(2).integers(-8, 8, (K, N)).astype(np.int8)
     g = helper.make_graph(
         [
@@ -253,7 +253,7 @@ def test_int8_quantized_layer_listed_and_left_to_ort(tmp_path: Path) -> None:
     code, out, err = _cli("inspect", str(src))
     assert code == 0, err
     assert "qmm" in out and f"{N}x{K}" in out
-    assert "quantized int8 layer: sparse kernels take float32, left to ONNX Runtime" in out
+    assert "MatMulInteger" in out and "dense: predicted" in out  # 94% dense: ORT's int8 MatMul is faster
     code, out, err = _cli("compile", str(src), "-o", str(tmp_path / "q.sparsec"))
     assert code == 0, err
     assert "0/1 layers sparse" in out

@@ -44,7 +44,7 @@ def test_series_follow_the_report(mixed: Path) -> None:
     report = inspect_model(mixed, dims={"batch": 4, "seq": 32})
     s = series(report)
     assert s.names == ["fc1", "fc2", "head"] and s.formats == [r["format"] for r in report["weights"]]
-    assert s.formats[0] != "dense" and s.formats[2] != "dense"
+    assert s.formats[0] != "dense" and s.formats[1] == "dense"  # both kinds of bar (the head's depends on the host)
     assert s.density[0] == pytest.approx(0.1, abs=0.01) and s.density[1] == 1.0
     cost = cost_model("x86", report["target"]["isa"])
     for r, d, ours, sp in zip(report["weights"], s.dense_us, s.sparsec_us, s.speedup, strict=True):

@@ -192,3 +192,23 @@ def test_integer_layers_on_other_cpu_targets(tmp_path: Path, target: str) -> Non
     feeds = _feeds(31, 2)
     ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     np.testing.assert_array_equal(get_target(target).run_artifact(res.artifact, feeds)[0], ref)
+
+
+def test_prune_a_dynamic_int8_model_zeroes_weights_to_their_zero_point(tmp_path: Path) -> None:
+    """Quantize first, prune after: the int8/uint8 weights are ranked less their zero point and pruned to it."""
+    from sparsec.prune import parse_pattern, prune_model
+
+    model = integer_model(np.uint8, density=1.0, heads=2)
+    pruned, stats = prune_model(model, parse_pattern("unstructured:0.9"))
+    assert [s["op"] for s in stats] == ["MatMulInteger"] * 2
+    assert all(abs(s["density_after"] - 0.1) < 0.01 for s in stats)
+    inits = {t.name: numpy_helper.to_array(t) for t in pruned.graph.initializer}
+    for h in range(2):
+        w, before = inits[f"w{h}"].astype(np.int64) - 128, numpy_helper.to_array(model.graph.initializer[3 * h])
+        kept = w != 0
+        assert abs(kept.mean() - 0.1) < 0.01 and inits[f"w{h}"].dtype == np.uint8
+        assert np.array_equal(inits[f"w{h}"][kept], before[kept])  # kept values untouched
+        assert np.abs(w[kept]).min() >= np.abs(before.astype(np.int64) - 128)[~kept].max()  # largest |B - zp| kept
+    p = _save(tmp_path, pruned)
+    res = compile_model(p, tmp_path / "p.sparsec", CompileOptions(format="csr"))
+    assert [la["format"] for la in res.layers] == ["csr"] * 2 and res.errors == {"y": 0.0}
