@@ -102,7 +102,8 @@ def run_deepsparse(
         proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        lines = proc.stderr.strip().splitlines() or ["no output"]
+        tail = next((ln for ln in lines if "Assertion at" in ln or "Error" in ln), lines[-1]).strip()[:200]
         return {"status": f"n/a (worker failed: {tail})"}
     out: dict[str, Any] = json.loads(lines[-1])
     out["status"] = "ok"

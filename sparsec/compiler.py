@@ -124,6 +124,7 @@ def compile_model(
         checked = ""
         if options.verify is not False and not unverified:
             from .verification import verify_artifact
+            from .verify_local import quantizes_activations
 
             tolerance = target.tolerance(specs)  # a lossy kernel asked for (cuda)
             shapes = dims if dims is not None else options.dims
@@ -141,6 +142,13 @@ def compile_model(
                 integer={
                     la.weight_name: la.name for la in records if la.op.endswith("Integer") and la.format != "dense"
                 },
+                dequantized=[
+                    la.weight_name
+                    for la in records
+                    if la.op in ("MatMul", "Gemm", "Conv") and la.weight_dtype != "float32" and la.format != "dense"
+                ],
+                local=quantizes_activations(original)
+                and any(not la.op.endswith("Integer") and la.format != "dense" for la in records),
             )
             checked = report.summary()
         elif unverified:

@@ -156,7 +156,10 @@ def test_inspect_json(compiled: tuple[Path, Path]) -> None:
         assert {"name", "op", "shape", "density", "format", "reason"} | profile <= set(row)
         # the manifest's record of the layer (compiled with --format csr, inspect ranks for auto), plus the profile,
         # the fusion notes and the M / dense time the format was ranked with: one to_json serves both
-        assert set(record) <= set(row) and set(row) - set(record) == profile | {"rows", "dense_us"}, (row, record)
+        # (a layer inspect's `auto` keeps dense on this host has no kernel fields: the cost table is the ISA's)
+        sparse_only = set() if row["format"] != "dense" else {"kernel", "epilogue", "region", "predicted_speedup"}
+        assert set(record) - sparse_only <= set(row), (row, record)
+        assert set(row) - set(record) - {"predicted_speedup"} == profile | {"rows", "dense_us"}, (row, record)
         assert [row[k] for k in ("name", "op", "shape", "density")] == [
             record[k] for k in ("name", "op", "shape", "density")
         ]

@@ -212,3 +212,30 @@ def test_prune_a_dynamic_int8_model_zeroes_weights_to_their_zero_point(tmp_path:
     p = _save(tmp_path, pruned)
     res = compile_model(p, tmp_path / "p.sparsec", CompileOptions(format="csr"))
     assert [la["format"] for la in res.layers] == ["csr"] * 2 and res.errors == {"y": 0.0}
+
+
+def test_reference_folds_the_dequantized_weights_of_sparse_qdq_layers(tmp_path: Path) -> None:
+    """QDQ: the reference runs the sparse layers on their float32 weights (as compiled), not ORT's fused int8 kernel
+    (which saturates without VNNI); everything else stays as written."""
+    from models.synthetic import transformer_ffn
+    from sparsec.integer_reference import fold_dequantized
+    from sparsec.prune_cli import prune_file
+    from sparsec.quantize import quantize_file
+
+    src = tmp_path / "ffn.onnx"
+    onnx.save(transformer_ffn(density=1.0), str(src))
+    prune_file(src, "unstructured:0.9", tmp_path / "p.onnx")
+    quantize_file(tmp_path / "p.onnx", tmp_path / "q.onnx", mode="qdq")
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    weights = [n.input[1] for n in q.graph.node if n.op_type in ("MatMul", "Gemm")]
+    ref = fold_dequantized(q, weights)
+    assert set(weights) <= {t.name for t in ref.graph.initializer}
+    dq = [n for n in q.graph.node if n.op_type == "DequantizeLinear"]
+    assert len([n for n in ref.graph.node if n.op_type == "DequantizeLinear"]) == len(dq) - len(weights)
+    assert fold_dequantized(q, []) is q
+    feeds = {"x": np.random.default_rng(3).standard_normal((2, 3, 48)).astype(np.float32)}
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graph's float meaning
+    want = ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = ort.InferenceSession(ref.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())

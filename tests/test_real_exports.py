@@ -106,7 +106,9 @@ def test_sklearn_classifier_from_skl2onnx_compiles_sparse(tmp_path: Path) -> Non
     src = _sklearn_mlp(tmp_path, zipmap=True)
     for fmt in ("auto", "csr"):
         res = compile_model(src, tmp_path / f"{fmt}.sparsec", CompileOptions(format=fmt))
-        assert [la["format"] != "dense" for la in res.layers] == [True] * 3, fmt
+        sparse = [la["format"] != "dense" for la in res.layers]
+        # csr: every MatMul; auto: the cost table of this host's ISA decides the smallest (AVX2 keeps it dense)
+        assert sparse == [True] * 3 if fmt == "csr" else sparse[:2] == [True] * 2, (fmt, res.layers)
         assert set(res.errors) == {"output_label", "output_probability"} and max(res.errors.values()) <= 1e-4
     with pytest.raises(SparsecError, match=r"output 'output_probability' \(a sequence\) is not a tensor"):
         compile_model(src, tmp_path / "w.sparsec", CompileOptions(target="wasm"))

@@ -1,0 +1,57 @@
+"""Verification of models whose float sparse layers feed quantizers (QDQ): each sparse layer is checked on ORT's own
+inputs (sparsec/verify_local.py), so a kernel 1% off is caught by name while one-step quantization flips elsewhere
+are not mistaken for it; the end outputs are reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from models.synthetic import transformer_ffn
+from sparsec.compiler import compile_model
+from sparsec.errors import SparsecError
+from sparsec.node import sparse_protos
+from sparsec.options import CompileOptions
+from sparsec.verify_local import SUFFIX, local_probe, quantizes_activations
+from tests.test_verify_layers import break_layer
+
+
+@pytest.fixture
+def qdq(tmp_path: Path) -> Path:
+    from sparsec.prune_cli import prune_file
+    from sparsec.quantize import quantize_file
+
+    src = tmp_path / "ffn.onnx"
+    onnx.save(transformer_ffn(d=96, hidden=192, density=1.0), str(src))
+    prune_file(src, "unstructured:0.9", tmp_path / "p.onnx")
+    out = tmp_path / "q.onnx"
+    quantize_file(tmp_path / "p.onnx", out, mode="qdq")
+    return out
+
+
+def test_qdq_model_checks_each_layer_on_orts_inputs(qdq: Path, tmp_path: Path) -> None:
+    assert quantizes_activations(onnx.load(str(qdq)))
+    res = compile_model(qdq, tmp_path / "q.sparsec", CompileOptions(format="csr"))
+    assert [la["format"] for la in res.layers] == ["csr"] * 3 and res.checked == "3/3 sparse layers checked"
+    rewritten = onnx.load(str(res.artifact / "model.onnx"))
+    known = {o for n in onnx.load(str(qdq)).graph.node for o in n.output} | {"x"}
+    probe, fed = local_probe(rewritten, known)
+    for n in sparse_protos(probe):  # every non-constant input of every sparse node comes from the reference
+        inits = {t.name for t in probe.graph.initializer}
+        assert all(i.endswith(SUFFIX) or i in inits for i in n.input if i), n.input
+    assert set(fed) <= {i.name for i in probe.graph.input} and all(fed[k] + SUFFIX == k for k in fed)
+
+
+def test_broken_layer_of_a_qdq_model_is_caught_by_name(
+    qdq: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_layer(monkeypatch, 1)
+    with pytest.raises(SparsecError, match=r"sparse layer 'fc2' .*differs from ORT"):
+        compile_model(qdq, tmp_path / "b.sparsec", CompileOptions(format="csr"))
+    assert not (tmp_path / "b.sparsec").exists()
+
+
+def test_float_and_exact_integer_models_keep_the_end_output_check() -> None:
+    assert not quantizes_activations(transformer_ffn())
