@@ -30,6 +30,7 @@ from .common import (
     sparsec_session,
     wait_quiet,
 )
+from .report import md_table
 
 Say = Callable[[str], None]
 MODELS = ("mobilenet_v1", "mobilenet_v2", "resnet")
@@ -90,17 +91,14 @@ def bench_one(
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    out = [
-        "| model | pruning | batch | sparse convs | ORT dense ms | sparsec ms | speedup | max rel err | CPU busy |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        out.append(
-            f"| {r['model']} {r['resolution']}px | {r['pruning']} | {r['batch']} | {r['chosen']} | "
-            f"{r['ort_ms']:.2f} | {r['sparsec_ms']:.2f} | **{r['ratio']:.2f}x** | {r['max_rel_error']:.1e} | "
-            f"{r['busy']:.0%} |"
-        )
-    return "\n".join(out)
+    header = ["model", "pruning", "batch", "sparse convs", "ORT dense ms", "sparsec ms", "speedup", "max rel err",
+              "CPU busy"]  # fmt: skip
+    body = [
+        [f"{r['model']} {r['resolution']}px", r["pruning"], str(r["batch"]), r["chosen"], f"{r['ort_ms']:.2f}",
+         f"{r['sparsec_ms']:.2f}", f"**{r['ratio']:.2f}x**", f"{r['max_rel_error']:.1e}", f"{r['busy']:.0%}"]
+        for r in rows
+    ]  # fmt: skip
+    return md_table(header, body)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from .common import CACHE, THREADS, dense_session, max_error, runner, set_tvm_threads, source_digest, sparsec_session
 from .e2e import SEQ, pruned_model
+from .report import md_table
 
 Say = Any
 
@@ -125,20 +126,18 @@ def cnn_rows(budget_s: float) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    out = [
-        "| model | sparse layers | ORT int8 ms | sparsec ms | vs ORT int8 | ORT fp32 ms | vs ORT fp32 "
-        "| DeepSparse int8 ms | verified error | rel diff vs ORT int8 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    header = ["model", "sparse layers", "ORT int8 ms", "sparsec ms", "vs ORT int8", "ORT fp32 ms", "vs ORT fp32",
+              "DeepSparse int8 ms", "verified error", "rel diff vs ORT int8"]  # fmt: skip
+    body = []
     for r in rows:
         ds = r["deepsparse"]
-        ds_text = f"{ds['deepsparse_ms']:.2f}" if "deepsparse_ms" in ds else ds["status"]
-        out.append(
-            f"| {r['model']} | {r['chosen']} | {r['int8_ms']:.2f} | {r['sparsec_ms']:.2f} | **{r['vs_int8']:.2f}x** | "
-            f"{r['fp32_ms']:.2f} | {r['vs_fp32']:.2f}x | {ds_text} | {r['verified_error']:.1e} | "
-            f"{r['max_rel_error']:.1e} |"
-        )
-    return "\n".join(out)
+        body.append([
+            r["model"], r["chosen"], f"{r['int8_ms']:.2f}", f"{r['sparsec_ms']:.2f}", f"**{r['vs_int8']:.2f}x**",
+            f"{r['fp32_ms']:.2f}", f"{r['vs_fp32']:.2f}x",
+            f"{ds['deepsparse_ms']:.2f}" if "deepsparse_ms" in ds else ds["status"],
+            f"{r['verified_error']:.1e}", f"{r['max_rel_error']:.1e}",
+        ])  # fmt: skip
+    return md_table(header, body)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,7 +57,8 @@ def machine_md(m: dict[str, Any]) -> str:
     )
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -103,7 +104,7 @@ def layers_md(results: list[dict[str, Any]]) -> str:
             else:
                 row += [f"{r['chosen']} {_ms(r['sparsec_ms'])}", f"{r['ratio']:.2f}x{_flag(r)}"]
         rows.append(row)
-    out = _table(header, rows)
+    out = md_table(header, rows)
     if errors:
         out += "\n\nFailed: " + "; ".join(errors)
     return out
@@ -143,7 +144,7 @@ def e2e_md(results: list[dict[str, Any]]) -> str:
                 ds_ms, ds_ratio, f"{r['max_rel_error']:.1e}",
             ]
         )  # fmt: skip
-    out = _table(header, rows)
+    out = md_table(header, rows)
     if errors:
         out += "\n\nFailed: " + "; ".join(errors)
     return out

@@ -146,15 +146,15 @@ def float_conv(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Val
 
 
 def integer_output(layer: Layer, y: ir.Value) -> list[ir.Node]:
-    """The Cast giving MatMulInteger's int32 output from the kernel's (integer-valued) float32 ``y``."""
+    """The Cast giving the MatMul/ConvInteger's int32 output from the kernel's (integer-valued) float32 ``y``."""
     return [_cast(y, ir.DataType.INT32, f"{layer.name}__int32")]
 
 
 def bypass_float_casts(graph: ir.Graph, y_int: ir.Value, y: ir.Value) -> None:
     """Consumers of the int32 output that only cast it back to float32 read the kernel's output directly (exact:
     every value is an integer below 2**24); the int32 Cast goes when nothing else reads it."""
-    for node in list(y_int.uses()):
-        user = node.node
+    for use in list(y_int.uses()):
+        user = use.node
         if (
             user.op_type == "Cast"
             and user.domain in ("", "ai.onnx")

@@ -124,31 +124,11 @@ def compile_model(
         checked = ""
         if options.verify is not False and not unverified:
             from .verification import verify_artifact
-            from .verify_local import quantizes_activations
 
             tolerance = target.tolerance(specs)  # a lossy kernel asked for (cuda)
             shapes = dims if dims is not None else options.dims
             errors, report = verify_artifact(
-                target,
-                original,
-                rewritten,
-                sealed,
-                manifest,
-                narrowed,
-                shapes,
-                options.seed,
-                say,
-                tolerance,
-                integer={
-                    la.weight_name: la.name for la in records if la.op.endswith("Integer") and la.format != "dense"
-                },
-                dequantized=[
-                    la.weight_name
-                    for la in records
-                    if la.op in ("MatMul", "Gemm", "Conv") and la.weight_dtype != "float32" and la.format != "dense"
-                ],
-                local=quantizes_activations(original)
-                and any(not la.op.endswith("Integer") and la.format != "dense" for la in records),
+                target, original, rewritten, sealed, manifest, narrowed, shapes, options.seed, say, tolerance, records
             )
             checked = report.summary()
         elif unverified:

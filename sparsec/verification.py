@@ -22,6 +22,7 @@ import onnx
 
 from .artifact import MANIFEST, MODEL, ArtifactWriter, value_infos
 from .errors import SparsecError
+from .layer import Layer
 from .targets.base import Progress, Target, quiet
 from .verify_layers import Feeds, LayerReport, check_layers, taps, with_outputs
 from .verify_local import local_probe
@@ -71,16 +72,19 @@ def verify_artifact(
     seed: int,
     say: Progress,
     tolerance: float | None = None,
-    integer: dict[str, str] | None = None,
-    dequantized: list[str] | None = None,
-    local: bool = False,
+    records: list[Layer] | None = None,
 ) -> tuple[dict[str, float], LayerReport]:
     """End-output errors by output name, and the per-layer report; raises SparsecError on a mismatch beyond
-    ``tolerance`` (default verify.TOLERANCE). ``integer`` (weight name -> layer name): the MatMulInteger layers
-    compiled sparse, which the reference computes exactly; ``dequantized``: the weights of sparse layers folded from a
-    DequantizeLinear, which the reference folds too (sparsec/integer_reference.py). ``local``: float sparse layers
-    feed quantizers, so the end outputs are reported, not held to ``tolerance``, and each sparse layer is checked on
-    the reference's own inputs (sparsec/verify_local.py)."""
+    ``tolerance`` (default verify.TOLERANCE). ``records`` (the compile's layers) say which sparse layers are
+    quantized: integer layers the reference computes exactly and dequantized weights it folds
+    (sparsec/integer_reference.py); where float sparse layers feed quantizers the end outputs are reported, not held to
+    ``tolerance``, and each sparse layer is checked on the reference's own inputs (sparsec/verify_local.py)."""
+    from .verify_local import quantizes_activations
+
+    sparse = [la for la in records or [] if la.format != "dense"]
+    integer = {la.weight_name: la.name for la in sparse if la.op.endswith("Integer")}
+    dequantized = [la.weight_name for la in sparse if not la.op.endswith("Integer") and la.weight_dtype != "float32"]
+    local = quantizes_activations(original) and any(not la.op.endswith("Integer") for la in sparse)
     from .integer_reference import exact_reference, fold_dequantized
     from .verify import (
         TOLERANCE,
@@ -102,7 +106,7 @@ def verify_artifact(
             f"the reference runs the {len(dequantized)} layers compiled sparse from dequantized weights on their "
             "float32 value, as compiled (ORT's int8 kernels for them saturate on CPUs without VNNI)"
         )
-    reference_model = exact_reference(fold_dequantized(original, dequantized or []), integer or {})
+    reference_model = exact_reference(fold_dequantized(original, dequantized), integer)
     say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
     size = accepted_dim(original, dims, seed=seed + 1)  # for symbolic dims --dim leaves unset
     feeds = random_feeds(original, dims, seed=seed + 1, default_dim=size)
