@@ -79,12 +79,6 @@ def verify_artifact(
     quantized: integer layers the reference computes exactly and dequantized weights it folds
     (sparsec/integer_reference.py); where float sparse layers feed quantizers the end outputs are reported, not held to
     ``tolerance``, and each sparse layer is checked on the reference's own inputs (sparsec/verify_local.py)."""
-    from .verify_local import quantizes_activations
-
-    sparse = [la for la in records or [] if la.format != "dense"]
-    integer = {la.weight_name: la.name for la in sparse if la.op.endswith("Integer")}
-    dequantized = [la.weight_name for la in sparse if not la.op.endswith("Integer") and la.weight_dtype != "float32"]
-    local = quantizes_activations(original) and any(not la.op.endswith("Integer") for la in sparse)
     from .integer_reference import exact_reference, fold_dequantized
     from .verify import (
         TOLERANCE,
@@ -94,12 +88,16 @@ def verify_artifact(
         reference_outputs,
         reference_session,
     )
+    from .verify_local import quantizes_activations
 
     limit = tolerance or TOLERANCE
+    sparse = [la for la in records or [] if la.format != "dense"]
+    integer = {la.weight_name: la.name for la in sparse if la.op.endswith("Integer")}
+    dequantized = [la.weight_name for la in sparse if not la.op.endswith("Integer") and la.weight_dtype != "float32"]
     if integer:
         say(
-            f"the reference computes the {len(integer)} MatMulInteger layers compiled sparse exactly, as ONNX defines "
-            "them (ORT's u8s8 kernel saturates on CPUs without VNNI)"
+            f"the reference computes the {len(integer)} MatMul/ConvInteger layers compiled sparse exactly, as ONNX "
+            "defines them (ORT's u8s8 kernels saturate on CPUs without VNNI)"
         )
     if dequantized:
         say(
@@ -111,6 +109,10 @@ def verify_artifact(
     size = accepted_dim(original, dims, seed=seed + 1)  # for symbolic dims --dim leaves unset
     feeds = random_feeds(original, dims, seed=seed + 1, default_dim=size)
     errors = compare_outputs(reference_model, lambda: target.run_artifact(artifact, feeds), feeds)
+    found, unmatched = taps(rewritten, reference_model, narrowed)
+    # Float sparse layers feeding quantizers: each layer is checked on ORT's inputs instead (when all can be).
+    floats = any(not la.op.endswith("Integer") for la in sparse)
+    local = bool(found) and not unmatched and floats and quantizes_activations(original)
     bad = {k: v for k, v in errors.items() if not v <= limit}
     if bad and local:
         say(
@@ -121,7 +123,6 @@ def verify_artifact(
         name, err = max(bad.items(), key=lambda kv: kv[1])
         raise SparsecError(f"verification failed: output {name!r} differs from ORT (max rel error {err:.3g} > {limit})")
 
-    found, unmatched = taps(rewritten, reference_model, narrowed)
     if not found:
         return errors, LayerReport(unmatched=unmatched)
     if size < LARGER_SIZES[0] and _sized_at_run_time(rewritten):
