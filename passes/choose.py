@@ -18,11 +18,11 @@ from sparsec.layer import Choice, Layer
 from sparsec.targets.base import Target
 
 from .cost_model import (
-    INT8_CONVERT_NS,
     ORT_CONV_FASTER,
     ORT_INT8_FASTER,
     CostModel,
     im2col_us,
+    int8_convert_us,
     reorder_us,
 )
 
@@ -69,7 +69,7 @@ def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str
         extra_us += 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
         extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
     if layer.op == "MatMulInteger":  # the integer activation converted to float32 for the kernel
-        extra_us += rows * layer.k * INT8_CONVERT_NS / 1000.0
+        extra_us += int8_convert_us(rows, layer.k)
 
     def speedup(fmt: str) -> float:
         return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(get_format(fmt), layer.w), rows) + extra_us)

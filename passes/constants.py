@@ -109,14 +109,17 @@ def _dequantized_dtype(cone: list[ir.Node]) -> str:
     return ""
 
 
-def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int]) -> list[str]:
-    """Fold each layer weight computed from constants into an initializer; the names folded."""
+def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int], only: set[str] | None = None) -> list[str]:
+    """Fold each layer weight computed from constants (each one named in ``only``, when given) into an initializer;
+    the names folded."""
     folded: list[str] = []
     for node in list(graph):
         ops = LAYERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         for pos in ops or ():
             v = node.inputs[pos] if len(node.inputs) > pos else None
             if v is None or v.producer() is None or constant(v) is not None or v.is_graph_output():
+                continue
+            if only is not None and v.name not in only:
                 continue
             cone = _cone(v)
             tensor = _evaluate(v, cone, opsets) if cone else None

@@ -89,13 +89,18 @@ ORT_CONV_FASTER = {True: 1.4, False: 2.0}  # key: pointwise
 # MatMulInteger layer's dense time is the float32 table's divided by this; its sparse side also pays
 # INT8_CONVERT_NS per activation value (the DequantizeLinear making the kernel's float32 input, passes/integer.py).
 ORT_INT8_FASTER = 1.7
+INT8_CONVERT_NS = 0.25
 # ORT's ConvInteger (im2col + int8 GEMM, after DynamicQuantizeLinear) against its float32 NCHWc Conv: 2.4-5.5x SLOWER
 # (same host; 3x3 64->64 at 56 px, 128->128 at 28 px, 128->256 stride 2; 1x1 256->64 at 28 px, 64->256 at 56 px),
 # so a ConvInteger that stays dense runs exactly on ORT's float32 Conv (passes/integer.float_conv) and a sparse one
 # is ranked against that.
-INT8_CONVERT_NS = 0.25
 
 REORDER_NS = 0.12  # ORT's NCHW <-> NCHWc conversion per element (passes/layout.py)
+
+
+def int8_convert_us(rows: int, k: int) -> float:
+    """Predicted microseconds of making a MatMulInteger kernel's float32 input from ``rows`` x ``k`` integers."""
+    return rows * k * INT8_CONVERT_NS / 1000.0
 
 
 def reorder_us(elements: int) -> float:

@@ -26,7 +26,7 @@ from sparsec.options import CompileOptions, toolchain_versions
 from sparsec.targets.base import Progress, Target
 
 from .choose import fits, predicted_speedup
-from .cost_model import EP_NODE_US, INT8_CONVERT_NS, CostModel, reorder_us
+from .cost_model import EP_NODE_US, CostModel, int8_convert_us, reorder_us
 from .layout import settle_layout
 
 TOP = 4  # candidate formats measured per layer
@@ -145,7 +145,7 @@ def tune_layer(
     # it: they come off the dense time.
     extra = reorder_us(layer.reorder) if conv else 0.0
     if layer.op == "MatMulInteger":  # the kernel's float32 input is made from the integer activation (passes/integer)
-        node_us += rows * layer.k * INT8_CONVERT_NS / 1000.0
+        node_us += int8_convert_us(rows, layer.k)
     best = min(entries, key=lambda e: times[e])
     fmt, variant = best.split("|")
     # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added.

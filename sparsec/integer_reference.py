@@ -17,22 +17,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .weight_source import stored_tensors
+
 
 def integer_output_name(layer: str) -> str:
     """The name of a MatMulInteger layer's float32 value: the kernel's output, and the exact reference's."""
     return f"{layer}__y"
-
-
-def _constant(model: onnx.ModelProto, name: str) -> np.ndarray | None:
-    for t in model.graph.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t)
-    for n in model.graph.node:
-        if n.op_type == "Constant" and n.output[0] == name:
-            for a in n.attribute:
-                if a.name == "value":
-                    return numpy_helper.to_array(a.t)
-    return None
 
 
 def _exact(
@@ -73,13 +63,15 @@ def exact_reference(original: onnx.ModelProto, layers: dict[str, str]) -> onnx.M
     out.CopyFrom(original)
     nodes: list[onnx.NodeProto] = []
     used: set[str] = set()
+    stored = stored_tensors(out.graph)
     for node in out.graph.node:
         weight = node.input[1] if node.op_type in ("MatMulInteger", "ConvInteger") and len(node.input) > 1 else ""
-        b = _constant(out, weight) if weight in layers else None
-        if b is None:
+        if weight not in layers or weight not in stored:
             nodes.append(node)
             continue
-        zp = _constant(out, node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        b = numpy_helper.to_array(stored[weight])
+        zp_name = node.input[3] if len(node.input) > 3 else ""
+        zp = numpy_helper.to_array(stored[zp_name]) if zp_name in stored else None
         y_name = integer_output_name(layers[weight])
         while y_name in used:  # a weight shared by two nodes: the second gets no per-layer tap
             y_name += "_"
@@ -94,52 +86,19 @@ def exact_reference(original: onnx.ModelProto, layers: dict[str, str]) -> onnx.M
 
 def fold_dequantized(original: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy of ``original`` where each weight in ``names`` (a layer's weight computed from constants, e.g. an int8
-    tensor behind DequantizeLinear in a QDQ model) is an initializer holding its float32 value, as compile folds it:
-    ORT then runs those layers as the float32 product the sparse kernels compute, instead of fusing the DequantizeLinear
-    into an int8 kernel (which, like MatMulInteger, saturates on x86 CPUs without VNNI: 31% off on MiniLM-L3 QDQ).
-    The rest of the graph, quantized activations included, runs on ORT as written. ``original`` when ``names`` is
-    empty; a weight ORT cannot compute alone stays as it is."""
-    import onnxruntime as ort
+    tensor behind DequantizeLinear in a QDQ model) is an initializer holding its float32 value, folded by compile's
+    own constants pass: ORT then runs those layers as the float32 product the sparse kernels compute, instead of
+    fusing the DequantizeLinear into an int8 kernel (which, like MatMulInteger, saturates on x86 CPUs without VNNI:
+    31% off on MiniLM-L3 QDQ). The rest of the graph, quantized activations included, runs on ORT as written.
+    ``original`` when ``names`` is empty; a weight that cannot be computed alone stays as it is."""
+    import onnx_ir as ir
+
+    from .passes.constants import fold_weight_subgraphs
+    from .passes.graph import hide_map_types, restore_types, to_proto
 
     if not names:
         return original
-    out = onnx.ModelProto()
-    out.CopyFrom(original)
-    graph = out.graph
-    producers = {o: n for n in graph.node for o in n.output}
-    stored = {t.name: t for t in graph.initializer}
-    for name in names:
-        cone: list[onnx.NodeProto] = []
-        leaves: dict[str, onnx.TensorProto] = {}
-        stack = [name]
-        while stack:
-            v = stack.pop()
-            if not v or v in leaves or any(v in n.output for n in cone):
-                continue
-            if v in stored:
-                leaves[v] = stored[v]
-            elif v in producers:
-                cone.append(producers[v])
-                stack.extend(producers[v].input)
-            else:
-                break  # a graph input: not a constant
-        else:
-            order = {id(n): i for i, n in enumerate(graph.node)}
-            sub = helper.make_graph(
-                sorted(cone, key=lambda n: order[id(n)]),
-                "weight",
-                [],
-                [onnx.ValueInfoProto(name=name)],
-                list(leaves.values()),
-            )
-            model = helper.make_model(sub, opset_imports=list(original.opset_import))
-            model.ir_version = original.ir_version
-            try:
-                session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-                (value,) = session.run([name], {})
-            except Exception:
-                continue
-            node = producers[name]
-            graph.node.remove(node)
-            graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-    return out
+    proto, hidden = hide_map_types(original)
+    model = ir.from_proto(proto)
+    fold_weight_subgraphs(model.graph, dict(model.opset_imports), only=set(names))
+    return restore_types(to_proto(model, proto), hidden)

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from .errors import SparsecError
-from .weight_source import WeightSource, find_source, integer_source
+from .weight_source import WeightSource, find_source, integer_source, stored_tensors
 
 PatternKind = Literal["unstructured", "block", "nm"]
 
@@ -200,14 +200,7 @@ def _weight_uses(graph: onnx.GraphProto) -> Iterator[tuple[onnx.NodeProto, Weigh
     """(layer node, where its weight is stored), in graph order; the tensor is an initializer or a Constant node's
     ``value`` (paddle2onnx and others keep every weight in Constant nodes), reached through Identity / Cast /
     Transpose / DequantizeLinear nodes (weight_source.py); a shared weight appears each time."""
-    stored = {t.name: t for t in graph.initializer}
-    stored.update(
-        (n.output[0], a.t)
-        for n in graph.node
-        if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and n.output
-        for a in n.attribute
-        if a.name == "value"
-    )
+    stored = stored_tensors(graph)
     producers = {o: n for n in graph.node for o in n.output}
     for node in graph.node:
         ranks = _LAYER_RANKS.get(node.op_type)

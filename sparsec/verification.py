@@ -24,7 +24,7 @@ from .artifact import MANIFEST, MODEL, ArtifactWriter, value_infos
 from .errors import SparsecError
 from .layer import Layer
 from .targets.base import Progress, Target, quiet
-from .verify_layers import Feeds, LayerReport, check_layers, taps, with_outputs
+from .verify_layers import Feeds, LayerReport, check_layers, known_values, taps, with_outputs
 from .verify_local import local_probe
 
 LARGER_SIZES = (32, 224)  # unset symbolic dims of the per-layer check when convs are sized at run time
@@ -35,11 +35,6 @@ def _sized_at_run_time(rewritten: onnx.ModelProto) -> bool:
     from .node import read_proto, sparse_protos
 
     return any((conv := read_proto(n).conv) is not None and conv.dynamic for n in sparse_protos(rewritten))
-
-
-def _known(model: onnx.ModelProto) -> set[str]:
-    """The values a reference run can return: node outputs and graph inputs."""
-    return {o for n in model.graph.node for o in n.output if o} | {i.name for i in model.graph.input}
 
 
 @contextmanager
@@ -136,7 +131,7 @@ def verify_artifact(
     fed: dict[str, str] = {}  # local: new probe input -> the reference value it is fed
     probe_model = rewritten
     if local:
-        probe_model, fed = local_probe(rewritten, _known(reference_model))
+        probe_model, fed = local_probe(rewritten, known_values(reference_model))
     probe_model = with_outputs(probe_model, [t.value for t in found])
     probe_names = [o.name for o in probe_model.graph.output]
 

@@ -60,15 +60,16 @@ def _names(names: list[str], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def _values(model: onnx.ModelProto) -> set[str]:
-    return {o for n in model.graph.node for o in n.output if o}
+def known_values(model: onnx.ModelProto) -> set[str]:
+    """The values a run of ``model`` can return: node outputs and graph inputs."""
+    return {o for n in model.graph.node for o in n.output if o} | {i.name for i in model.graph.input}
 
 
 def taps(
     rewritten: onnx.ModelProto, original: onnx.ModelProto, narrowed: dict[str, tuple[int, tuple[int, ...]]]
 ) -> tuple[list[Tap], list[str]]:
     """The checkable sparse layers of ``rewritten``, and the names of those whose output the original lacks."""
-    known = _values(original) | {i.name for i in original.graph.input}
+    known = known_values(original)
     found: list[Tap] = []
     unmatched: list[str] = []
     for n in sparse_node.sparse_protos(rewritten):

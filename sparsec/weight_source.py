@@ -88,6 +88,20 @@ def _axis_at_source(steps: list[Step], dq: Step) -> int:
     return axis
 
 
+def stored_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """The graph's stored tensors by value name: initializers and Constant nodes' ``value`` (paddle2onnx and others
+    keep every weight in Constant nodes)."""
+    stored = {t.name: t for t in graph.initializer}
+    stored.update(
+        (n.output[0], a.t)
+        for n in graph.node
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and n.output
+        for a in n.attribute
+        if a.name == "value"
+    )
+    return stored
+
+
 def find_source(
     value: str, producers: dict[str, onnx.NodeProto], stored: dict[str, onnx.TensorProto]
 ) -> WeightSource | None:
