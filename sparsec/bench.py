@@ -15,7 +15,7 @@ import onnx
 
 from .errors import SparsecError, ort_message
 from .timing import GAP_S, interleaved
-from .verify import accepted_dim, random_feeds, relative_error
+from .verify import accepted_dims, random_feeds, relative_error
 
 
 def bench(
@@ -38,7 +38,7 @@ def bench(
     model = load_model(baseline)
     if input_shapes:
         model = fix_input_shapes(model, input_shapes)
-    feeds = random_feeds(model, dims, seed=seed, default_dim=accepted_dim(model, dims, seed=seed))
+    feeds = random_feeds(model, accepted_dims(model, dims, seed=seed), seed=seed)
     base_opts = ort.SessionOptions()
     base_opts.intra_op_num_threads = threads
     dense = ort.InferenceSession(str(baseline), base_opts, providers=["CPUExecutionProvider"])

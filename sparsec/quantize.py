@@ -32,13 +32,13 @@ RANDOM_SAMPLES = 8
 def calibration_samples(model: onnx.ModelProto, folder: Path | None) -> list[dict[str, np.ndarray]]:
     """Per-sample feeds: from ``folder`` (INPUT.npy, samples along axis 0), else RANDOM_SAMPLES random ones; read
     and checked before quantizing."""
-    from .verify import accepted_dim, random_feeds
+    from .verify import accepted_dims, random_feeds
 
     inits = {i.name for i in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in inits]
     if folder is None:
-        size = accepted_dim(model, {})
-        return [random_feeds(model, {}, seed=seed, default_dim=size) for seed in range(RANDOM_SAMPLES)]
+        sized = accepted_dims(model, {})
+        return [random_feeds(model, sized, seed=seed) for seed in range(RANDOM_SAMPLES)]
     if not folder.is_dir():
         raise SparsecError(f"--calibration {folder}: not a directory")
     arrays: dict[str, np.ndarray] = {}

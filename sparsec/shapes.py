@@ -49,20 +49,20 @@ def measured_where_unknown(model: onnx.ModelProto) -> onnx.ModelProto:
     unknown = _unknown_activations(model, static=fixed)
     if not unknown:
         return model
-    from .verify import DIM_TRIES, accepted_dim, random_feeds, reference_outputs, reference_session
+    from .verify import DIM_TRIES, accepted_dims, random_feeds, reference_outputs, reference_session
     from .verify_layers import with_outputs
 
     probe = with_outputs(model, unknown)
     runs: list[dict[str, np.ndarray]] = []
     try:
         sess = reference_session(probe)  # one ORT session for choosing the sizes and measuring
-        sizes = [2]
+        sizes: list[dict[str, int]] = [{}]
         if not fixed:
-            first = accepted_dim(probe, {}, sess=sess)
-            second = accepted_dim(probe, {}, tries=tuple(t for t in DIM_TRIES if t != first), sess=sess)
+            first = accepted_dims(probe, {}, sess=sess)
+            second = accepted_dims(probe, {}, tries=tuple(t for t in DIM_TRIES if t not in first.values()), sess=sess)
             sizes = [first, second]
-        for size in sizes:
-            values = reference_outputs(probe, random_feeds(model, {}, seed=0, default_dim=size), sess)
+        for sized in sizes:
+            values = reference_outputs(probe, random_feeds(model, sized, seed=0), sess)
             runs.append(dict(zip([o.name for o in probe.graph.output], values, strict=True)))
     except SparsecError:
         return model

@@ -77,7 +77,7 @@ def verify_artifact(
     from .integer_reference import exact_reference, fold_dequantized
     from .verify import (
         TOLERANCE,
-        accepted_dim,
+        accepted_dims,
         compare_outputs,
         random_feeds,
         reference_outputs,
@@ -101,8 +101,8 @@ def verify_artifact(
         )
     reference_model = exact_reference(fold_dequantized(original, dequantized), integer)
     say(f"verifying against ONNX Runtime on random inputs ({target.name} artifact run on this host)")
-    size = accepted_dim(original, dims, seed=seed + 1)  # for symbolic dims --dim leaves unset
-    feeds = random_feeds(original, dims, seed=seed + 1, default_dim=size)
+    sized = accepted_dims(original, dims, seed=seed + 1)  # symbolic dims --dim leaves unset get sizes
+    feeds = random_feeds(original, sized, seed=seed + 1)
     errors = compare_outputs(reference_model, lambda: target.run_artifact(artifact, feeds), feeds)
     found, unmatched = taps(rewritten, reference_model, narrowed)
     # Float sparse layers feeding quantizers: each layer is checked on ORT's inputs instead (when all can be).
@@ -120,11 +120,11 @@ def verify_artifact(
 
     if not found:
         return errors, LayerReport(unmatched=unmatched)
-    if size < LARGER_SIZES[0] and _sized_at_run_time(rewritten):
+    if min(sized.values(), default=LARGER_SIZES[0]) < LARGER_SIZES[0] and _sized_at_run_time(rewritten):
         # The end outputs ran at the smallest accepted size, where a conv sized at run time mostly takes its
         # pixel-by-pixel path; the layers are checked where its vector tiles run too, when the model accepts it.
         try:
-            size = accepted_dim(original, dims, seed=seed + 1, tries=LARGER_SIZES)
+            sized = accepted_dims(original, dims, seed=seed + 1, tries=LARGER_SIZES)
         except SparsecError:
             pass
     say(f"verifying the outputs of {len(found)} sparse layers against the same tensors in ONNX Runtime")
@@ -147,7 +147,7 @@ def verify_artifact(
         return {**values, **{n: feeds[n] for n in names if n in feeds}}
 
     def feeds_for(offset: int, scale: float) -> Feeds:
-        return random_feeds(original, dims, seed=seed + offset, default_dim=size, scale=scale)
+        return random_feeds(original, sized, seed=seed + offset, scale=scale)
 
     with _probe(target, artifact, probe_model, manifest) as probe:
 

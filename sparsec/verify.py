@@ -9,7 +9,7 @@ rounding into a failure: below 1e-3 in magnitude, the tolerance is absolute (1e-
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,30 +112,45 @@ def unset_dims(model: onnx.ModelProto, dims: dict[str, int]) -> list[str]:
     return out
 
 
-def accepted_dim(
+def _candidate_sizes(model: onnx.ModelProto, unset: list[str], tries: tuple[int, ...]) -> Iterator[dict[str, int]]:
+    """Sizes for the ``unset`` dims, in the order accepted_dims tries them (the graph's implied sizes are only
+    worked out when the first guess fails)."""
+    yield {u: tries[0] for u in unset}
+    from .implied_dims import implied_dims
+
+    implied = {k: v for k, v in implied_dims(model).items() if k in unset}
+    if implied:
+        yield from ({u: implied.get(u, d) for u in unset} for d in tries)
+    yield from ({u: d for u in unset} for d in tries[1:])
+
+
+def accepted_dims(
     model: onnx.ModelProto,
     dims: dict[str, int],
     seed: int = 0,
     tries: tuple[int, ...] = DIM_TRIES,
     sess: Any = None,
-) -> int:
-    """The size for symbolic dims ``dims`` leaves unset that the original model runs with: the first of ``tries``
-    ORT accepts with no output empty (``sess``: a reference_session of ``model`` to reuse). None unset: 2, without
-    running anything. None accepted: a SparsecError naming the dims and the flag that sets them (the sizes were
-    sparsec's guess, not a fault of the model)."""
+) -> dict[str, int]:
+    """``dims`` with every symbolic input dim it leaves unset sized so that the original model runs with no output
+    empty (``sess``: a reference_session of ``model`` to reuse): all at the first of ``tries`` ORT accepts; when the
+    first is refused, the sizes the graph implies (sparsec/implied_dims.py: a fixed-size constant added or
+    concatenated after the convs) for those dims, the others at each of ``tries``, come next. None unset: ``dims``,
+    without running anything. None accepted: a SparsecError naming the dims and the flag that sets them (the sizes
+    were sparsec's guess, not a fault of the model)."""
     unset = unset_dims(model, dims)
     if not unset:
-        return DIM_TRIES[0]
+        return dict(dims)
     first = ""
     sess = sess if sess is not None else reference_session(model)  # a model ORT cannot load fails here
-    for d in tries:
+    for sizes in _candidate_sizes(model, unset, tries):
+        sized = {**dims, **sizes}
         try:
-            outs = reference_outputs(model, random_feeds(model, dims, seed=seed, default_dim=d), sess)
+            outs = reference_outputs(model, random_feeds(model, sized, seed=seed), sess)
         except SparsecError as e:
             first = first or str(e).removeprefix("ONNX Runtime cannot run the original model: ")
             continue
         if all(np.asarray(o).size for o in outs):  # an empty output would check nothing
-            return d
+            return sized
         first = first or "an output is empty"
     names = ", ".join(unset)
     unnamed = " (INPUT[AXIS]=N for an unnamed one)" if any(u.endswith("]") for u in unset) else ""

@@ -25,9 +25,11 @@ def quiet(_msg: str) -> None:
     """A progress callback that says nothing."""
 
 
-def non_tensor_value(model: Any) -> str:
-    """'output 'NAME' (a sequence)' for the first graph input or output that is not a tensor, else ""."""
-    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+def non_tensor_value(model: Any, outputs: bool = True) -> str:
+    """'output 'NAME' (a sequence)' for the first graph input (or output, with ``outputs``) that is not a tensor,
+    else ""."""
+    groups = [("input", model.graph.input)] + ([("output", model.graph.output)] if outputs else [])
+    for kind, values in groups:
         for v in values:
             what = v.type.WhichOneof("value")
             if what not in (None, "tensor_type"):
@@ -114,9 +116,9 @@ class Target:
             f"artifact targets {self.name!r}; this host ({platform.machine()}) runs x86 artifacts only in-process{hint}"
         )
 
-    def run_artifact(self, artifact: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """The artifact's outputs (in model order) on ``feeds``, run on this host. Default: an ORT session with the
-        sparsec EP in this process."""
+    def run_artifact(self, artifact: Path, feeds: dict[str, np.ndarray]) -> list[Any]:
+        """The artifact's outputs (in model order; sequences and maps as lists and dicts) on ``feeds``, run on this
+        host. Default: an ORT session with the sparsec EP in this process."""
         from sparsec.runtime.session import open_session
 
         return list(open_session(artifact).run(None, feeds))

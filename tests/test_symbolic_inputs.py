@@ -18,7 +18,7 @@ from sparsec.errors import SparsecError
 from sparsec.frontend import load_model
 from sparsec.node import sparse_protos
 from sparsec.options import CompileOptions
-from sparsec.verify import accepted_dim, random_feeds, unset_dims
+from sparsec.verify import accepted_dims, random_feeds, unset_dims
 from tests.passes.graphs import weight
 
 
@@ -89,10 +89,11 @@ def test_minus_one_model_compiles_sparse_and_verifies(tmp_path: Path) -> None:
 def test_verification_finds_sizes_the_model_accepts(tmp_path: Path) -> None:
     m = load_model(_save(pooled(), tmp_path / "p.onnx"))
     assert unset_dims(m, {}) == ["x[0]", "h", "w"]
-    assert accepted_dim(m, {}) == 1  # 2 failed, the next guess runs
+    # 2 failed; the graph implies h = w = 4 (pooled by 4, resized back and added): tried before the next guess
+    assert accepted_dims(m, {}) == {"x[0]": 2, "h": 4, "w": 4}
     with pytest.raises(SparsecError, match=r"symbolic dims x\[0\], w .*INPUT\[AXIS\]=N for an unnamed one"):
-        accepted_dim(m, {"h": 2})  # no size of the others helps
-    assert accepted_dim(m, {"h": 8, "w": 8}) == 2  # batch 2 is fine once height and width are given
+        accepted_dims(m, {"h": 2})  # no size of the others helps
+    assert accepted_dims(m, {"h": 8, "w": 8}) == {"h": 8, "w": 8, "x[0]": 2}  # batch 2 runs with h, w given
     assert unset_dims(m, {"h": 8, "w": 8, "x[0]": 3}) == []
     assert random_feeds(m, {"h": 8, "w": 12, "x[0]": 3})["x"].shape == (3, 8, 8, 12)
     res = compile_model(tmp_path / "p.onnx", tmp_path / "p.sparsec", CompileOptions(verify=True))
@@ -112,7 +113,7 @@ def test_no_accepted_size_is_one_line_naming_dims_and_flag(tmp_path: Path) -> No
     with pytest.raises(
         SparsecError, match=r"none of the sizes sparsec tried \(2, 1, 32, 224\) for its symbolic dims n "
     ):
-        accepted_dim(m, {})
+        accepted_dims(m, {})
     result = CliRunner().invoke(
         main, ["compile", str(_save(m, tmp_path / "r.onnx")), "-o", str(tmp_path / "r.sparsec")]
     )

@@ -3,7 +3,8 @@
 //
 //   arm_host [--threads N] [--repeat R] ARTIFACT_DIR OUT_DIR NAME=FILE.npy [NAME=FILE.npy ...]
 //
-// Writes output i as OUT_DIR/<i>.npy and prints "output <i> <name>" per output. --threads sets ORT's intra-op
+// Writes output i as OUT_DIR/<i>.npy (a tensor) or OUT_DIR/<i>.json (a sequence or map, json_value.h) and prints
+// "output <i> <name>" per output. --threads sets ORT's intra-op
 // threads (default: ORT's choice); --repeat runs the model R times (for instruction counting; outputs of the last).
 // Exit status 0 on success, 1 on any error (one "error: ..." line on stderr).
 #include <onnxruntime_cxx_api.h>
@@ -18,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "json_value.h"
 #include "npy.h"
 
 namespace {
@@ -123,6 +125,16 @@ int Run(int argc, char** argv) {
     outputs = session.Run(Ort::RunOptions{nullptr}, in_ptrs.data(), inputs.data(), inputs.size(), out_ptrs.data(),
                           out_ptrs.size());
   for (size_t i = 0; i < outputs.size(); ++i) {
+    if (!outputs[i].IsTensor()) {  // ai.onnx.ml sequences and maps
+      const std::string path = out_dir + "/" + std::to_string(i) + ".json";
+      std::FILE* f = std::fopen(path.c_str(), "wb");
+      if (f == nullptr) throw std::runtime_error("cannot write " + path);
+      const std::string text = arm_host::ValueJson(outputs[i], alloc);
+      const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+      if (std::fclose(f) != 0 || !ok) throw std::runtime_error("cannot write " + path);
+      std::printf("output %zu %s\n", i, out_names[i].c_str());
+      continue;
+    }
     auto info = outputs[i].GetTensorTypeAndShapeInfo();
     NpyArray a;
     a.descr = DescrOf(info.GetElementType());

@@ -6,6 +6,7 @@ artifact's EP, TVM runtime and kernels), just emulated.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -13,10 +14,12 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sparsec.errors import SparsecError
+from sparsec.ml_values import from_json
 from sparsec.runtime import build_ep as host_ep
 
 from .toolchain import QEMU, REPO_ROOT, SYSROOT, TOOLCHAIN_FILE, cache_dir, cross_cxx, qemu_missing
@@ -127,10 +130,11 @@ def run_artifact(
     repeat: int = 1,
     cpu: str = "",
     progress: Callable[[str], None] | None = None,
-) -> list[np.ndarray]:
-    """The artifact's outputs (model order) for ``feeds``, computed by the aarch64 app under qemu (``threads``: ORT's
-    intra-op threads, which also run the kernels; ``qemu_args`` e.g. a ``-plugin``; ``repeat`` runs the model that
-    many times; ``cpu`` the artifact's --cpu, which picks the emulated core)."""
+) -> list[Any]:
+    """The artifact's outputs (model order; sequences and maps as lists and dicts) for ``feeds``, computed by the
+    aarch64 app under qemu (``threads``: ORT's intra-op threads, which also run the kernels; ``qemu_args`` e.g. a
+    ``-plugin``; ``repeat`` runs the model that many times; ``cpu`` the artifact's --cpu, which picks the emulated
+    core)."""
     why = qemu_missing()
     if why:
         raise SparsecError(f"cannot run aarch64 code here: {why}")
@@ -153,4 +157,13 @@ def run_artifact(
             err = next((ln for ln in lines if ln.startswith("error:")), lines[-1] if lines else "no output")
             raise SparsecError(f"the aarch64 host under qemu failed (exit {res.returncode}): {err}")
         count = len(re.findall(r"^output \d+ ", res.stdout, re.MULTILINE))
-        return [np.load(Path(tmp) / f"{i}.npy") for i in range(count)]
+        return [_read_output(Path(tmp), i) for i in range(count)]
+
+
+def _read_output(folder: Path, i: int) -> Any:
+    """Output ``i`` as the host app wrote it: a tensor (.npy), or a sequence or map (.json) as ORT's Python API
+    returns it (list, dict)."""
+    path = folder / f"{i}.json"
+    if not path.is_file():
+        return np.load(folder / f"{i}.npy")
+    return from_json(json.loads(path.read_text()))

@@ -127,12 +127,12 @@ class ArmTarget(SimdTarget):
         shutil.copy2(libs.tvm_ffi, folder / "libtvm_ffi.so")
 
     def cannot_take(self, model: Any) -> str:
-        """Non-tensor graph inputs or outputs (ai.onnx.ml sequences and maps): the ARM host app cannot
-        pass them."""
+        """Non-tensor graph inputs (ai.onnx.ml sequences and maps): the ARM host app reads its inputs from .npy
+        files (non-tensor outputs it writes as JSON)."""
         from ..base import non_tensor_value
 
-        value = non_tensor_value(model)
-        why = "the aarch64 host app (examples/arm_host) and its qemu runner pass only tensors"
+        value = non_tensor_value(model, outputs=False)
+        why = "the aarch64 host app (examples/arm_host) takes only tensor inputs"
         return f"{value} is not a tensor; {why} (--target x86 runs such models)" if value else ""
 
     def cannot_run(self) -> str:
@@ -142,7 +142,7 @@ class ArmTarget(SimdTarget):
     def cannot_tune(self) -> str:
         return "not available for --target arm (kernels are timed on this host; ARM code runs here only under qemu)"
 
-    def run_artifact(self, artifact: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run_artifact(self, artifact: Path, feeds: dict[str, np.ndarray]) -> list[Any]:
         from .qemu import run_artifact
 
         return run_artifact(artifact, feeds, cpu=self.cpu, progress=self._progress)

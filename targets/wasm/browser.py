@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sparsec.errors import SparsecError
+from sparsec.ml_values import from_json
 
 from .node_runner import write_tensors
 
@@ -65,16 +66,19 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
-def _decode(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
-    out = {}
+def _decode(outputs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for name, t in outputs.items():
+        if "json" in t:  # a ZipMap's sequence of maps
+            out[name] = from_json(t["json"])
+            continue
         raw = base64.b64decode(t["data"])
         little = np.frombuffer(raw, dtype=np.dtype(t["dtype"]).newbyteorder("<"))
         out[name] = little.astype(t["dtype"]).reshape(t["dims"])
     return out
 
 
-def run_in_browser(artifact: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_in_browser(artifact: Path, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
     """The artifact's outputs by name (in the model's order), computed in headless Chromium from the artifact served
     on localhost."""
     missing = chromium_missing()

@@ -10,10 +10,12 @@ import json
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sparsec.errors import SparsecError
+from sparsec.ml_values import from_json
 
 from .toolchain import node
 
@@ -35,16 +37,20 @@ def write_tensors(folder: Path, tensors: dict[str, np.ndarray]) -> None:
     (folder / "index.json").write_text(json.dumps(index))
 
 
-def read_tensors(folder: Path) -> dict[str, np.ndarray]:
+def read_tensors(folder: Path) -> dict[str, Any]:
+    """The outputs ``js/run_node.mjs`` wrote (ZipMap's sequence of maps as a list of dicts)."""
     index = json.loads((folder / "index.json").read_text())
-    out = {}
+    out: dict[str, Any] = {}
     for name, meta in index.items():
+        if "json" in meta:
+            out[name] = from_json(json.loads((folder / meta["json"]).read_text()))
+            continue
         data = np.frombuffer((folder / meta["file"]).read_bytes(), dtype=np.dtype(meta["dtype"]).newbyteorder("<"))
         out[name] = data.astype(meta["dtype"]).reshape(meta["dims"])
     return out
 
 
-def run_in_node(artifact: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def run_in_node(artifact: Path, feeds: dict[str, np.ndarray]) -> list[Any]:
     """The artifact's outputs (plan order) on ``feeds``, computed by ``sparsec.mjs`` in node."""
     with tempfile.TemporaryDirectory(prefix="sparsec-node-") as tmp:
         ins, outs = Path(tmp) / "in", Path(tmp) / "out"

@@ -3,7 +3,9 @@
 onnxruntime-web cannot run sparsec nodes, so the graph, in topological order, becomes a list of steps: a *dense*
 step is a maximal run of consecutive ordinary nodes saved as its own ONNX model (``dense_<i>.onnx``, run by
 onnxruntime-web); a *sparse* step is one sparsec node run by its kernel in ``kernels.wasm``, with its packed
-weights (and constant bias) stored once in ``weights.bin``. ``plan.json`` lists the steps with their input and
+weights (and constant bias) stored once in ``weights.bin``; a *zipmap* step is an ai.onnx.ml ZipMap giving a graph
+output, run by the JS runner itself (onnxruntime-web returns tensors only: "Reading data from non-tensor typed value
+is not supported"; skl2onnx classifiers end in one). ``plan.json`` lists the steps with their input and
 output value names; the runner keeps a name -> tensor map.
 """
 
@@ -20,10 +22,11 @@ import onnx_ir as ir
 from onnx import helper
 
 from sparsec import node as sparse_node
+from sparsec.artifact import type_text
 from sparsec.errors import SparsecError
 from sparsec.formats import get_format
 from sparsec.layer import Kernel
-from sparsec.passes.graph import constant, reads, stable_topo_sort
+from sparsec.passes.graph import constant, hide_map_types, reads, stable_topo_sort
 
 PLAN = "plan.json"
 WEIGHTS = "weights.bin"
@@ -79,7 +82,7 @@ class _Graph:
 def _read(model: onnx.ModelProto) -> _Graph:
     """``model`` in topological order (a copy: it is not modified), its onnx-ir view and its value names."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    m = ir.from_proto(model)
+    m = ir.from_proto(hide_map_types(model)[0])  # a ZipMap's map type: onnx-ir cannot read it
     pairs = dict(zip(list(m.graph), list(model.graph.node), strict=True))
     stable_topo_sort(m.graph)
     nodes = [(n, pairs[n]) for n in m.graph]
@@ -155,18 +158,47 @@ def _sparse_step(node: onnx.NodeProto, info: Kernel, index: _Graph, plan: Plan) 
 RUNTIME_KEYS = ("kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr")
 
 
+def is_zipmap(node: Any) -> bool:
+    """An ai.onnx.ml ZipMap (onnx-ir or protobuf node)."""
+    return node.op_type == "ZipMap" and node.domain == "ai.onnx.ml"
+
+
+def _zipmap_step(node: onnx.NodeProto) -> dict[str, Any]:
+    """The step of a ZipMap whose sequence of maps is a graph output."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if "classlabels_int64s" in attrs:
+        labels: list[Any] = [int(v) for v in attrs["classlabels_int64s"]]
+        if any(abs(v) > 2**53 for v in labels):
+            raise SparsecError(f"wasm target: ZipMap {node.name!r}: labels beyond 2**53 are not exact in JavaScript")
+        key = "int64"
+    else:
+        labels = [v.decode() for v in attrs.get("classlabels_strings", [])]
+        key = "string"
+    return {
+        "kind": "zipmap",
+        "name": node.name,
+        "input": node.input[0],
+        "output": node.output[0],
+        "key": key,
+        "labels": labels,
+    }
+
+
 def make_plan(model: onnx.ModelProto) -> Plan:
     """The steps of ``model`` (a rewritten model; it is not modified)."""
     index = _read(model)
     model = index.proto
     g = model.graph
-    runs: list[tuple[bool, list[tuple[ir.Node, onnx.NodeProto]]]] = []
+    runs: list[tuple[str, list[tuple[ir.Node, onnx.NodeProto]]]] = []
+    graph_outputs = {o.name for o in g.output}
     for pair in index.nodes:
-        sparse = sparse_node.read(pair[0]) is not None
-        if runs and not sparse and not runs[-1][0]:
+        kind = "sparse" if sparse_node.read(pair[0]) is not None else "dense"
+        if is_zipmap(pair[0]) and pair[1].output[0] in graph_outputs:
+            kind = "zipmap"
+        if runs and kind == "dense" and runs[-1][0] == "dense":
             runs[-1][1].append(pair)
         else:
-            runs.append((sparse, [pair]))
+            runs.append((kind, [pair]))
     graph_inputs = {i.name for i in g.input} - {t.name for t in g.initializer}
     later_reads: list[set[str]] = []
     needed = {o.name for o in g.output}
@@ -176,10 +208,15 @@ def make_plan(model: onnx.ModelProto) -> Plan:
     later_reads.reverse()
     plan = Plan()
     available = set(graph_inputs)
-    for i, (sparse, pairs) in enumerate(runs):
+    for i, (kind, pairs) in enumerate(runs):
         after = later_reads[i]
         nodes = [p for _, p in pairs]
-        if sparse:
+        if kind == "zipmap":
+            step = _zipmap_step(nodes[0])
+            plan.steps.append(step)
+            available.add(step["output"])
+            continue
+        if kind == "sparse":
             info = sparse_node.read(pairs[0][0])
             assert info is not None
             step = _sparse_step(nodes[0], info, index, plan)
@@ -213,6 +250,9 @@ def write_plan(model: onnx.ModelProto, folder: Path) -> Plan:
         out = []
         for v in values:
             if v.name in initializers:
+                continue
+            if v.type.WhichOneof("value") not in (None, "tensor_type"):  # a ZipMap step's sequence of maps
+                out.append({"name": v.name, "type": type_text(v.type)})
                 continue
             tt = v.type.tensor_type
             dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]

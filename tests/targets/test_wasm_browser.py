@@ -32,3 +32,23 @@ def test_error_in_the_page_is_reported(tmp_path: Path) -> None:
     art = compile_wasm(original, tmp_path, "nm:2:4", verify=False)
     with pytest.raises(SparsecError, match=r"failed in chromium: sparsec: missing input 'x'"):
         run_in_browser(art, {})
+
+
+def test_zipmap_output_in_chromium(tmp_path: Path) -> None:
+    """A classifier ending in ZipMap (skl2onnx style): the page returns the sequence of maps, as ORT does."""
+    import onnx
+
+    from sparsec.compiler import compile_model
+    from sparsec.options import CompileOptions
+    from tests.test_ml_outputs import classifier
+
+    model, src = classifier(), tmp_path / "clf.onnx"
+    onnx.save(model, str(src))
+    art = compile_model(
+        src, tmp_path / "clf.sparsec", CompileOptions(target="wasm", format="csr", verify=False)
+    ).artifact
+    feeds = random_feeds(model, {"N": 3}, seed=2)
+    got = run_in_browser(art, feeds)
+    ref = reference_outputs(src, feeds)
+    assert list(got) == ["label", "output_probability"] and len(got["output_probability"]) == 3
+    assert relative_error(got["output_probability"], ref[1]) < TOLERANCE and (got["label"] == ref[0]).all()

@@ -1,6 +1,7 @@
 // node CLI runner for wasm artifacts: node run_node.mjs ARTIFACT_DIR IN_DIR OUT_DIR
 // IN_DIR/index.json = {name: {dtype, dims, file}} with raw little-endian files beside it (node_runner.py writes
-// them); the outputs are written to OUT_DIR the same way. Any error: one line on stderr, exit 1.
+// them); the outputs are written to OUT_DIR the same way, a ZipMap's sequence of maps as {json: FILE} in the index
+// with FILE in sparsec/ml_values.py's encoding. Any error: one line on stderr, exit 1.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -26,6 +27,13 @@ async function main([artifact, inDir, outDir]) {
   const written = {};
   let i = 0;
   for (const [name, t] of Object.entries(out)) {
+    if (Array.isArray(t)) {
+      const file = `o${i++}.json`;
+      const seq = t.map((m) => ({ map: [...m.entries()] }));
+      await writeFile(join(outDir, file), JSON.stringify({ seq }));
+      written[name] = { json: file };
+      continue;
+    }
     const file = `o${i++}.bin`;
     await writeFile(join(outDir, file), new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
     written[name] = { dtype: t.type, dims: t.dims, file };

@@ -4,6 +4,7 @@
 //   const m = await load('path/or/url/of/NAME.sparsec/');
 //   const out = await m.run({ x: { data: Float32Array, dims: [2, 64] } });   // or x: Float32Array (static shape)
 //   out.y.data  // Float32Array;  out.y.dims  // [2, 32];  out.y.type  // 'float32'
+//   out.probabilities  // a ZipMap output (ai.onnx.ml): an Array with one Map {label: probability} per row
 //
 // The artifact's plan.json lists steps in topological order: "dense" steps run an ONNX segment with
 // onnxruntime-web (wasm backend), "sparse" steps run one sparsec kernel from kernels.wasm (TVM, wasm32 + SIMD128)
@@ -87,6 +88,20 @@ function toTensor(name, value, declared) {
   return { type: declared.dtype, data, dims };
 }
 
+// ai.onnx.ml ZipMap, which onnxruntime-web runs but cannot return (it returns tensors only): X [N, C] or [C] ->
+// N Maps {label: X[n, c]} (int64 labels as Numbers; the plan checked they are exact).
+function zipMap(step, x) {
+  const dims = Array.from(x.dims, Number);
+  const cols = step.labels.length;
+  if (x.type !== 'float32' || dims.length < 1 || dims.length > 2 || dims[dims.length - 1] !== cols) {
+    throw new Error(`sparsec: ZipMap ${step.name}: input ${x.type} [${dims}], expected float32 [N, ${cols}]`);
+  }
+  const rows = dims.length === 2 ? dims[0] : 1;
+  const out = [];
+  for (let r = 0; r < rows; r++) out.push(new Map(step.labels.map((label, c) => [label, x.data[r * cols + c]])));
+  return out;
+}
+
 class Kernels {
   constructor(instance) {
     this.x = instance.exports;
@@ -153,12 +168,13 @@ class SparsecModel {
     }
     for (const step of this.plan.steps) {
       if (step.kind === 'dense') await this.runDense(step, env);
+      else if (step.kind === 'zipmap') env.set(step.output, zipMap(step, env.get(step.input)));
       else env.set(step.output, this.runSparse(step, env));
     }
     const out = {};
     for (const o of this.plan.outputs) {
       const t = env.get(o.name);
-      out[o.name] = { type: t.type, data: t.data, dims: Array.from(t.dims, Number) };
+      out[o.name] = Array.isArray(t) ? t : { type: t.type, data: t.data, dims: Array.from(t.dims, Number) };
     }
     return out;
   }
