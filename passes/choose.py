@@ -19,7 +19,6 @@ from sparsec.targets.base import Target
 
 from .cost_model import (
     ORT_CONV_FASTER,
-    ORT_INT8_FASTER,
     CostModel,
     im2col_us,
     int8_convert_us,
@@ -52,7 +51,7 @@ def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
     """The cost model's time of ORT's dense MatMul (Conv: its Conv) for the layer at M = ``rows``."""
     dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
     if layer.op == "MatMulInteger":
-        return dense_us / ORT_INT8_FASTER
+        return dense_us / cost.int8_faster
     if layer.geom is None:
         return dense_us
     return dense_us / ORT_CONV_FASTER[layer.geom.pointwise]  # ConvInteger too: dense, it runs on ORT's float Conv

@@ -34,6 +34,16 @@ DATA_DIR = Path(__file__).with_name("cost_data")
 EP_NODE_US = 2.0
 
 
+# ORT's int8 MatMul (DynamicQuantizeLinear + MatMulInteger + scale, which ORT fuses into DynamicQuantizeMatMul)
+# against its float32 MatMul on the same shape, 384x1536 and 1536x384 at M = 1, 16, 128, 1024, 2 threads, ORT 1.32
+# (passes/calibrate_measure.dense_runner / int8_dense_runner): without int8 dot-product instructions (AMD EPYC Zen 3,
+# AVX2, 2026-12-06) 1.4-3.2x faster, median 1.7 (one noisy outlier at 0.7x left out); with AVX-512 VNNI (AMD EPYC
+# Zen 4, 2026-12-07) 1.7-3.2x, median 2.9. Key: the target's CPU has int8 dot products (Target.int8_dot). A
+# MatMulInteger layer's dense time is the float32 table's divided by this; its sparse side also pays
+# INT8_CONVERT_NS per activation value (the DequantizeLinear making the kernel's float32 input, passes/integer.py).
+ORT_INT8_FASTER = {False: 1.7, True: 2.9}
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Latency predictions for one target/ISA, read from a calibration table."""
@@ -43,6 +53,7 @@ class CostModel:
     table: dict[str, dict[str, list[float]]]  # format -> bucket m -> [a_ns, b_ns, c_us]
     source: str
     node_us: float = EP_NODE_US  # added to every sparse prediction: the node around the kernel
+    int8_faster: float = ORT_INT8_FASTER[False]  # ORT's int8 MatMul against its float32 one on this CPU
 
     def buckets(self, fmt: str) -> dict[int, list[float]]:
         key = fmt if fmt in self.table else family(fmt)
@@ -83,12 +94,6 @@ IM2COL_ROW_NS = 8.0  # per output row of col
 ORT_CONV_FASTER = {True: 1.4, False: 2.0}  # key: pointwise
 
 
-# ORT's int8 MatMul (DynamicQuantizeLinear + MatMulInteger + scale, which ORT fuses into DynamicQuantizeMatMul)
-# against its float32 MatMul on the same shape: measured 1.4-3.2x faster (AMD EPYC Zen 3, AVX2 without VNNI, 2 threads,
-# ORT 1.32, 2026-12-06; 384x1536 and 1536x384 at M = 1, 16, 128, 1024, one noisy outlier at 0.7x left out). A
-# MatMulInteger layer's dense time is the float32 table's divided by this; its sparse side also pays
-# INT8_CONVERT_NS per activation value (the DequantizeLinear making the kernel's float32 input, passes/integer.py).
-ORT_INT8_FASTER = 1.7
 INT8_CONVERT_NS = 0.25
 # ORT's ConvInteger (im2col + int8 GEMM, after DynamicQuantizeLinear) against its float32 NCHWc Conv: 2.4-5.5x SLOWER
 # (same host; 3x3 64->64 at 56 px, 128->128 at 28 px, 128->256 stride 2; 1x1 256->64 at 28 px, 64->256 at 56 px),
@@ -119,8 +124,9 @@ def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def cost_model(target: str, isa: str) -> CostModel:
-    """The calibrated model for ``target``/``isa``; an ISA without its own table uses the target's nearest one."""
+def cost_model(target: str, isa: str, int8_dot: bool = False) -> CostModel:
+    """The calibrated model for ``target``/``isa``; an ISA without its own table uses the target's nearest one.
+    ``int8_dot``: the CPU has int8 dot-product instructions, which ORT's int8 MatMul uses."""
     path = DATA_DIR / f"{target}.json"
     if not path.is_file():
         raise SparsecError(f"no cost model for target {target!r} ({path} missing): run sparsec tune-cost-model")
@@ -128,4 +134,4 @@ def cost_model(target: str, isa: str) -> CostModel:
     tables = data["isa"]
     chosen = isa if isa in tables else sorted(tables)[0]
     source = data.get("sources", {}).get(chosen, data.get("source", ""))  # per-ISA source when tables were merged
-    return CostModel(target, chosen, tables[chosen], str(source))
+    return CostModel(target, chosen, tables[chosen], str(source), int8_faster=ORT_INT8_FASTER[int8_dot])

@@ -37,7 +37,7 @@ class SelectPass(ir.passes.InPlacePass):
         st = self.state
         options, target = st.options, st.target
         check_forced(options.format, target)
-        cost = cost_model(target.name, target.isa)
+        cost = cost_model(target.name, target.isa, target.int8_dot)
         presets = candidates(target, cost)
         shapes = _concrete_shapes(model, options.dims) if options.dims else {}
         layers: list[Layer] = []

@@ -36,7 +36,7 @@ def inspect_model(
         target=target_name, verify=False, tune=tune, dims=dims or {}, input_shapes=input_shapes or {}
     )
     _, layers = compile_graph(model, target, options, until="fuse", refuse_nonfinite=False)
-    cost = cost_model(target.name, target.isa)
+    cost = cost_model(target.name, target.isa, target.int8_dot)
     inits = {i.name for i in model.graph.initializer}
     return {
         "model": str(model_path),

@@ -51,6 +51,7 @@ class Target:
     sparse_conv: ClassVar[bool] = False  # has kernels for Conv layers (else convs stay on ORT)
     runner_hint: ClassVar[str] = ""  # where its artifacts run when not in this process (refusal messages)
     isa: str = "generic"  # the cost model's table (passes/cost_data/<name>.json)
+    int8_dot: bool = False  # the CPU has int8 dot products ORT's int8 MatMul uses (VNNI): the cost model ranks by it
 
     @classmethod
     def from_options(cls, cpu: str = "", arch: str = "") -> Target:
