@@ -1,10 +1,10 @@
 """``python -m benchmarks.int8``: pruned then int8-quantized models, sparsec against ORT on the same int8 model.
 
 MiniLM-L3 pruned 90% then ``sparsec quantize`` (``dynamic``: MatMulInteger; ``qdq``: QuantizeLinear/DequantizeLinear),
-seq 128, batch 1 and 8, each compiled with ``--dim`` for its batch; and the generated CNNs pruned 80% then quantized
-dynamically (ConvInteger). Per row, interleaved in one process, 2 threads: ORT on the int8 model, the sparsec
-artifact, ORT on the float32 pruned model, and DeepSparse 1.8 on the int8 model where it runs. Prints a Markdown
-table and writes .cache/bench/int8.json.
+and pruned 90% in 1x4 blocks then quantized dynamically, seq 128, batch 1 and 8, each compiled with ``--dim`` for its
+batch; and the generated CNNs pruned 80% then quantized dynamically (ConvInteger). Per row, interleaved in one
+process, 2 threads: ORT on the int8 model, the sparsec artifact, ORT on the float32 pruned model, and DeepSparse 1.8
+on the int8 model where it runs. Prints a Markdown table and writes .cache/bench/int8.json.
 """
 
 from __future__ import annotations
@@ -88,19 +88,24 @@ def _row(
 
 
 def minilm_rows(budget_s: float, ds: bool) -> list[dict[str, Any]]:
+    """Unstructured 90% (dynamic and QDQ), and 90% in 1x4 blocks (the int8:1x4 kernels' blocks; dynamic)."""
     from onnx import load
 
     from sparsec.verify import random_feeds
 
-    fp32 = pruned_model("unstructured:0.9", _say)
     rows = []
-    for mode in ("dynamic", "qdq"):
-        int8 = _quantized(fp32, mode)
-        for batch in (1, 8):
-            dims = {"batch_size": batch, "sequence_length": SEQ}
-            compiled = _compiled(int8, dims, f"b{batch}")
-            feeds = random_feeds(load(str(int8)), dims, seed=batch)
-            rows.append(_row(f"MiniLM-L3 90% {mode} b{batch}", int8, fp32, compiled, feeds, budget_s, ds))
+    for pattern, label, modes in (
+        ("unstructured:0.9", "90%", ("dynamic", "qdq")),
+        ("block:1x4:0.9", "90% 1x4 blocks", ("dynamic",)),
+    ):
+        fp32 = pruned_model(pattern, _say)
+        for mode in modes:
+            int8 = _quantized(fp32, mode)
+            for batch in (1, 8):
+                dims = {"batch_size": batch, "sequence_length": SEQ}
+                compiled = _compiled(int8, dims, f"b{batch}")
+                feeds = random_feeds(load(str(int8)), dims, seed=batch)
+                rows.append(_row(f"MiniLM-L3 {label} {mode} b{batch}", int8, fp32, compiled, feeds, budget_s, ds))
     return rows
 
 

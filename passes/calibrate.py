@@ -2,7 +2,9 @@
 
 Run: ``python -m sparsec.passes.calibrate [--quick] [--out PATH] [--raw PATH]`` on the machine the models will run
 on (about 6 minutes on 2 cores, ``--quick`` about 1); it replaces the host ISA's table in ``cost_data/x86.json``
-and keeps the other ISAs' tables.
+and keeps the other ISAs' tables. ``--presets P,...`` times only those presets and updates only their entries (and
+their family's) in the host ISA's table, its ``source`` extended: how the int8 presets (integer layers, CPUs with
+AVX-512 VNNI: their kernels take a uint8 X and its zero point) joined a table calibrated before them.
 
 For the host ISA, every format preset the x86 target has a kernel for (csr, bsr:RxC, nm:N:M; the kernel variant the
 compiler picks by default) is built over a grid of layer shapes and densities (N:M at its own pattern density) --
@@ -34,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sparsec.errors import SparsecError
+
 from .calibrate_fit import BUCKETS, fit_table, speedup_table, write
 from .calibrate_measure import Group, call_overheads, group_rows, make_cases, make_group, pass_spread, time_group
 from .cost_model import DATA_DIR
@@ -55,21 +59,26 @@ def cpu_model() -> str:
 
 
 def calibrate(
-    quick: bool, threads: int, command: str, say: Callable[[str], None]
+    quick: bool, threads: int, command: str, say: Callable[[str], None], only: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Measure and fit on this host: (the cost-data JSON for its ISA, the raw measurements); ``command`` goes into
     the table's ``source``."""
     os.environ["TVM_NUM_THREADS"] = str(threads)  # read when TVM's pool starts, i.e. at the first kernel call
     import tvm
 
-    from sparsec.formats import get_format
+    from sparsec.formats import get_format, integer_presets
     from sparsec.layer import Kernel
     from sparsec.targets.simd.table import choose, supported_presets
     from sparsec.targets.x86.target import X86Target
 
     target = X86Target()
     vw = target.vector_width
-    presets = supported_presets(vw, target.table)
+    presets = supported_presets(vw, target.table) + [p for p in integer_presets() if target.supports(p)]
+    if only:
+        missing = [p for p in only if p not in presets]
+        if missing:
+            raise SparsecError(f"--presets {','.join(missing)}: no kernel on this host (presets: {', '.join(presets)})")
+        presets = list(only)
     shapes, densities = (QUICK_SHAPES, QUICK_DENSITIES) if quick else (SHAPES, DENSITIES)
     rounds = QUICK_ROUNDS if quick else ROUNDS
     say(f"isa {target.isa} ({target.mcpu}), {threads} threads, presets: {', '.join(presets)}")
@@ -131,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=DATA_DIR / "x86.json", help="cost-data JSON to write")
     ap.add_argument("--raw", type=Path, default=None, help="also write every measurement to this JSON file")
     ap.add_argument("--threads", type=int, default=THREADS, help="TVM and ORT intra-op threads")
+    ap.add_argument("--presets", default="", help="only these presets (comma-separated), merged into the table")
     args = ap.parse_args(argv)
     from sparsec.targets.x86.target import X86Target
 
@@ -138,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
         print(msg, flush=True)
 
     command = " ".join(["python -m sparsec.passes.calibrate", *(sys.argv[1:] if argv is None else argv)])
-    data, rows = calibrate(args.quick, args.threads, command, say)
-    write(args.out, X86Target().isa, data)
+    only = tuple(p for p in args.presets.split(",") if p)
+    data, rows = calibrate(args.quick, args.threads, command, say, only)
+    write(args.out, X86Target().isa, data, merge=bool(only))
     if args.raw:
         args.raw.write_text(json.dumps(rows, indent=1) + "\n")
     say(speedup_table(rows, 0.1))

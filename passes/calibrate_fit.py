@@ -63,9 +63,12 @@ def fit_table(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
     return table, fit
 
 
-def write(out: Path, isa: str, data: dict[str, Any]) -> None:
-    """Store the host ISA's table in ``out``, keeping other ISAs' tables (and their sources) already there."""
+def write(out: Path, isa: str, data: dict[str, Any], merge: bool = False) -> None:
+    """Store the host ISA's table in ``out``, keeping other ISAs' tables (and their sources) already there; with
+    ``merge``, only ``data``'s sparse entries go into the host ISA's existing table (dense stays as calibrated)."""
     old: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    if merge and isa in old.get("isa", {}):
+        data = _merged(old, isa, data)
     sources = dict(old.get("sources", {}))
     if "isa" in old and not sources:  # a file from before per-ISA sources: its source describes all its ISAs
         sources = {name: old.get("source", "") for name in old["isa"]}
@@ -83,6 +86,18 @@ def write(out: Path, isa: str, data: dict[str, Any]) -> None:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(_dump(result) + "\n")
+
+
+def _merged(old: dict[str, Any], isa: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The host ISA's old table with ``data``'s entries other than dense put in, sources joined."""
+    new = {key: v for key, v in data["table"].items() if key != "dense"}
+    source = old.get("sources", {}).get(isa, old.get("source", ""))
+    return {
+        "table": {**old["isa"][isa], **new},
+        "fit": {**old.get("fit", {}).get(isa, {}), **{k: v for k, v in data["fit"].items() if k in new}},
+        "variants": {**old.get("variants", {}).get(isa, {}), **data["variants"]},
+        "source": f"{source}; {', '.join(sorted(new))} from {data['source']}",
+    }
 
 
 def _dump(obj: Any, indent: int = 0) -> str:

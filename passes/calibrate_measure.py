@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sparsec.targets.base import Target
 
 SPIN_KEY = "session.intra_op.allow_spinning"
+INT8_ZERO_POINT = 128  # the activation zero point int8 kernels are timed with
 QUIET = 0.25  # timing waits (a while) until other processes use less than this share of the CPUs, and re-times if not
 
 
@@ -198,20 +199,26 @@ def make_group(lib: Any, cases: list[Case], m: int, threads: int) -> Group:
     """The group's callables on fixed inputs, each kernel checked once against numpy first."""
     import tvm
 
+    from sparsec.formats import family
+
     k, n = cases[0].k, cases[0].n
     x = np.random.default_rng(m).standard_normal((m, k)).astype(np.float32)
+    x8 = np.random.default_rng(m).integers(0, 256, (m, k)).astype(np.uint8)  # int8 kernels: uint8 X, zero point
     xt, yt = tvm.runtime.tensor(x), tvm.runtime.tensor(np.zeros((m, n), np.float32))
+    x8t, zpt = tvm.runtime.tensor(x8), tvm.runtime.tensor(np.array([INT8_ZERO_POINT], np.uint8))
     fns: dict[str, Callable[[], object]] = {"dense": dense_runner(k, n, m, threads)}
     for c in cases:
         assert c.packed is not None and c.w is not None
-        args = [tvm.runtime.tensor(a) for a in c.packed.values()]
+        arrays = [tvm.runtime.tensor(a) for a in c.packed.values()]
         f = lib[c.symbol]
-        f(xt, *args, yt)
-        ref = x.astype(np.float64) @ c.w.T.astype(np.float64)
+        int8 = family(c.fmt) == "int8"
+        args = [x8t, *arrays, zpt] if int8 else [xt, *arrays]
+        f(*args, yt)
+        ref = (x8.astype(np.float64) - INT8_ZERO_POINT if int8 else x.astype(np.float64)) @ c.w.T.astype(np.float64)
         err = np.abs(yt.numpy() - ref).max() / max(np.abs(ref).max(), 1.0)
         if not err < 1e-4:
             raise AssertionError(f"{c.symbol} M={m}: max relative error {err:.1e}")
-        fns[c.symbol] = functools.partial(f, xt, *args, yt)
+        fns[c.symbol] = functools.partial(f, *args, yt)
     return Group(k, n, m, cases, fns)
 
 

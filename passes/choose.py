@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sparsec.errors import SparsecError
-from sparsec.formats import family, get_format, list_presets
+from sparsec.formats import family, get_format, integer_presets, list_presets
 from sparsec.layer import Choice, Layer
 from sparsec.targets.base import Target
 
@@ -38,13 +38,24 @@ def margin(fmt: str) -> float:
 
 
 def fits(layer: Layer, fmt: str) -> str:
-    """Why ``fmt`` cannot represent the layer's weight ("" when it can)."""
+    """Why ``fmt`` cannot represent the layer's weight ("" when it can); int8 formats also need a MatMulInteger
+    with a uint8 activation (the kernel multiplies it as is)."""
+    if family(fmt) == "int8" and not uint8_matmul(layer):
+        return f"{fmt} runs MatMulInteger layers with a uint8 activation only"
     return get_format(fmt).misfit(layer.w, layer.profile)
+
+
+def uint8_matmul(layer: Layer) -> bool:
+    import onnx_ir as ir
+
+    x = layer.node.inputs[0] if layer.node is not None and layer.node.inputs else None
+    return layer.op == "MatMulInteger" and x is not None and x.dtype == ir.DataType.UINT8
 
 
 def candidates(target: Target, cost: CostModel) -> list[str]:
     """Sparse presets with a kernel on the target and a cost-model entry."""
-    return [p for p in list_presets() if p != "dense" and target.supports(p) and cost.knows(p)]
+    presets = list_presets() + integer_presets()
+    return [p for p in presets if p != "dense" and target.supports(p) and cost.knows(p)]
 
 
 def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
@@ -67,11 +78,12 @@ def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str
     if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col
         extra_us += 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
         extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
-    if layer.op == "MatMulInteger":  # the integer activation converted to float32 for the kernel
-        extra_us += int8_convert_us(rows, layer.k)
+    convert_us = int8_convert_us(rows, layer.k) if layer.op == "MatMulInteger" else 0.0
 
     def speedup(fmt: str) -> float:
-        return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(get_format(fmt), layer.w), rows) + extra_us)
+        f = get_format(fmt)
+        extra = extra_us + (convert_us if f.family != "int8" else 0.0)  # float kernels: X made float32 first
+        return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(f, layer.w), rows) + extra)
 
     return speedup
 

@@ -114,6 +114,18 @@ def float_input(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Va
     return [node], made[key]
 
 
+def zero_point(graph: ir.Graph, layer: Layer) -> ir.Value:
+    """The layer's activation zero point, or a uint8 0 initializer when the MatMulInteger has none."""
+    zp = layer.node.inputs[2] if len(layer.node.inputs) > 2 else None
+    if zp is not None:
+        return zp
+    name = f"{layer.name}__x_zero_point"
+    value = ir.Value(name=name, shape=ir.Shape([]), type=ir.TensorType(ir.DataType.UINT8))
+    value.const_value = ir.tensor(np.array(0, np.uint8), name=name)
+    graph.register_initializer(value)
+    return value
+
+
 def _float_like(x: ir.Value, name: str) -> ir.Value:
     """A float32 value shaped like ``x`` (the fusion rules read the kernel input's shape)."""
     return ir.Value(name=name, shape=x.shape, type=ir.TensorType(ir.DataType.FLOAT))

@@ -21,7 +21,7 @@ from sparsec.integer_reference import integer_output_name
 from sparsec.layer import Epilogue, Kernel, Layer
 
 from .graph import remove_unused_initializers, stable_topo_sort
-from .integer import INTEGER_OPS, bypass_float_casts, float_conv, float_input, integer_output
+from .integer import INTEGER_OPS, bypass_float_casts, float_conv, float_input, integer_output, zero_point
 from .state import Compilation
 
 
@@ -59,7 +59,8 @@ def sparse_nodes(
     initializers."""
     x = layer.node.inputs[0]
     nodes: list[ir.Node] = []
-    if layer.op in INTEGER_OPS:
+    int8 = get_format(kernel.format).family == "int8"
+    if layer.op in INTEGER_OPS and not int8:
         nodes, x = float_input(graph, layer, {} if made is None else made)
     if layer.trans_a:
         xt = f"{layer.name}__xT"
@@ -72,6 +73,8 @@ def sparse_nodes(
     if layer.bias is not None:
         arrays.append(("bias", layer.bias.astype(np.float32)))
     inputs = [x, *(_initializer(graph, f"{layer.name}__{name}", value) for name, value in arrays)]
+    if int8:  # X's zero point after the packed arrays (docs/internals.md, int8:1x4)
+        inputs.append(zero_point(graph, layer))
     attrs = sparse_node.attributes(kernel, layer.name, notes(layer, kernel.format))
     node = ir.Node(
         sparse_node.DOMAIN,

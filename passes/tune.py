@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsec.errors import SparsecError
+from sparsec.formats import family
 from sparsec.layer import Choice, Kernel, Layer, Tuning
 from sparsec.options import CompileOptions, toolchain_versions
 from sparsec.targets.base import Progress, Target
@@ -45,6 +46,9 @@ def candidates(
     """``fmt|variant`` entries to measure: the ``TOP`` fitting presets by predicted speedup, every variant of each."""
     fitting = sorted((f for f in presets if not fits(layer, f)), key=predicted, reverse=True)[:TOP]
     return [f"{fmt}|{v}" for fmt in fitting for v in variants(fmt)]
+
+
+INT8_ZERO_POINT = 128  # the activation zero point int8 kernels are timed with
 
 
 def _measure(layer: Layer, entries: list[str], rows: int, target: Target, threads: int) -> dict[str, float]:
@@ -78,17 +82,24 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Target, thread
         integer = layer.op == "MatMulInteger"  # against ORT's int8 path
         dense = int8_dense_runner(layer.w, rows, threads) if integer else dense_runner(layer.k, layer.n, rows, threads)
         ref = x.astype(np.float64) @ layer.w.T.astype(np.float64)
+    # int8 kernels (MatMulInteger): a uint8 activation and its zero point, exact integer sums
+    x8 = np.random.default_rng(rows).integers(0, 256, (rows, layer.k)).astype(np.uint8)
+    ref8 = (x8.astype(np.float64) - INT8_ZERO_POINT) @ layer.w.T.astype(np.float64)
     with tempfile.TemporaryDirectory(prefix="sparsec-tune-") as tmp:
         path = Path(tmp) / "tune.so"
         target.build(specs, path)
         lib = tvm.runtime.load_module(str(path))
         xt, yt = tvm.runtime.tensor(x), tvm.runtime.tensor(np.zeros(y_shape, np.float32))
+        x8t, zp = tvm.runtime.tensor(x8), tvm.runtime.tensor(np.array([INT8_ZERO_POINT], np.uint8))
         fns: dict[str, Callable[[], object]] = {"dense": dense}
         for spec, entry in zip(specs, entries, strict=True):
             f = lib[spec.symbol]
-            args = (xt, *(tvm.runtime.tensor(a) for a in packed[entry.split("|")[0]].values()), yt)
+            arrays = [tvm.runtime.tensor(a) for a in packed[entry.split("|")[0]].values()]
+            int8 = get_format(spec.format).family == "int8"
+            args = (x8t, *arrays, zp, yt) if int8 else (xt, *arrays, yt)
             f(*args)
-            err = np.abs(yt.numpy() - ref).max() / max(np.abs(ref).max(), 1.0)
+            expect = ref8 if int8 else ref
+            err = np.abs(yt.numpy() - expect).max() / max(np.abs(expect).max(), 1.0)
             if not err < 1e-4:
                 raise SparsecError(f"internal error: tuning kernel {entry} for {layer.name} is wrong (error {err:.1e})")
             fns[entry] = functools.partial(f, *args)
@@ -144,12 +155,18 @@ def tune_layer(
     # profiled: 512->512 1x1 at 14x14, 229 us Conv + 24 us reorders), which its NCHWc neighbours in the model spare
     # it: they come off the dense time.
     extra = reorder_us(layer.reorder) if conv else 0.0
-    if layer.op == "MatMulInteger":  # the kernel's float32 input is made from the integer activation (passes/integer)
-        node_us += int8_convert_us(rows, layer.k)
-    best = min(entries, key=lambda e: times[e])
+    # A float kernel's input is made from the integer activation (passes/integer); an int8 kernel takes it as is.
+    convert = int8_convert_us(rows, layer.k) if layer.op == "MatMulInteger" else 0.0
+
+    measured = times
+
+    def total_us(entry: str) -> float:
+        return measured[entry] + (0.0 if family(entry.split("|")[0]) == "int8" else convert)
+
+    best = min(entries, key=total_us)
     fmt, variant = best.split("|")
     # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added.
-    dense_us, best_us = max(times["dense"] - extra, 1e-3), times[best] + extra + node_us
+    dense_us, best_us = max(times["dense"] - extra, 1e-3), total_us(best) + extra + node_us
     layout = f", {extra:.1f} us of layout conversions moved from dense to sparse" if extra else ""
     if best_us >= dense_us:
         why = f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}{layout}"

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-FORMAT_HELP = "auto | dense | csr | bsr:RxC | nm:N:M"
+FORMAT_HELP = "auto | dense | csr | bsr:RxC | nm:N:M | int8:1x4 (MatMulInteger layers, x86 with AVX-512 VNNI)"
 
 
 def _fail(msg: str) -> None:

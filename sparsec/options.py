@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import SparsecError
 
-_FORMAT = re.compile(r"^(auto|dense|csr|bsr:\d+x\d+|nm:\d+:\d+)$")
+_FORMAT = re.compile(r"^(auto|dense|csr|bsr:\d+x\d+|nm:\d+:\d+|int8:1x4)$")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class CompileOptions:
 
     def __post_init__(self) -> None:
         if not _FORMAT.match(self.format):
-            raise SparsecError(f"bad --format {self.format!r}: expected auto, dense, csr, bsr:RxC or nm:N:M")
+            raise SparsecError(f"bad --format {self.format!r}: expected auto, dense, csr, bsr:RxC, nm:N:M or int8:1x4")
         if self.format != "auto":
             from .formats import get_format
 

@@ -61,6 +61,11 @@ def instantiate(k: Kernel, vw: int, table: Table, acc: int) -> Any:
     """
     if k.conv is not None:
         return instantiate_conv(k, vw, acc)
+    if get_format(k.format).family == "int8":  # no epilogue and its own ABI (templates/int8.py)
+        from .templates import int8
+
+        variant = choose(k, vw, table)
+        return int8.vnni(k.K, k.N, k.array("words")[0][0], mu=variant.mu(None, vw)).with_attr("global_symbol", k.symbol)
 
     from .epilogue import make_epilogue
 

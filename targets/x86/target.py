@@ -7,13 +7,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..simd.table import Table, variant_table
+from ..simd.table import Table, Variant, variant_table
 from ..simd.target import SimdTarget
 
 ACC_REGISTERS = 8  # vector accumulators per tile: enough independent FMA chains, leaves registers for operands
 # split 4: four partial sums of 2 vectors per output row (8 FMA chains, tiles of 32 rows of X): of
 # split 1 / 2 / 4 (issue 14, csr 90%, M=128) the best where K is large (1536x384: 1.17x / 1.88x / 2.20x of ORT).
-VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=2, rows_mu_cap=8, split=4)
+# int8:1x4 (MatMulInteger layers): vpdpbusd on 16 int32 lanes, 4 vectors of tokens per tile (templates/int8.py); only
+# where the CPU has AVX-512 VNNI (X86Target.supports).
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=2, rows_mu_cap=8, split=4) + (
+    Variant("int8", "vnni", lambda f, vw: vw == 16, lambda f, vw: 4),
+)
 
 
 def cpu_flags() -> set[str]:
@@ -49,6 +53,18 @@ class X86Target(SimdTarget):
         if "avx2" in flags and "fma" in flags:
             return "avx2"
         return "sse"
+
+    def supports(self, fmt: str) -> bool:
+        """The table's formats; int8 ones only where the CPU (and the LLVM cpu the kernels are built for) has
+        AVX-512 VNNI."""
+        if fmt.startswith("int8:") and not self.vnni_kernels:
+            return False
+        return super().supports(fmt)
+
+    @cached_property
+    def vnni_kernels(self) -> bool:
+        """AVX-512 VNNI on this CPU and a named LLVM cpu (the generic x86-64-v4 level has no VNNI)."""
+        return "avx512_vnni" in cpu_flags() and self.isa == "avx512" and not self.mcpu.startswith("x86-64")
 
     @cached_property
     def int8_dot(self) -> bool:  # type: ignore[override]

@@ -109,3 +109,32 @@ def test_bad_config_rejected(tmp_path: Path, weights: Weights, make_session: Ses
     model = mlp_model(tmp_path / "m.onnx", weights, fmt="coo")
     with pytest.raises(Exception, match=r"node 'fc1': unsupported format 'coo'"):
         make_session(model)
+
+
+def test_int8_validation(tmp_path: Path, make_session: Session) -> None:
+    """int8:1x4: four packed arrays (word positions within K/4, the shifted last one at K//4), then the uint8 zero
+    point; a plain matmul only."""
+    from onnx import TensorProto
+
+    from sparsec.formats import get_format
+
+    f = get_format("int8:1x4")
+    n, k = 6, 10  # K not a multiple of 4: the last block is the shifted word K//4
+    packed = dict(f.pack(f.random(n, k, 0.5, np.random.default_rng(5))))
+    packed["x_zero_point"] = np.array([3], np.uint8)  # the input after the arrays
+
+    def session(p: dict[str, np.ndarray], name: str, extra: str = "") -> None:
+        layer = SparseLayer("fmt", "X", "Y", "no_such_kernel", k, n, p, fmt="int8:1x4", extra_ctx=extra)
+        make_session(single_layer_model(tmp_path / name, layer, x_type=TensorProto.UINT8))
+
+    with pytest.raises(Exception, match="kernel function 'no_such_kernel' not found"):
+        session(packed, "good.onnx")
+    bad = {key: v.copy() for key, v in packed.items()}
+    bad["indices"][0] = k // 4 + 1
+    with pytest.raises(Exception, match=r"'fmt__indices' entry 0 = 3 is out of range \(word 0 <= w <= 2\)"):
+        session(bad, "bad.onnx")
+    with pytest.raises(Exception, match=r"format int8:1x4 runs a plain matmul"):
+        session(packed, "act.onnx", ";act=relu")
+    short = {key: v for key, v in packed.items() if key != "x_zero_point"}
+    with pytest.raises(Exception, match=r"has 5 inputs, format int8:1x4 .* needs 6"):
+        session(short, "short.onnx")

@@ -90,8 +90,18 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   const int64_t K = k.cfg.K, N = k.cfg.N;
   View x;
   SPARSEC_RETURN_IF_ERROR(Resolve(k, k.x, "X", ctx, &x));
-  if (x.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
-    return Fail(k, ORT_INVALID_ARGUMENT, std::string("X must be float32, got ") + ElementTypeName(x.type));
+  const bool int8 = k.cfg.format.kind == FormatKind::kInt8;  // uint8 X and its zero point (node_config.h)
+  const ONNXTensorElementDataType x_type = int8 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  if (x.type != x_type)
+    return Fail(k, ORT_INVALID_ARGUMENT,
+                std::string("X must be ") + ElementTypeName(x_type) + ", got " + ElementTypeName(x.type));
+  View zp;
+  if (int8) {
+    SPARSEC_RETURN_IF_ERROR(Resolve(k, k.zero_point, "x_zero_point", ctx, &zp));
+    if (zp.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 || zp.NumElements() != 1)
+      return Fail(k, ORT_INVALID_ARGUMENT, std::string("x_zero_point must be one uint8 value, got ") +
+                                               ElementTypeName(zp.type) + ShapeToString(zp.shape));
+  }
   int64_t M = 1;
   std::vector<int64_t> y_shape = x.shape;
   // What the kernel sees: matmul X [M, K] -> Y [M, N]; conv X [B, C, H*W] -> Y [B, N, OH*OW] (same memory).
@@ -154,7 +164,7 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
 
   std::vector<std::shared_ptr<void>> keep;  // call-local copies; no state shared between concurrent calls
   const size_t y_bytes = static_cast<size_t>(y_elems) * sizeof(float);
-  const void* xp = Aligned(x.data, static_cast<size_t>(x_elems) * sizeof(float), &keep);
+  const void* xp = Aligned(x.data, static_cast<size_t>(x_elems) * (int8 ? 1 : sizeof(float)), &keep);
   const void* bp = k.bias.present ? Aligned(bias.data, static_cast<size_t>(N) * sizeof(float), &keep) : nullptr;
   const void* rp = k.residual.present ? Aligned(residual.data, y_bytes, &keep) : nullptr;
   void* yp = y;
@@ -172,10 +182,14 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   tensors.reserve(k.packed.size() + 4);
   const DLDataType f32{kDLFloat, 32, 1};
   shapes.push_back(x_dl);
-  tensors.push_back(MakeDl(xp, f32, &shapes.back()));
+  tensors.push_back(MakeDl(xp, int8 ? DlType(DType::kU8) : f32, &shapes.back()));
   for (const HostArray& a : k.packed) {
     shapes.push_back(a.shape);
     tensors.push_back(MakeDl(a.data.get(), DlType(a.dtype), &shapes.back()));
+  }
+  if (int8) {  // one byte: no alignment to keep
+    shapes.push_back({1});
+    tensors.push_back(MakeDl(zp.data, DlType(DType::kU8), &shapes.back()));
   }
   if (k.bias.present) {
     shapes.push_back({N});

@@ -28,6 +28,7 @@ struct NodeKernel {
   std::string node_name;  // the sparsec node's name, in every error message
   NodeConfig cfg;
   Operand x, bias, residual;
+  Operand zero_point;  // int8:1x4 only: X's zero point (uint8, one value), passed to the kernel after the arrays
   std::vector<HostArray> packed;  // format order = kernel argument order
   std::shared_ptr<const KernelFunction> fn;
 };

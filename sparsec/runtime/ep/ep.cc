@@ -209,7 +209,8 @@ OrtStatus* SparsecEp::CompileOne(const OrtGraph* graph, const OrtNode* fused, Or
   size_t num_in = 0;
   SPARSEC_RETURN_IF_ERROR(g_api->Node_GetNumInputs(node, &num_in));
   const size_t num_packed = PackedArrayCount(k->cfg.format);
-  const size_t expected = 1 + num_packed + (k->cfg.bias ? 1 : 0) + (k->cfg.residual ? 1 : 0);
+  const bool int8 = k->cfg.format.kind == FormatKind::kInt8;
+  const size_t expected = 1 + num_packed + (int8 ? 1 : 0) + (k->cfg.bias ? 1 : 0) + (k->cfg.residual ? 1 : 0);
   if (num_in != expected)
     return NodeError(name, "has " + std::to_string(num_in) + " inputs, format " + k->cfg.format.text +
                                " with bias=" + std::to_string(k->cfg.bias) + " residual=" +
@@ -233,6 +234,7 @@ OrtStatus* SparsecEp::CompileOne(const OrtGraph* graph, const OrtNode* fused, Or
   }
   if (!ValidatePacked(k->cfg, k->packed, &err)) return NodeError(name, err);
   size_t next = 1 + num_packed;
+  if (int8) SPARSEC_RETURN_IF_ERROR(BindOperand(name, fused, ins[next++], &k->zero_point));
   if (k->cfg.bias) {
     SPARSEC_RETURN_IF_ERROR(BindOperand(name, fused, ins[next++], &k->bias));
     // A constant bias is checked now (session creation) rather than failing every run.

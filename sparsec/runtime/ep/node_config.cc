@@ -118,7 +118,13 @@ bool ParseFormat(const std::string& text, FormatSpec* out, std::string* err) {
       return true;
     }
   }
-  *err = "unsupported format '" + text + "' (expected csr, bsr:RxC or nm:N:M)";
+  if (text == "int8:1x4") {
+    out->kind = FormatKind::kInt8;
+    out->a = 1;
+    out->b = 4;
+    return true;
+  }
+  *err = "unsupported format '" + text + "' (expected csr, bsr:RxC, nm:N:M or int8:1x4)";
   return false;
 }
 
@@ -172,6 +178,10 @@ bool ParseNodeConfig(const std::string& ctx, NodeConfig* out, std::string* err) 
     return false;
   }
   const std::string op = kv.count("op") ? kv["op"] : "matmul";
+  if (out->format.kind == FormatKind::kInt8 && (op != "matmul" || out->bias || out->residual || out->act != "none")) {
+    *err = "format int8:1x4 runs a plain matmul (no conv, bias, residual or activation)";
+    return false;
+  }
   if (op == "conv") return ParseConv(kv, out, err);
   if (op != "matmul") {
     *err = "unknown op '" + op + "' (expected matmul or conv)";

@@ -7,12 +7,12 @@
 
 namespace sparsec {
 
-enum class FormatKind { kCsr, kBsr, kNm };
+enum class FormatKind { kCsr, kBsr, kNm, kInt8 };
 
 struct FormatSpec {
   FormatKind kind = FormatKind::kCsr;
-  int64_t a = 0;  // bsr: R (output rows per block); nm: N (kept per group)
-  int64_t b = 0;  // bsr: C (input columns per block); nm: M (group size)
+  int64_t a = 0;  // bsr, int8: R (output rows per block); nm: N (kept per group)
+  int64_t b = 0;  // bsr, int8: C (input columns per block); nm: M (group size)
   std::string text;  // as written in the node, for messages
 };
 
@@ -41,7 +41,9 @@ struct NodeConfig {
 // True when the string announces a sparsec configuration (the node is ours to claim).
 bool IsSparsecContext(const std::string& ctx);
 
-// Parses "csr" | "bsr:RxC" | "nm:N:M". Returns false and sets *err on anything else.
+// Parses "csr" | "bsr:RxC" | "nm:N:M" | "int8:1x4". Returns false and sets *err on anything else.
+// int8:1x4 (docs/internals.md): X is uint8 and the node has one more input after the packed arrays, X's zero point
+// (a uint8 scalar); no bias, residual or activation.
 bool ParseFormat(const std::string& text, FormatSpec* out, std::string* err);
 
 // Parses the whole ep_cache_context. Unknown keys are ignored (forward compatibility); required keys:

@@ -116,6 +116,28 @@ bool ValidateNm(const NodeConfig& c, const std::vector<HostArray>& a, std::strin
   return true;
 }
 
+// int8:1x4: words (4 int8 values each), their word positions (columns 4w..4w+3; w = K/4 rounded down is the
+// shifted last block K-4..K-1 when K is not a multiple of 4), row pointers, row sums.
+bool ValidateInt8(const NodeConfig& c, const std::vector<HostArray>& a, std::string* err) {
+  if (c.K < 4) {
+    *err = "format int8:1x4 needs K >= 4, got K=" + std::to_string(c.K);
+    return false;
+  }
+  const HostArray &words = a[0], &indices = a[1], &indptr = a[2], &sums = a[3];
+  if (words.shape.size() != 1) return Expect(words, DType::kI32, {-1}, err);
+  const int64_t nb = words.shape[0];
+  if (!Expect(words, DType::kI32, {nb}, err) ||
+      !Expect(indices, DType::kI32, {nb}, err, "one per block of '" + words.name + "'") ||
+      !Expect(indptr, DType::kI32, {c.N + 1}, err, "N+1") || !CheckIndptr(indptr, nb, err) ||
+      !Expect(sums, DType::kI32, {c.N}, err, "N"))
+    return false;
+  const int64_t last = c.K % 4 ? c.K / 4 : c.K / 4 - 1;
+  const int32_t* ix = indices.As<int32_t>();
+  for (int64_t i = 0; i < nb; ++i)
+    if (ix[i] < 0 || ix[i] > last) return BadIndex(indices, i, ix[i], "word 0 <= w <= " + std::to_string(last), err);
+  return true;
+}
+
 }  // namespace
 
 const char* DTypeName(DType t) {
@@ -155,7 +177,13 @@ HostArray CopyToHost(std::string name, DType dtype, std::vector<int64_t> shape, 
   return a;
 }
 
-size_t PackedArrayCount(const FormatSpec& f) { return f.kind == FormatKind::kNm ? 2 : 3; }
+size_t PackedArrayCount(const FormatSpec& f) {
+  switch (f.kind) {
+    case FormatKind::kNm: return 2;
+    case FormatKind::kInt8: return 4;
+    default: return 3;
+  }
+}
 
 bool ValidatePacked(const NodeConfig& cfg, const std::vector<HostArray>& arrays, std::string* err) {
   if (arrays.size() != PackedArrayCount(cfg.format)) {
@@ -172,6 +200,7 @@ bool ValidatePacked(const NodeConfig& cfg, const std::vector<HostArray>& arrays,
     case FormatKind::kCsr: return ValidateCsr(cfg, arrays, err);
     case FormatKind::kBsr: return ValidateBsr(cfg, arrays, err);
     case FormatKind::kNm: return ValidateNm(cfg, arrays, err);
+    case FormatKind::kInt8: return ValidateInt8(cfg, arrays, err);
   }
   return false;
 }

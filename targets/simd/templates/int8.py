@@ -1,0 +1,104 @@
+"""``int8:1x4`` on x86 AVX-512 VNNI: Y = float32((X - x_zero_point) @ W^T), exactly, for a uint8 X[M, K] and an int8
+W in 1x4 blocks (sparsec/formats/int8.py).
+
+Each parallel task owns a tile of tokens (``mu`` vectors of 16), copies the tile's activation as 32-bit words (four
+consecutive k of one token) into its own transposed XT[word, token] (tokens in the lanes, L2-resident), and runs its
+share of the output rows against it: one ``vpdpbusd`` per (block, 16 tokens) adds four uint8 x int8 products into
+each int32 lane, 64 multiply-adds per instruction (an fp32 FMA does 16), with no int16 saturation. The zero point
+comes off once per output row (``x_zero_point * sums[n]``) and the int32 sum is converted to float32 as ORT's Cast
+does (round to nearest), so the output equals MatMulInteger followed by a Cast bit for bit. Measured against ORT's
+int8 MatMul first as a probe (benchmarks/vnni_probe.py).
+
+ABI: ``kernel(X u8[M, K], words i32[nb], indices i32[nb], indptr i32[N+1], sums i32[N], x_zero_point u8[1],
+Y f32[M, N])``; ``indices`` are word positions (columns 4w..4w+3; w = K//4 is the shifted last block K-4..K-1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import TASKS
+
+LANES = 16  # int32 lanes of a zmm register
+VNNI = "llvm.x86.avx512.vpdpbusd.512"
+SMALL_TILE_M = 64  # below this many tokens the tiles are one vector of 16 (else ``mu`` vectors)
+
+
+def _tile_macro(K: int, N: int, rg: int, mu: int) -> Any:  # noqa: N803
+    """``tile(X, Y, words, indices, indptr, sums, zp, M, m_lo, part, per)``: one task's token tile against its share
+    of the output row groups."""
+    from tvm.script import tirx as T
+
+    words_k = K // 4 + (1 if K % 4 else 0)
+    mt = LANES * mu
+    groups = -(-N // rg)
+
+    @T.macro
+    def tile(X, Y, words, indices, indptr, sums, zp, M, m_lo, part, per):  # noqa: N803
+        XT = T.alloc_buffer((words_k, mt), "int32", scope="global")
+        for i in range(mt):
+            for w in range(words_k):
+                XT[w, i] = T.reinterpret("int32", X[T.min(m_lo + i, M - 1), T.ramp(T.min(w * 4, K - 4), 1, 4)])
+        # a loop from 0 (TVM 0.27 mis-indexes a serial loop whose start is a run-time value)
+        for g in range(T.max(0, T.min(groups - part * per, per))):
+            n0 = T.min((part * per + g) * rg, N - rg)
+            L = T.alloc_buffer((rg, mt), "int32", scope="global")
+            for r in range(rg):
+                acc = T.alloc_buffer((mt,), "int32", scope="global")
+                for u in T.unroll(mu):
+                    acc[T.ramp(u * LANES, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                for j in range(indptr[n0 + r], indptr[n0 + r + 1]):
+                    for u in T.unroll(mu):
+                        acc[T.ramp(u * LANES, 1, LANES)] = T.call_llvm_pure_intrin(
+                            "int32x16",
+                            VNNI,
+                            acc[T.ramp(u * LANES, 1, LANES)],
+                            T.reinterpret("uint8x64", XT[indices[j], T.ramp(u * LANES, 1, LANES)]),
+                            T.reinterpret("int8x64", T.broadcast(words[j], LANES)),
+                        )
+                for i in T.vectorized(mt):
+                    L[r, i] = acc[i] - T.Cast("int32", zp[0]) * sums[n0 + r]
+            for mm in range(T.min(mt, M - m_lo)):
+                for r in T.vectorized(rg):
+                    Y[m_lo + mm, n0 + r] = T.Cast("float32", L[r, mm])
+
+    return tile
+
+
+def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
+    """The kernel (its ABI in the module docstring); ``mu`` vectors of 16 tokens per tile from 64 tokens up."""
+    from tvm.script import tirx as T
+
+    rg = min(LANES, N)
+    groups = -(-N // rg)
+    big = _tile_macro(K, N, rg, mu)
+    small = _tile_macro(K, N, rg, 1)
+
+    @T.prim_func
+    def kernel(
+        x: T.handle,
+        words: T.Buffer((nb,), "int32"),
+        indices: T.Buffer((nb,), "int32"),
+        indptr: T.Buffer((N + 1,), "int32"),
+        sums: T.Buffer((N,), "int32"),
+        zp: T.Buffer((1,), "uint8"),
+        y: T.handle,
+    ) -> None:
+        T.func_attr({"tirx.noalias": True})
+        M = T.int64()
+        X = T.match_buffer(x, (M, K), "uint8")
+        Y = T.match_buffer(y, (M, N), "float32")
+        if M < SMALL_TILE_M:
+            blocks = (M + LANES - 1) // LANES
+            parts = T.max(1, T.min(groups, (TASKS + blocks - 1) // blocks))
+            per = (groups + parts - 1) // parts
+            for task in T.parallel(blocks * parts):
+                small(X, Y, words, indices, indptr, sums, zp, M, task // parts * LANES, task % parts, per)
+        else:
+            blocks = (M + LANES * mu - 1) // (LANES * mu)
+            parts = T.max(1, T.min(groups, (TASKS + blocks - 1) // blocks))
+            per = (groups + parts - 1) // parts
+            for task in T.parallel(blocks * parts):
+                big(X, Y, words, indices, indptr, sums, zp, M, task // parts * LANES * mu, task % parts, per)
+
+    return kernel
