@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparsec.formats import family, get_format
+from sparsec.formats import family, get_format, integer_presets
 from sparsec.layer import Epilogue, Kernel
 from sparsec.targets.simd import table
 from sparsec.targets.x86.target import VARIANTS, X86Target
@@ -154,13 +154,14 @@ def test_every_preset_has_a_kernel() -> None:
 
 
 def test_variant_structure() -> None:
-    """Each variant parallelizes over output rows and vectorizes its inner loop; optional args are dropped."""
+    """Each variant parallelizes over output rows and vectorizes its inner loop; optional args are dropped (an
+    int8:1x4 kernel also takes X's zero point)."""
     from sparsec.targets.simd.instantiate import instantiate
     from sparsec.targets.x86.target import ACC_REGISTERS
 
     rng = np.random.default_rng(0)
     seen = set()
-    for fmt in supported_presets(VW):
+    for fmt in [*supported_presets(VW), *integer_presets()]:
         for v in variants_for(fmt, VW):
             if (v.family, v.name) in seen:
                 continue
@@ -169,7 +170,7 @@ def test_variant_structure() -> None:
             func = instantiate(kernel("f", fmt, packed, v.name), VW, VARIANTS, ACC_REGISTERS)
             text = func.script()
             assert "T.parallel(" in text and "T.vectorized(" in text, (fmt, v.name)
-            assert len(func.params) == 2 + len(packed)
+            assert len(func.params) == 2 + len(packed) + (family(fmt) == "int8")
     assert seen == {(v.family, v.name) for v in VARIANTS}
 
 
