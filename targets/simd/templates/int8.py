@@ -1,13 +1,14 @@
 """``int8:1x4`` on x86 AVX-512 VNNI: Y = float32((X - x_zero_point) @ W^T), exactly, for a uint8 X[M, K] and an int8
 W in 1x4 blocks (sparsec/formats/int8.py).
 
-Each parallel task owns a tile of tokens (``mu`` vectors of 16), copies the tile's activation as 32-bit words (four
-consecutive k of one token) into its own transposed XT[word, token] (tokens in the lanes, L2-resident), and runs its
-share of the output rows against it: one ``vpdpbusd`` per (block, 16 tokens) adds four uint8 x int8 products into
-each int32 lane, 64 multiply-adds per instruction (an fp32 FMA does 16), with no int16 saturation. The zero point
-comes off once per output row (``x_zero_point * sums[n]``) and the int32 sum is converted to float32 as ORT's Cast
-does (round to nearest), so the output equals MatMulInteger followed by a Cast bit for bit. Measured against ORT's
-int8 MatMul first as a probe (benchmarks/vnni_probe.py).
+The activation is read as 32-bit words (four consecutive k of one token) and transposed into XT[word, token]
+(tokens in the lanes): with many token tiles each parallel task owns one tile (``mu`` vectors of 16 tokens) and its
+own L2-resident XT; with few (M < 64, or fewer tiles than tasks) X is transposed once and the tasks split the output
+rows. Per (block, 16 tokens) one ``vpdpbusd`` adds four uint8 x int8 products into each int32 lane, 64
+multiply-adds per instruction (an fp32 FMA does 16), with no int16 saturation. The zero point comes off once per
+output row (``x_zero_point * sums[n]``) and the int32 sum is converted to float32 as ORT's Cast does (round to
+nearest), so the output equals MatMulInteger followed by a Cast bit for bit. benchmarks/int8_kernels.py times it
+against ORT's int8 MatMul.
 
 ABI: ``kernel(X u8[M, K], words i32[nb], indices i32[nb], indptr i32[N+1], sums i32[N], x_zero_point u8[1],
 Y f32[M, N])``; ``indices`` are word positions (columns 4w..4w+3; w = K//4 is the shifted last block K-4..K-1).
@@ -24,21 +25,33 @@ VNNI = "llvm.x86.avx512.vpdpbusd.512"
 SMALL_TILE_M = 64  # below this many tokens the tiles are one vector of 16 (else ``mu`` vectors)
 
 
-def _tile_macro(K: int, N: int, rg: int, mu: int) -> Any:  # noqa: N803
-    """``tile(X, Y, words, indices, indptr, sums, zp, M, m_lo, part, per)``: one task's token tile against its share
-    of the output row groups."""
+def _transpose_macro(K: int) -> Any:  # noqa: N803
+    """``transpose(X, XT, M, m_lo, col, cols)``: XT[w, col + i] = the word w (columns 4w..4w+3, the last one
+    K-4..K-1) of token m_lo + i for i < ``cols`` (tokens past M repeat the last one; their outputs are never
+    stored)."""
     from tvm.script import tirx as T
 
     words_k = K // 4 + (1 if K % 4 else 0)
+
+    @T.macro
+    def transpose(X, XT, M, m_lo, col, cols):  # noqa: N803
+        for i in range(cols):
+            for w in range(words_k):
+                XT[w, col + i] = T.reinterpret("int32", X[T.min(m_lo + i, M - 1), T.ramp(T.min(w * 4, K - 4), 1, 4)])
+
+    return transpose
+
+
+def _rows_macro(N: int, rg: int, mu: int) -> Any:  # noqa: N803
+    """``rows(XT, col, Y, words, indices, indptr, sums, zp, M, m_lo, part, per)``: the ``mu`` vectors of tokens from
+    m_lo (XT's columns from ``col``) against one task's share of the output row groups."""
+    from tvm.script import tirx as T
+
     mt = LANES * mu
     groups = -(-N // rg)
 
     @T.macro
-    def tile(X, Y, words, indices, indptr, sums, zp, M, m_lo, part, per):  # noqa: N803
-        XT = T.alloc_buffer((words_k, mt), "int32", scope="global")
-        for i in range(mt):
-            for w in range(words_k):
-                XT[w, i] = T.reinterpret("int32", X[T.min(m_lo + i, M - 1), T.ramp(T.min(w * 4, K - 4), 1, 4)])
+    def rows(XT, col, Y, words, indices, indptr, sums, zp, M, m_lo, part, per):  # noqa: N803
         # a loop from 0 (TVM 0.27 mis-indexes a serial loop whose start is a run-time value)
         for g in range(T.max(0, T.min(groups - part * per, per))):
             n0 = T.min((part * per + g) * rg, N - rg)
@@ -53,7 +66,7 @@ def _tile_macro(K: int, N: int, rg: int, mu: int) -> Any:  # noqa: N803
                             "int32x16",
                             VNNI,
                             acc[T.ramp(u * LANES, 1, LANES)],
-                            T.reinterpret("uint8x64", XT[indices[j], T.ramp(u * LANES, 1, LANES)]),
+                            T.reinterpret("uint8x64", XT[indices[j], T.ramp(col + u * LANES, 1, LANES)]),
                             T.reinterpret("int8x64", T.broadcast(words[j], LANES)),
                         )
                 for i in T.vectorized(mt):
@@ -62,7 +75,7 @@ def _tile_macro(K: int, N: int, rg: int, mu: int) -> Any:  # noqa: N803
                 for r in T.vectorized(rg):
                     Y[m_lo + mm, n0 + r] = T.Cast("float32", L[r, mm])
 
-    return tile
+    return rows
 
 
 def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
@@ -71,8 +84,10 @@ def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
 
     rg = min(LANES, N)
     groups = -(-N // rg)
-    big = _tile_macro(K, N, rg, mu)
-    small = _tile_macro(K, N, rg, 1)
+    words_k = K // 4 + (1 if K % 4 else 0)
+    mt = LANES * mu  # tokens per tile from SMALL_TILE_M up
+    transpose = _transpose_macro(K)
+    big, small = _rows_macro(N, rg, mu), _rows_macro(N, rg, 1)
 
     @T.prim_func
     def kernel(
@@ -88,17 +103,31 @@ def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
         M = T.int64()
         X = T.match_buffer(x, (M, K), "uint8")
         Y = T.match_buffer(y, (M, N), "float32")
-        if M < SMALL_TILE_M:
+        if M < SMALL_TILE_M:  # tiles of one vector; the output rows split among the tasks
             blocks = (M + LANES - 1) // LANES
             parts = T.max(1, T.min(groups, (TASKS + blocks - 1) // blocks))
             per = (groups + parts - 1) // parts
+            XT = T.alloc_buffer((words_k, (M + LANES - 1) // LANES * LANES), "int32")  # shape from M, not a let
+            for t in T.parallel(blocks):
+                transpose(X, XT, M, t * LANES, t * LANES, LANES)
             for task in T.parallel(blocks * parts):
-                small(X, Y, words, indices, indptr, sums, zp, M, task // parts * LANES, task % parts, per)
+                small(XT, task // parts * LANES, Y, words, indices, indptr, sums, zp, M, task // parts * LANES,
+                      task % parts, per)  # fmt: skip
         else:
-            blocks = (M + LANES * mu - 1) // (LANES * mu)
+            blocks = (M + mt - 1) // mt
             parts = T.max(1, T.min(groups, (TASKS + blocks - 1) // blocks))
             per = (groups + parts - 1) // parts
-            for task in T.parallel(blocks * parts):
-                big(X, Y, words, indices, indptr, sums, zp, M, task // parts * LANES * mu, task % parts, per)
+            if parts > 1:  # few token tiles: transposed once, shared by the tasks that split the output rows
+                XT = T.alloc_buffer((words_k, (M + mt - 1) // mt * mt), "int32")
+                for t in T.parallel(blocks):
+                    transpose(X, XT, M, t * mt, t * mt, mt)
+                for task in T.parallel(blocks * parts):
+                    big(XT, task // parts * mt, Y, words, indices, indptr, sums, zp, M, task // parts * mt,
+                        task % parts, per)  # fmt: skip
+            else:  # one task per token tile, its own L2-resident transposed tile
+                for task in T.parallel(blocks):
+                    XT = T.alloc_buffer((words_k, mt), "int32", scope="global")
+                    transpose(X, XT, M, task * mt, 0, mt)
+                    big(XT, 0, Y, words, indices, indptr, sums, zp, M, task * mt, 0, groups)
 
     return kernel
