@@ -88,13 +88,13 @@ def test_nm_needs_its_larger_margin() -> None:
     another family with the same prediction would have been chosen."""
     w = weight(np.random.default_rng(2), density=1.0)
     w.reshape(w.shape[0], -1)[:, 1::2] = 0.0  # 1:2: 37 columns in 19 groups, one slot each
-    speedup = 37 / 19 / 1.5  # nm at 1.5 ns per slot: 1.30x, just under the nm margin
+    speedup = 37 / 19 / 1.5  # nm at 1.5 ns per slot: 1.30x, under the nm margin
     assert MARGIN < speedup < FAMILY_MARGIN["nm"]
     nm = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.5, 0.0, 0.0]}}, "", node_us=0.0)
     c = choose(layer_with(w), "auto", ["nm:1:2"], nm, 128)
     assert c.format == "dense" and c.speedup == pytest.approx(speedup), c
     assert f"needs {FAMILY_MARGIN['nm']:.1f}x" in c.reason
-    cheaper = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.4, 0.0, 0.0]}}, "", node_us=0.0)  # 1.39x: over it
+    cheaper = CostModel("x86", "t", {**COST.table, "nm": {"128": [1.2, 0.0, 0.0]}}, "", node_us=0.0)  # 1.62x: over it
     assert choose(layer_with(w), "auto", ["nm:1:2"], cheaper, 128).format == "nm:1:2"
 
 
