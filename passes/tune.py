@@ -48,9 +48,6 @@ def candidates(
     return [f"{fmt}|{v}" for fmt in fitting for v in variants(fmt)]
 
 
-INT8_ZERO_POINT = 128  # the activation zero point int8 kernels are timed with
-
-
 def _measure(layer: Layer, entries: list[str], rows: int, target: Target, threads: int) -> dict[str, float]:
     """Median microseconds per call of every entry and of ORT's dense MatMul or Conv (``dense``) at M = ``rows``."""
     import tvm
@@ -58,7 +55,7 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Target, thread
     from sparsec.formats import get_format
     from sparsec.timing import TVM_GAP_S, interleaved
 
-    from .calibrate_measure import dense_runner, int8_dense_runner
+    from .calibrate_measure import INT8_ZERO_POINT, dense_runner, int8_dense_runner
     from .tune_conv import conv_io, dense_conv_runner
 
     conv = layer.geom is not None  # Conv or ConvInteger

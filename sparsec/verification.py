@@ -82,6 +82,7 @@ def verify_artifact(
         random_feeds,
         reference_outputs,
         reference_session,
+        unset_dims,
     )
     from .verify_local import quantizes_activations
 
@@ -120,7 +121,8 @@ def verify_artifact(
 
     if not found:
         return errors, LayerReport(unmatched=unmatched)
-    if min(sized.values(), default=LARGER_SIZES[0]) < LARGER_SIZES[0] and _sized_at_run_time(rewritten):
+    guessed = [sized[u] for u in unset_dims(original, dims)]  # sizes sparsec chose, not --dim's
+    if min(guessed, default=LARGER_SIZES[0]) < LARGER_SIZES[0] and _sized_at_run_time(rewritten):
         # The end outputs ran at the smallest accepted size, where a conv sized at run time mostly takes its
         # pixel-by-pixel path; the layers are checked where its vector tiles run too, when the model accepts it.
         try:
