@@ -42,6 +42,7 @@ EP_NODE_US = 2.0
 # MatMulInteger layer's dense time is the float32 table's divided by this; its sparse side also pays
 # INT8_CONVERT_NS per activation value (the DequantizeLinear making the kernel's float32 input, passes/integer.py).
 ORT_INT8_FASTER = {False: 1.7, True: 2.9}
+INT8_CONVERT_NS = 0.25
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,6 @@ IM2COL_ROW_NS = 8.0  # per output row of col
 ORT_CONV_FASTER = {True: 1.4, False: 2.0}  # key: pointwise
 
 
-INT8_CONVERT_NS = 0.25
 # ORT's ConvInteger (im2col + int8 GEMM, after DynamicQuantizeLinear) against its float32 NCHWc Conv: 2.4-5.5x SLOWER
 # (same host; 3x3 64->64 at 56 px, 128->128 at 28 px, 128->256 stride 2; 1x1 256->64 at 28 px, 64->256 at 56 px),
 # so a ConvInteger that stays dense runs exactly on ORT's float32 Conv (passes/integer.float_conv) and a sparse one

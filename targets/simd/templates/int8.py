@@ -25,13 +25,18 @@ VNNI = "llvm.x86.avx512.vpdpbusd.512"
 SMALL_TILE_M = 64  # below this many tokens the tiles are one vector of 16 (else ``mu`` vectors)
 
 
+def word_count(K: int) -> int:  # noqa: N803
+    """XT's rows: the activation's 32-bit words per token, the shifted last one K-4..K-1 included."""
+    return K // 4 + (1 if K % 4 else 0)
+
+
 def _transpose_macro(K: int) -> Any:  # noqa: N803
     """``transpose(X, XT, M, m_lo, col, cols)``: XT[w, col + i] = the word w (columns 4w..4w+3, the last one
     K-4..K-1) of token m_lo + i for i < ``cols`` (tokens past M repeat the last one; their outputs are never
     stored)."""
     from tvm.script import tirx as T
 
-    words_k = K // 4 + (1 if K % 4 else 0)
+    words_k = word_count(K)
 
     @T.macro
     def transpose(X, XT, M, m_lo, col, cols):  # noqa: N803
@@ -78,16 +83,42 @@ def _rows_macro(N: int, rg: int, mu: int) -> Any:  # noqa: N803
     return rows
 
 
+def _shared_macro(K: int, N: int, rg: int, mu: int) -> Any:  # noqa: N803
+    """``shared(X, Y, words, indices, indptr, sums, zp, M)``: X transposed once (tiles of ``mu`` vectors of tokens),
+    then the tasks split the output row groups of each tile among them (few tiles: every core busy)."""
+    from tvm.script import tirx as T
+
+    mt = LANES * mu
+    groups = -(-N // rg)
+    words_k = word_count(K)
+    transpose = _transpose_macro(K)
+    rows = _rows_macro(N, rg, mu)
+
+    @T.macro
+    def shared(X, Y, words, indices, indptr, sums, zp, M):  # noqa: N803
+        blocks = (M + mt - 1) // mt
+        parts = T.max(1, T.min(groups, (TASKS + blocks - 1) // blocks))
+        per = (groups + parts - 1) // parts
+        XT = T.alloc_buffer((words_k, (M + mt - 1) // mt * mt), "int32")  # shape from M, not a let
+        for t in T.parallel(blocks):
+            transpose(X, XT, M, t * mt, t * mt, mt)
+        for task in T.parallel(blocks * parts):
+            rows(XT, task // parts * mt, Y, words, indices, indptr, sums, zp, M, task // parts * mt, task % parts, per)
+
+    return shared
+
+
 def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
     """The kernel (its ABI in the module docstring); ``mu`` vectors of 16 tokens per tile from 64 tokens up."""
     from tvm.script import tirx as T
 
     rg = min(LANES, N)
     groups = -(-N // rg)
-    words_k = K // 4 + (1 if K % 4 else 0)
+    words_k = word_count(K)
     mt = LANES * mu  # tokens per tile from SMALL_TILE_M up
     transpose = _transpose_macro(K)
-    big, small = _rows_macro(N, rg, mu), _rows_macro(N, rg, 1)
+    rows = _rows_macro(N, rg, mu)
+    shared_small, shared_big = _shared_macro(K, N, rg, 1), _shared_macro(K, N, rg, mu)
 
     @T.prim_func
     def kernel(
@@ -103,31 +134,14 @@ def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
         M = T.int64()
         X = T.match_buffer(x, (M, K), "uint8")
         Y = T.match_buffer(y, (M, N), "float32")
-        if M < SMALL_TILE_M:  # tiles of one vector; the output rows split among the tasks
-            blocks = (M + LANES - 1) // LANES
-            parts = T.max(1, T.min(groups, (TASKS + blocks - 1) // blocks))
-            per = (groups + parts - 1) // parts
-            XT = T.alloc_buffer((words_k, (M + LANES - 1) // LANES * LANES), "int32")  # shape from M, not a let
-            for t in T.parallel(blocks):
-                transpose(X, XT, M, t * LANES, t * LANES, LANES)
-            for task in T.parallel(blocks * parts):
-                small(XT, task // parts * LANES, Y, words, indices, indptr, sums, zp, M, task // parts * LANES,
-                      task % parts, per)  # fmt: skip
-        else:
-            blocks = (M + mt - 1) // mt
-            parts = T.max(1, T.min(groups, (TASKS + blocks - 1) // blocks))
-            per = (groups + parts - 1) // parts
-            if parts > 1:  # few token tiles: transposed once, shared by the tasks that split the output rows
-                XT = T.alloc_buffer((words_k, (M + mt - 1) // mt * mt), "int32")
-                for t in T.parallel(blocks):
-                    transpose(X, XT, M, t * mt, t * mt, mt)
-                for task in T.parallel(blocks * parts):
-                    big(XT, task // parts * mt, Y, words, indices, indptr, sums, zp, M, task // parts * mt,
-                        task % parts, per)  # fmt: skip
-            else:  # one task per token tile, its own L2-resident transposed tile
-                for task in T.parallel(blocks):
-                    XT = T.alloc_buffer((words_k, mt), "int32", scope="global")
-                    transpose(X, XT, M, task * mt, 0, mt)
-                    big(XT, 0, Y, words, indices, indptr, sums, zp, M, task * mt, 0, groups)
+        if M < SMALL_TILE_M:  # tiles of one vector
+            shared_small(X, Y, words, indices, indptr, sums, zp, M)
+        elif groups > 1 and (M + mt - 1) // mt < TASKS:  # fewer tiles than tasks: the tasks split the output rows
+            shared_big(X, Y, words, indices, indptr, sums, zp, M)
+        else:  # one task per token tile, its own L2-resident transposed tile
+            for task in T.parallel((M + mt - 1) // mt):
+                XT = T.alloc_buffer((words_k, mt), "int32", scope="global")
+                transpose(X, XT, M, task * mt, 0, mt)
+                rows(XT, 0, Y, words, indices, indptr, sums, zp, M, task * mt, 0, groups)
 
     return kernel
