@@ -3,7 +3,8 @@
 Each rule is a pattern ending in the sparsec node's output, a ``check`` that returns ``fail(reason)`` (the reasons
 reach ``sparsec inspect``), and a rewrite that returns the grown sparsec node. Commuted operands of Add and Mul are
 the rewriter's (``RewriteRuleSet(commute=True)``). The order of an epilogue is bias Adds (summed), then one
-residual Add, then one activation; nothing is fused after the activation. ``passes/fuse.py`` applies the rules.
+residual Add, then one activation; nothing is fused after the activation. An int8 kernel first takes its
+dequantization scale (a Mul by a run-time value). ``passes/fuse.py`` applies the rules.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from onnxscript.rewriter import MatchContext, MatchResult, RewriterContext, Rewr
 from onnxscript.rewriter.pattern import OpsetPatternBuilder
 
 from sparsec import node as sparse_node
+from sparsec.formats import family
 from sparsec.layer import Epilogue, Kernel
 
 from .graph import attr, clip_bounds, constant, dims, is_float
 
 EPILOGUE_NOTE = " + epilogue: "
+INT8_INEXACT = (
+    "kept on ONNX Runtime after an int8 layer: rounded another way (ORT fuses a residual into SkipLayerNormalization, "
+    "its GELU differs by ulps), the next quantizer would turn that into whole steps"
+)
 
 
 @dataclass
@@ -92,6 +98,8 @@ class EpilogueRule(RewriteRuleClassBase):
         kernel = sparse_node.read(node)
         assert kernel is not None
         why = self.accept(kernel, y, bindings)
+        if not why and family(kernel.format) == "int8" and not self.int8_exact():
+            why = INT8_INEXACT
         if why:
             self.fusion.note(sparse_node.layer_name(node), where(context.root), why)
             return result.fail(why)
@@ -101,12 +109,18 @@ class EpilogueRule(RewriteRuleClassBase):
         """Why this match cannot join the kernel's epilogue ("" when it can)."""
         return ""
 
+    def int8_exact(self) -> bool:
+        """Whether the kernel computes this step with the rounding ORT gives it after an int8 layer (its Mul by the
+        scale, then Add of the bias: the fused DynamicQuantizeMatMul rounds them apart too)."""
+        return False
+
     def rebuild(
         self,
         op: RewriterContext,
         y: ir.Value,
         step: str,
         *,
+        scale_value: ir.Value | None = None,
         bias_value: ir.Value | None = None,
         residual_value: ir.Value | None = None,
         **changes: Any,
@@ -117,15 +131,17 @@ class EpilogueRule(RewriteRuleClassBase):
         kernel = sparse_node.read(node)
         assert kernel is not None
         e = kernel.epilogue
-        n_arrays = len(node.inputs) - 1 - int(e.bias) - int(e.residual)
+        n_arrays = len(node.inputs) - 1 - int(e.scale > 0) - int(e.bias) - int(e.residual)
         base = list(node.inputs[: 1 + n_arrays])
-        old_bias = node.inputs[1 + n_arrays] if e.bias else None
+        old_scale = node.inputs[1 + n_arrays] if e.scale else None
+        old_bias = node.inputs[1 + n_arrays + int(e.scale > 0)] if e.bias else None
         old_residual = node.inputs[-1] if e.residual else None
         grown = replace(kernel, epilogue=replace(e, **changes))
         g = grown.epilogue
+        scale = scale_value or old_scale
         bias = bias_value or old_bias
         residual = residual_value or old_residual
-        inputs = base + ([bias] if g.bias else []) + ([residual] if g.residual else [])
+        inputs = base + ([scale] if g.scale else []) + ([bias] if g.bias else []) + ([residual] if g.residual else [])
         notes = str(attr(node, "notes", ""))
         head, sep, done = notes.partition(EPILOGUE_NOTE)
         notes = head + EPILOGUE_NOTE + (f"{done}, {step}" if sep else step)
@@ -134,6 +150,43 @@ class EpilogueRule(RewriteRuleClassBase):
         grown_node = op.call_op("EPContext", inputs, attrs, domain=sparse_node.DOMAIN, name=node.name)
         assert isinstance(grown_node, ir.Value)
         return grown_node
+
+
+class FuseScale(EpilogueRule):
+    """``Mul(y, s)`` after an int8 kernel: the dequantization scale (``x_scale * w_scale``, computed at run time by
+    ``onnxruntime.quantization``'s dynamic graphs) as one value or one per output feature, before anything else."""
+
+    def pattern(self, op: OpsetPatternBuilder, s: Pattern) -> Pattern:
+        return op.Mul(_sparse(op), s)
+
+    def count(self, kernel: Kernel, y: ir.Value, s: ir.Value) -> int:
+        """How many scale values ``s`` holds (1, or N per output feature), 0 when it is not such a scale."""
+        s_dims, y_dims = dims(s), dims(y)
+        if s is y or not is_float(s) or s_dims is None or y_dims is None or len(s_dims) > len(y_dims):
+            return 0
+        if all(d == 1 for d in s_dims):
+            return 1
+        return kernel.N if s_dims[-1] == kernel.N and all(d == 1 for d in s_dims[:-1]) else 0
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        if family(kernel.format) != "int8":
+            return "a Mul is fused into int8 kernels only (as their dequantization scale)"
+        e = kernel.epilogue
+        if e.scale or e.bias or e.residual or e.act != "none":
+            return "the scale comes first in an int8 kernel's epilogue"
+        if not self.count(kernel, y, bindings["s"]):
+            return f"not a float32 scale of known shape with 1 or N={kernel.N} values"
+        return ""
+
+    def int8_exact(self) -> bool:
+        return True
+
+    def rewrite(self, op: RewriterContext, y: ir.Value, s: ir.Value) -> ir.Value:
+        node = y.producer()
+        assert node is not None
+        kernel = sparse_node.read(node)
+        assert kernel is not None
+        return self.rebuild(op, y, "scale", scale_value=s, scale=self.count(kernel, y, s))
 
 
 class FuseBias(EpilogueRule):
@@ -165,6 +218,9 @@ class FuseBias(EpilogueRule):
         if self.per_feature(kernel, y, c) is None:
             return "not a constant with one value per output feature (not a bias)"
         return ""
+
+    def int8_exact(self) -> bool:
+        return True
 
     def rewrite(self, op: RewriterContext, y: ir.Value, c: ir.Value) -> ir.Value:
         node = y.producer()
@@ -222,6 +278,9 @@ class FuseActivation(EpilogueRule):
     def pattern(self, op: OpsetPatternBuilder) -> Pattern:
         build = getattr(op, self.op_type)  # the pattern builder's op constructors are its attributes
         return build(_sparse(op), _domain=self.domain, _allow_other_inputs=True, _allow_other_attributes=True)
+
+    def int8_exact(self) -> bool:
+        return self.op_type in ("Relu", "Clip")  # a max / min: the same bits wherever it is applied
 
     def act_node(self, y: ir.Value) -> ir.Node:
         return next(iter(y.uses())).node  # the match made it y's only consumer
@@ -314,6 +373,7 @@ def rules(fusion: Fusion) -> RewriteRuleSet:
     """Every epilogue rule, in the order they are tried, with commuted Add/Mul operands."""
     return RewriteRuleSet(
         [
+            FuseScale.rule(fusion),
             FuseBias.rule(fusion),
             FuseResidual.rule(fusion),
             *(

@@ -16,7 +16,6 @@ import onnx_ir as ir
 from onnxscript.rewriter import RewriteRuleSet
 
 from sparsec import node as sparse_node
-from sparsec.formats import family
 
 from .epilogue_rules import Fusion, rules, where
 from .graph import remove_dead_constants, remove_unused_initializers, stable_topo_sort
@@ -82,7 +81,7 @@ class FusePass(ir.passes.InPlacePass):
         fusion = Fusion()
         ruleset = rules(fusion)
         modified = False
-        for node in [n for n in graph if (k := sparse_node.read(n)) is not None and family(k.format) != "int8"]:
+        for node in [n for n in graph if sparse_node.read(n) is not None]:
             grown, steps = self._grow(model, node, ruleset, fusion)
             modified = modified or bool(steps)
             name = sparse_node.layer_name(grown)

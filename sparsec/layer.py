@@ -27,8 +27,14 @@ ArraySpec = tuple[str, tuple[int, ...], str]  # a packed array: (name, shape, nu
 
 @dataclass(frozen=True)
 class Epilogue:
-    """``Y = act(X @ W^T + bias + residual)``: what the kernel applies after the product (``fuse`` grows it)."""
+    """``Y = act(X @ W^T * scale + bias + residual)``: what the kernel applies after the product (``fuse`` grows it).
 
+    ``scale`` is the number of run-time scale values (0: none; int8 kernels: 1, or N per output feature), the
+    dequantization ``x_scale * w_scale`` that ``onnxruntime.quantization`` multiplies the int32 product by; the
+    product and the scale are rounded apart from the additions that follow, as ORT's Mul then Add.
+    """
+
+    scale: int = 0
     bias: bool = False
     residual: bool = False
     act: str = "none"
@@ -39,6 +45,8 @@ class Epilogue:
     def __post_init__(self) -> None:
         if self.act not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.act!r} (known: {', '.join(ACTIVATIONS)})")
+        if self.scale < 0:
+            raise ValueError(f"scale counts run-time scale values, got {self.scale}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,7 @@ class Kernel:
             "K": self.K,
             "N": self.N,
             "arrays": [[n, list(s), d] for n, s, d in self.arrays],
-            "epilogue": [self.epilogue.bias, self.epilogue.residual, self.epilogue.act],
+            "epilogue": [self.epilogue.bias, self.epilogue.residual, self.epilogue.act, self.epilogue.scale],
             "clip": [self.epilogue.clip_min, self.epilogue.clip_max],
             "conv": None if self.conv is None else asdict(self.conv),
             "variant": self.variant,

@@ -46,6 +46,8 @@ def encode(k: Kernel) -> str:
         ("clip_max", float(e.clip_max)),
         ("region", k.region),
     ]
+    if e.scale:  # int8 kernels only; absent otherwise (earlier artifacts' bytes unchanged)
+        parts.append(("scale", e.scale))
     if k.conv is not None:
         parts.append(("op", "conv"))
         runtime = {"H": 0, "W": 0} if k.conv.dynamic else {}  # the EP reads them from X
@@ -62,6 +64,7 @@ def decode(text: str) -> Kernel:
     if op not in ("matmul", "conv"):
         raise ValueError(f"unknown op {op!r}")
     epilogue = Epilogue(
+        scale=int(kv.get("scale", 0)),
         bias=kv.get("bias") == "1",
         residual=kv.get("residual") == "1",
         act=kv.get("act", "none"),

@@ -12,6 +12,7 @@ from typing import Any
 
 EpilogueFn = Callable[[Any, Any, Any, Any, Any], Any]  # (acc, bias buffer, residual buffer, m, n) -> value
 ValueEpilogueFn = Callable[[Any, Any, Any], Any]  # (acc, bias value or None, residual value or None) -> value
+ScaledEpilogueFn = Callable[[Any, Any, Any, Any, Any, Any], Any]  # (int32 acc, scale, bias, residual buffers, m, n)
 
 
 def epilogue_of(fn: Callable[[Any], Any], bias: bool, residual: bool) -> EpilogueFn:
@@ -28,13 +29,16 @@ def epilogue_of(fn: Callable[[Any], Any], bias: bool, residual: bool) -> Epilogu
     return epi
 
 
-def finish(func: Any, symbol: str, bias: bool, residual: bool) -> Any:
-    """Drop the unused optional parameters and name the function."""
+def finish(func: Any, symbol: str, bias: bool, residual: bool, scale: bool | None = None) -> Any:
+    """Drop the unused optional parameters and name the function; ``scale`` is None for a template without a scale
+    parameter (only int8 templates have one, before the bias), else whether the kernel keeps it."""
     from tvm import tirx
 
     drop = set()
     params = list(func.params)
-    # Parameter order is X, arrays..., bias, residual, Y.
+    # Parameter order is X, arrays..., [scale,] bias, residual, Y.
+    if scale is False:
+        drop.add(params[-4])
     if not bias:
         drop.add(params[-3])
     if not residual:

@@ -61,13 +61,16 @@ def instantiate(k: Kernel, vw: int, table: Table, acc: int) -> Any:
     """
     if k.conv is not None:
         return instantiate_conv(k, vw, acc)
-    if get_format(k.format).family == "int8":  # no epilogue and its own ABI (templates/int8.py)
+    from .epilogue import make_epilogue, make_int8_epilogue
+
+    e = k.epilogue
+    if get_format(k.format).family == "int8":  # its own ABI, with a run-time scale (templates/int8.py)
         from .templates import int8
 
         variant = choose(k, vw, table)
-        return int8.vnni(k.K, k.N, k.array("words")[0][0], mu=variant.mu(None, vw)).with_attr("global_symbol", k.symbol)
-
-    from .epilogue import make_epilogue
+        mu = variant.mu(None, vw)
+        func = int8.vnni(k.K, k.N, k.array("words")[0][0], make_int8_epilogue(e), scales=max(e.scale, 1), mu=mu)
+        return finish(func, k.symbol, e.bias, e.residual, scale=e.scale > 0)
 
     variant = choose(k, vw, table)
     fmt: Any = get_format(k.format)

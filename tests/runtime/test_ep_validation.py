@@ -109,6 +109,9 @@ def test_bad_config_rejected(tmp_path: Path, weights: Weights, make_session: Ses
     model = mlp_model(tmp_path / "m.onnx", weights, fmt="coo")
     with pytest.raises(Exception, match=r"node 'fc1': unsupported format 'coo'"):
         make_session(model)
+    model = mlp_model(tmp_path / "s.onnx", weights, extra_ctx=";scale=1")
+    with pytest.raises(Exception, match=r"node 'fc1': scale is an int8:1x4 epilogue \(format csr\)"):
+        make_session(model)
 
 
 def test_int8_validation(tmp_path: Path, make_session: Session) -> None:
@@ -133,8 +136,17 @@ def test_int8_validation(tmp_path: Path, make_session: Session) -> None:
     bad["indices"][0] = k // 4 + 1
     with pytest.raises(Exception, match=r"'fmt__indices' entry 0 = 3 is out of range \(word 0 <= w <= 2\)"):
         session(bad, "bad.onnx")
-    with pytest.raises(Exception, match=r"format int8:1x4 runs a plain matmul"):
-        session(packed, "act.onnx", ";act=relu")
+    with pytest.raises(Exception, match=r"format int8:1x4 runs matmuls only \(op='conv'\)"):
+        session(packed, "conv.onnx", ";op=conv")
     short = {key: v for key, v in packed.items() if key != "x_zero_point"}
     with pytest.raises(Exception, match=r"has 5 inputs, format int8:1x4 .* needs 6"):
         session(short, "short.onnx")
+    # the scale epilogue: one float32 input after the zero point, 1 or N values
+    with pytest.raises(Exception, match=r"has 6 inputs, format int8:1x4 with scale .* needs 7"):
+        session(packed, "no_scale.onnx", ";scale=1")
+    with pytest.raises(Exception, match=r"scale='5' is not 1 or N=6"):
+        session(packed | {"scale": np.ones(5, np.float32)}, "five.onnx", ";scale=5")
+    with pytest.raises(Exception, match=r"scale 'fmt__scale' must be float32 with 6 element\(s\), got float32\[1\]"):
+        session(packed | {"scale": np.ones(1, np.float32)}, "short_scale.onnx", ";scale=6")
+    with pytest.raises(Exception, match="kernel function 'no_such_kernel' not found"):
+        session(packed | {"scale": np.ones(6, np.float32)}, "scaled.onnx", ";scale=6;act=relu")

@@ -102,6 +102,14 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
       return Fail(k, ORT_INVALID_ARGUMENT, std::string("x_zero_point must be one uint8 value, got ") +
                                                ElementTypeName(zp.type) + ShapeToString(zp.shape));
   }
+  View scale;
+  if (k.cfg.scale) {
+    SPARSEC_RETURN_IF_ERROR(Resolve(k, k.scale, "scale", ctx, &scale));
+    if (scale.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || scale.NumElements() != k.cfg.scale)
+      return Fail(k, ORT_INVALID_ARGUMENT, "scale must be float32 with " + std::to_string(k.cfg.scale) +
+                                               " element(s), got " + ElementTypeName(scale.type) +
+                                               ShapeToString(scale.shape));
+  }
   int64_t M = 1;
   std::vector<int64_t> y_shape = x.shape;
   // What the kernel sees: matmul X [M, K] -> Y [M, N]; conv X [B, C, H*W] -> Y [B, N, OH*OW] (same memory).
@@ -165,6 +173,7 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   std::vector<std::shared_ptr<void>> keep;  // call-local copies; no state shared between concurrent calls
   const size_t y_bytes = static_cast<size_t>(y_elems) * sizeof(float);
   const void* xp = Aligned(x.data, static_cast<size_t>(x_elems) * (int8 ? 1 : sizeof(float)), &keep);
+  const void* sp = k.cfg.scale ? Aligned(scale.data, static_cast<size_t>(k.cfg.scale) * sizeof(float), &keep) : nullptr;
   const void* bp = k.bias.present ? Aligned(bias.data, static_cast<size_t>(N) * sizeof(float), &keep) : nullptr;
   const void* rp = k.residual.present ? Aligned(residual.data, y_bytes, &keep) : nullptr;
   void* yp = y;
@@ -172,14 +181,14 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
     keep.push_back(AllocAligned(y_bytes));
     yp = keep.back().get();
   }
-  if (!xp || (k.bias.present && !bp) || (k.residual.present && !rp) || !yp)
+  if (!xp || (k.cfg.scale && !sp) || (k.bias.present && !bp) || (k.residual.present && !rp) || !yp)
     return Fail(k, ORT_FAIL, "out of memory for aligned copies");
 
   // Shapes must outlive the DLTensors that point at them: reserve so push_back never reallocates.
   std::vector<std::vector<int64_t>> shapes;
-  shapes.reserve(k.packed.size() + 4);
+  shapes.reserve(k.packed.size() + 6);
   std::vector<DLTensor> tensors;
-  tensors.reserve(k.packed.size() + 4);
+  tensors.reserve(k.packed.size() + 6);
   const DLDataType f32{kDLFloat, 32, 1};
   shapes.push_back(x_dl);
   tensors.push_back(MakeDl(xp, int8 ? DlType(DType::kU8) : f32, &shapes.back()));
@@ -190,6 +199,10 @@ OrtStatus* RunNode(const NodeKernel& k, OrtKernelContext* ctx) {
   if (int8) {  // one byte: no alignment to keep
     shapes.push_back({1});
     tensors.push_back(MakeDl(zp.data, DlType(DType::kU8), &shapes.back()));
+  }
+  if (k.cfg.scale) {
+    shapes.push_back({k.cfg.scale});
+    tensors.push_back(MakeDl(sp, f32, &shapes.back()));
   }
   if (k.bias.present) {
     shapes.push_back({N});

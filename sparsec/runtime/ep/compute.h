@@ -29,6 +29,7 @@ struct NodeKernel {
   NodeConfig cfg;
   Operand x, bias, residual;
   Operand zero_point;  // int8:1x4 only: X's zero point (uint8, one value), passed to the kernel after the arrays
+  Operand scale;       // int8:1x4 with cfg.scale: float32, cfg.scale values, passed after the zero point
   std::vector<HostArray> packed;  // format order = kernel argument order
   std::shared_ptr<const KernelFunction> fn;
 };

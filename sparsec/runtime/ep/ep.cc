@@ -210,11 +210,12 @@ OrtStatus* SparsecEp::CompileOne(const OrtGraph* graph, const OrtNode* fused, Or
   SPARSEC_RETURN_IF_ERROR(g_api->Node_GetNumInputs(node, &num_in));
   const size_t num_packed = PackedArrayCount(k->cfg.format);
   const bool int8 = k->cfg.format.kind == FormatKind::kInt8;
-  const size_t expected = 1 + num_packed + (int8 ? 1 : 0) + (k->cfg.bias ? 1 : 0) + (k->cfg.residual ? 1 : 0);
+  const size_t expected = 1 + num_packed + (int8 ? 1 : 0) + (k->cfg.scale ? 1 : 0) + (k->cfg.bias ? 1 : 0) +
+                          (k->cfg.residual ? 1 : 0);
   if (num_in != expected)
     return NodeError(name, "has " + std::to_string(num_in) + " inputs, format " + k->cfg.format.text +
-                               " with bias=" + std::to_string(k->cfg.bias) + " residual=" +
-                               std::to_string(k->cfg.residual) + " needs " + std::to_string(expected));
+                               (k->cfg.scale ? " with scale" : "") + " with bias=" + std::to_string(k->cfg.bias) +
+                               " residual=" + std::to_string(k->cfg.residual) + " needs " + std::to_string(expected));
   std::vector<const OrtValueInfo*> ins(num_in);
   SPARSEC_RETURN_IF_ERROR(g_api->Node_GetInputs(node, ins.data(), num_in));
 
@@ -235,6 +236,13 @@ OrtStatus* SparsecEp::CompileOne(const OrtGraph* graph, const OrtNode* fused, Or
   if (!ValidatePacked(k->cfg, k->packed, &err)) return NodeError(name, err);
   size_t next = 1 + num_packed;
   if (int8) SPARSEC_RETURN_IF_ERROR(BindOperand(name, fused, ins[next++], &k->zero_point));
+  if (k->cfg.scale) {
+    SPARSEC_RETURN_IF_ERROR(BindOperand(name, fused, ins[next++], &k->scale));
+    const HostArray& s = k->scale.value;  // a constant scale is checked now, a run-time one on every run
+    if (k->scale.constant && (s.dtype != DType::kF32 || s.NumElements() != k->cfg.scale))
+      return NodeError(name, "scale '" + s.name + "' must be float32 with " + std::to_string(k->cfg.scale) +
+                                 " element(s), got " + DTypeName(s.dtype) + ShapeToString(s.shape));
+  }
   if (k->cfg.bias) {
     SPARSEC_RETURN_IF_ERROR(BindOperand(name, fused, ins[next++], &k->bias));
     // A constant bias is checked now (session creation) rather than failing every run.

@@ -178,8 +178,16 @@ bool ParseNodeConfig(const std::string& ctx, NodeConfig* out, std::string* err) 
     return false;
   }
   const std::string op = kv.count("op") ? kv["op"] : "matmul";
-  if (out->format.kind == FormatKind::kInt8 && (op != "matmul" || out->bias || out->residual || out->act != "none")) {
-    *err = "format int8:1x4 runs a plain matmul (no conv, bias, residual or activation)";
+  if (kv.count("scale") && (!ParseInt(kv["scale"], &out->scale) || (out->scale != 1 && out->scale != out->N))) {
+    *err = "scale='" + kv["scale"] + "' is not 1 or N=" + std::to_string(out->N);
+    return false;
+  }
+  if (out->format.kind == FormatKind::kInt8 && op != "matmul") {
+    *err = "format int8:1x4 runs matmuls only (op='" + op + "')";
+    return false;
+  }
+  if (out->scale && out->format.kind != FormatKind::kInt8) {
+    *err = "scale is an int8:1x4 epilogue (format " + out->format.text + ")";
     return false;
   }
   if (op == "conv") return ParseConv(kv, out, err);

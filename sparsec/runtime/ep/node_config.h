@@ -31,6 +31,7 @@ struct NodeConfig {
   FormatSpec format;
   int64_t K = 0;  // input features
   int64_t N = 0;  // output features
+  int64_t scale = 0;  // int8:1x4 only: run-time scale values multiplied into the int32 product (0, 1 or N)
   bool bias = false;
   bool residual = false;
   std::string act = "none";  // applied by the kernel; the EP only checks it is known
@@ -43,7 +44,7 @@ bool IsSparsecContext(const std::string& ctx);
 
 // Parses "csr" | "bsr:RxC" | "nm:N:M" | "int8:1x4". Returns false and sets *err on anything else.
 // int8:1x4 (docs/internals.md): X is uint8 and the node has one more input after the packed arrays, X's zero point
-// (a uint8 scalar); no bias, residual or activation.
+// (a uint8 scalar), then with scale=1 or scale=N a float32 scale input (1 or N values) before the bias.
 bool ParseFormat(const std::string& text, FormatSpec* out, std::string* err);
 
 // Parses the whole ep_cache_context. Unknown keys are ignored (forward compatibility); required keys:

@@ -10,14 +10,20 @@ output row (``x_zero_point * sums[n]``) and the int32 sum is converted to float3
 nearest), so the output equals MatMulInteger followed by a Cast bit for bit. benchmarks/int8_kernels.py times it
 against ORT's int8 MatMul.
 
+The epilogue (``epi``, targets/simd/epilogue.py ``make_int8_epilogue``) takes the int32 sum: with a run-time
+``scale`` (``x_scale * w_scale``, one value or one per output) it multiplies the converted sum, then adds the bias
+and the residual and applies the activation, rounded as ORT's separate Mul and Adds.
+
 ABI: ``kernel(X u8[M, K], words i32[nb], indices i32[nb], indptr i32[N+1], sums i32[N], x_zero_point u8[1],
-Y f32[M, N])``; ``indices`` are word positions (columns 4w..4w+3; w = K//4 is the shifted last block K-4..K-1).
+[scale f32[S]], [bias f32[N]], [residual f32[M, N]], Y f32[M, N])`` (S = 1 or N; the bracketed ones only with that
+epilogue); ``indices`` are word positions (columns 4w..4w+3; w = K//4 is the shifted last block K-4..K-1).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...tir import ScaledEpilogueFn
 from .common import TASKS
 
 LANES = 16  # int32 lanes of a zmm register
@@ -47,16 +53,17 @@ def _transpose_macro(K: int) -> Any:  # noqa: N803
     return transpose
 
 
-def _rows_macro(N: int, rg: int, mu: int) -> Any:  # noqa: N803
-    """``rows(XT, col, Y, words, indices, indptr, sums, zp, M, m_lo, part, per)``: the ``mu`` vectors of tokens from
-    m_lo (XT's columns from ``col``) against one task's share of the output row groups."""
+def _rows_macro(N: int, rg: int, mu: int, epi: ScaledEpilogueFn) -> Any:  # noqa: N803
+    """``rows(XT, col, Y, words, indices, indptr, sums, zp, S, B, R, M, m_lo, part, per)``: the ``mu`` vectors of
+    tokens from m_lo (XT's columns from ``col``) against one task's share of the output row groups (S, B, R: the
+    epilogue's scale, bias and residual)."""
     from tvm.script import tirx as T
 
     mt = LANES * mu
     groups = -(-N // rg)
 
     @T.macro
-    def rows(XT, col, Y, words, indices, indptr, sums, zp, M, m_lo, part, per):  # noqa: N803
+    def rows(XT, col, Y, words, indices, indptr, sums, zp, S, B, R, M, m_lo, part, per):  # noqa: N803
         # a loop from 0 (TVM 0.27 mis-indexes a serial loop whose start is a run-time value)
         for g in range(T.max(0, T.min(groups - part * per, per))):
             n0 = T.min((part * per + g) * rg, N - rg)
@@ -78,24 +85,24 @@ def _rows_macro(N: int, rg: int, mu: int) -> Any:  # noqa: N803
                     L[r, i] = acc[i] - T.Cast("int32", zp[0]) * sums[n0 + r]
             for mm in range(T.min(mt, M - m_lo)):
                 for r in T.vectorized(rg):
-                    Y[m_lo + mm, n0 + r] = T.Cast("float32", L[r, mm])
+                    Y[m_lo + mm, n0 + r] = epi(L[r, mm], S, B, R, m_lo + mm, n0 + r)
 
     return rows
 
 
-def _shared_macro(K: int, N: int, rg: int, mu: int) -> Any:  # noqa: N803
-    """``shared(X, Y, words, indices, indptr, sums, zp, M)``: X transposed once (tiles of ``mu`` vectors of tokens),
-    then the tasks split the output row groups of each tile among them (few tiles: every core busy)."""
+def _shared_macro(K: int, N: int, rg: int, mu: int, epi: ScaledEpilogueFn) -> Any:  # noqa: N803
+    """``shared(X, Y, words, indices, indptr, sums, zp, S, B, R, M)``: X transposed once (tiles of ``mu`` vectors
+    of tokens), then the tasks split the output row groups of each tile among them (few tiles: every core busy)."""
     from tvm.script import tirx as T
 
     mt = LANES * mu
     groups = -(-N // rg)
     words_k = word_count(K)
     transpose = _transpose_macro(K)
-    rows = _rows_macro(N, rg, mu)
+    rows = _rows_macro(N, rg, mu, epi)
 
     @T.macro
-    def shared(X, Y, words, indices, indptr, sums, zp, M):  # noqa: N803
+    def shared(X, Y, words, indices, indptr, sums, zp, S, B, R, M):  # noqa: N803
         blocks = (M + mt - 1) // mt
         parts = T.max(1, T.min(groups, (TASKS + blocks - 1) // blocks))
         per = (groups + parts - 1) // parts
@@ -103,13 +110,15 @@ def _shared_macro(K: int, N: int, rg: int, mu: int) -> Any:  # noqa: N803
         for t in T.parallel(blocks):
             transpose(X, XT, M, t * mt, t * mt, mt)
         for task in T.parallel(blocks * parts):
-            rows(XT, task // parts * mt, Y, words, indices, indptr, sums, zp, M, task // parts * mt, task % parts, per)
+            m_lo = task // parts * mt
+            rows(XT, m_lo, Y, words, indices, indptr, sums, zp, S, B, R, M, m_lo, task % parts, per)
 
     return shared
 
 
-def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
-    """The kernel (its ABI in the module docstring); ``mu`` vectors of 16 tokens per tile from 64 tokens up."""
+def vnni(K: int, N: int, nb: int, epi: ScaledEpilogueFn, scales: int = 1, mu: int = 4) -> Any:  # noqa: N803
+    """The kernel (its ABI in the module docstring, every optional buffer present: ``tir.finish`` drops the unused
+    ones); ``scales`` values of the scale; ``mu`` vectors of 16 tokens per tile from 64 tokens up."""
     from tvm.script import tirx as T
 
     rg = min(LANES, N)
@@ -117,8 +126,8 @@ def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
     words_k = word_count(K)
     mt = LANES * mu  # tokens per tile from SMALL_TILE_M up
     transpose = _transpose_macro(K)
-    rows = _rows_macro(N, rg, mu)
-    shared_small, shared_big = _shared_macro(K, N, rg, 1), _shared_macro(K, N, rg, mu)
+    rows = _rows_macro(N, rg, mu, epi)
+    shared_small, shared_big = _shared_macro(K, N, rg, 1, epi), _shared_macro(K, N, rg, mu, epi)
 
     @T.prim_func
     def kernel(
@@ -128,20 +137,24 @@ def vnni(K: int, N: int, nb: int, mu: int = 4) -> Any:  # noqa: N803
         indptr: T.Buffer((N + 1,), "int32"),
         sums: T.Buffer((N,), "int32"),
         zp: T.Buffer((1,), "uint8"),
+        scale: T.Buffer((scales,), "float32"),
+        bias: T.Buffer((N,), "float32"),
+        r: T.handle,
         y: T.handle,
     ) -> None:
         T.func_attr({"tirx.noalias": True})
         M = T.int64()
         X = T.match_buffer(x, (M, K), "uint8")
+        R = T.match_buffer(r, (M, N), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
         if M < SMALL_TILE_M:  # tiles of one vector
-            shared_small(X, Y, words, indices, indptr, sums, zp, M)
+            shared_small(X, Y, words, indices, indptr, sums, zp, scale, bias, R, M)
         elif groups > 1 and (M + mt - 1) // mt < TASKS:  # fewer tiles than tasks: the tasks split the output rows
-            shared_big(X, Y, words, indices, indptr, sums, zp, M)
+            shared_big(X, Y, words, indices, indptr, sums, zp, scale, bias, R, M)
         else:  # one task per token tile, its own L2-resident transposed tile
             for task in T.parallel((M + mt - 1) // mt):
                 XT = T.alloc_buffer((words_k, mt), "int32", scope="global")
                 transpose(X, XT, M, task * mt, 0, mt)
-                rows(XT, 0, Y, words, indices, indptr, sums, zp, M, task * mt, 0, groups)
+                rows(XT, 0, Y, words, indices, indptr, sums, zp, scale, bias, R, M, task * mt, 0, groups)
 
     return kernel
