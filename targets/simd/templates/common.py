@@ -71,20 +71,45 @@ def blocked_transpose_macro(K: int, vw: int) -> Any:  # noqa: N803
     return transpose_blocks
 
 
+def transpose_vectors(rows: list[Any]) -> list[Any]:
+    """The columns of the square matrix whose rows are the vector expressions ``rows`` (a power of two of them):
+    log2(n) stages of two-source shuffles, each swapping the off-diagonal blocks of h lanes (h = n/2 .. 1) between
+    row pairs i, i+h. LLVM turns each into one or two permutes (vshuff32x4 / vpermt2ps / unpck on AVX-512) and
+    merges the repeated ones; 16x16 floats: 64 shuffles where a transpose through a stack block took 256 element
+    moves (measured on 8 tiles of 32x384 on AMD Zen 4: 6.7 us against 15.4 us, the parallel loop included)."""
+    from tvm import tirx
+
+    n = len(rows)
+    cur = list(rows)
+    h = n // 2
+    while h:
+        lo = [tirx.const(n + j - h if j & h else j, "int32") for j in range(n)]
+        hi = [tirx.const(n + j if j & h else j + h, "int32") for j in range(n)]
+        nxt = list(cur)
+        for i in (i for i in range(n) if not i & h):
+            nxt[i] = tirx.Shuffle([cur[i], cur[i + h]], lo)
+            nxt[i + h] = tirx.Shuffle([cur[i], cur[i + h]], hi)
+        cur = nxt
+        h //= 2
+    return cur
+
+
 def _register_block_macro(K: int, vw: int) -> Any:  # noqa: N803
     """``block(X, XT, row0, cnt, kb, ib)``: one vw x vw block through registers, XT[kb*vw + j, ib*vw + v] =
-    X[row0 + min(ib*vw + v, cnt - 1), kb*vw + j], with the last block column shifted back to K-vw (K >= vw)."""
+    X[row0 + min(ib*vw + v, cnt - 1), kb*vw + j], with the last block column shifted back to K-vw (K >= vw): vw
+    vector loads of rows of X, ``transpose_vectors``, vw vector stores."""
+    from tvm import tirx
     from tvm.script import tirx as T
+
+    def store(X: Any, XT: Any, row0: Any, cnt: Any, kb: Any, ib: Any) -> None:  # noqa: N803
+        k0 = tirx.min(kb * vw, K - vw)
+        rows = [X[row0 + tirx.min(ib * vw + i, cnt - 1), tirx.Ramp(k0, 1, vw)] for i in range(vw)]
+        for j, column in enumerate(transpose_vectors(rows)):
+            T.buffer_store(XT, column, [k0 + j, tirx.Ramp(ib * vw, 1, vw)])  # emitted into the macro's body
 
     @T.macro
     def block(X, XT, row0, cnt, kb, ib):  # noqa: N803
-        blk = T.alloc_buffer((vw, vw), "float32", scope="global")
-        for i in T.unroll(vw):
-            for v in T.vectorized(vw):
-                blk[i, v] = X[row0 + T.min(ib * vw + i, cnt - 1), T.min(kb * vw, K - vw) + v]
-        for j in T.unroll(vw):
-            for v in T.vectorized(vw):
-                XT[T.min(kb * vw, K - vw) + j, ib * vw + v] = blk[v, j]
+        store(X, XT, row0, cnt, kb, ib)
 
     return block
 
