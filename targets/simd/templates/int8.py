@@ -38,17 +38,45 @@ def word_count(K: int) -> int:  # noqa: N803
 
 def _transpose_macro(K: int) -> Any:  # noqa: N803
     """``transpose(X, XT, M, m_lo, col, cols)``: XT[w, col + i] = the word w (columns 4w..4w+3, the last one
-    K-4..K-1) of token m_lo + i for i < ``cols`` (tokens past M repeat the last one; their outputs are never
-    stored)."""
+    K-4..K-1) of token m_lo + i for i < ``cols``, a multiple of 16 (tokens past M repeat the last one; their outputs
+    are never stored). From K >= 64: blocks of 16 tokens x 16 words, each 16 vector loads of a token's 64 bytes and
+    ``transpose_vectors`` (the last block shifted back to end at word K//4 - 1), then the shifted last word alone."""
+    from tvm import tirx
     from tvm.script import tirx as T
 
+    from .common import transpose_vectors
+
     words_k = word_count(K)
+    full = K // 4  # whole words; word K // 4 (K % 4 != 0) is the shifted one
+
+    def block(X: Any, XT: Any, M: Any, m_lo: Any, col: Any, i0: Any, w0: Any) -> None:  # noqa: N803
+        rows = [
+            tirx.reinterpret("int32x16", X[tirx.min(m_lo + i0 + i, M - 1), tirx.Ramp(w0 * 4, 1, 64)])
+            for i in range(LANES)
+        ]
+        for j, column in enumerate(transpose_vectors(rows)):
+            T.buffer_store(XT, column, [w0 + j, tirx.Ramp(col + i0, 1, LANES)])
+
+    if full < LANES:
+
+        @T.macro
+        def transpose_words(X, XT, M, m_lo, col, cols):  # noqa: N803
+            for i in range(cols):
+                for w in range(words_k):
+                    XT[w, col + i] = T.reinterpret(
+                        "int32", X[T.min(m_lo + i, M - 1), T.ramp(T.min(w * 4, K - 4), 1, 4)]
+                    )
+
+        return transpose_words
 
     @T.macro
     def transpose(X, XT, M, m_lo, col, cols):  # noqa: N803
-        for i in range(cols):
-            for w in range(words_k):
-                XT[w, col + i] = T.reinterpret("int32", X[T.min(m_lo + i, M - 1), T.ramp(T.min(w * 4, K - 4), 1, 4)])
+        for ib in range(cols // LANES):
+            for wb in range((full + LANES - 1) // LANES):
+                block(X, XT, M, m_lo, col, ib * LANES, T.min(wb * LANES, full - LANES))
+        if words_k > full:
+            for i in range(cols):
+                XT[full, col + i] = T.reinterpret("int32", X[T.min(m_lo + i, M - 1), T.ramp(K - 4, 1, 4)])
 
     return transpose
 
