@@ -37,7 +37,24 @@ def exp_f32(x: Any) -> Any:
 
     x = tirx.max(tirx.min(x, _f(88.0)), _f(-87.0))
     n = tirx.floor(x * _f(_LOG2E) + _f(0.5))
-    r = x - n * _f(_LN2_HI) - n * _f(_LN2_LO)
+    return _exp_reduced(x - n * _f(_LN2_HI) - n * _f(_LN2_LO), n)
+
+
+def exp_sum_f32(hi: Any, lo: Any) -> Any:
+    """exp(hi + lo) without rounding hi + lo first: ``lo`` (|lo| < 2) joins after the Cody-Waite reduction of
+    ``hi``, which is exact for |hi| >= 1 (hi - n*ln2_hi loses no bits there). One exp where ``gelu_f32`` took the
+    product of two; ``hi`` is clamped to [-86, 86]."""
+    from tvm import tirx
+
+    hi = tirx.max(tirx.min(hi, _f(86.0)), _f(-86.0))
+    n = tirx.floor((hi + lo) * _f(_LOG2E) + _f(0.5))
+    return _exp_reduced(hi - n * _f(_LN2_HI) - n * _f(_LN2_LO) + lo, n)
+
+
+def _exp_reduced(r: Any, n: Any) -> Any:
+    """exp(r) * 2**n for |r| <= ~ln(2)/2 and -127 <= n <= 127 (2**-127 gives 0)."""
+    from tvm import tirx
+
     p = _f(1.0 / 5040.0)
     for c in (1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0):
         p = p * r + _f(c)
@@ -58,7 +75,7 @@ def gelu_f32(x: Any) -> Any:
     Both signs use e = 0.5 * erfc(|x| / sqrt(2)) in the Numerical Recipes form t * exp(-z*z + P(t)):
     Phi(x) = 1 - e for x >= 0 and e for x < 0 (``tirx.erf`` would become a scalar libm ``erff`` call and cost
     ~10 ns per element). The exponent is formed from x*x/2 with x split into exact halves: rounding z (or z*z)
-    first would cost ~1e-5 relative near x = -11.
+    first would cost ~1e-5 relative near x = -11; its two parts meet inside one ``exp_sum_f32``.
     """
     from tvm import tirx
 
@@ -70,7 +87,7 @@ def gelu_f32(x: Any) -> Any:
         poly = poly * t + _f(c)
     xh = _split12(ax)
     xl = ax - xh
-    half_erfc = _f(0.5) * t * exp_f32(_f(-0.5) * (xh * xh)) * exp_f32(poly - _f(0.5) * ((_f(2.0) * xh + xl) * xl))
+    half_erfc = _f(0.5) * t * exp_sum_f32(_f(-0.5) * (xh * xh), poly - _f(0.5) * ((_f(2.0) * xh + xl) * xl))
     return x * tirx.Select(x >= _f(0.0), _f(1.0) - half_erfc, half_erfc)
 
 
