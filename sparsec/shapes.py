@@ -90,9 +90,7 @@ def symbolic_where_unknown(model: onnx.ModelProto) -> onnx.ModelProto:
     if not before:
         return model
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        better = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        better = _symbolic_inference(model)
     except Exception:  # an op it does not know: ONNX's result stands
         return model
     if better is None or len(_unknown_activations(better)) >= before:
@@ -101,6 +99,22 @@ def symbolic_where_unknown(model: onnx.ModelProto) -> onnx.ModelProto:
         del mine[:]
         mine.extend(theirs)
     return better
+
+
+def _symbolic_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """ORT's symbolic shape inference (auto_merge, guessed output ranks), or None when it stays incomplete. Its steps
+    run here rather than through ``SymbolicShapeInference.infer_shapes``, which on an incomplete inference saves the
+    model, weights included as external data, into the current directory (sym_shape_infer_temp.onnx and a
+    uuid-named .data file: 69 MB for MiniLM-L3) before raising."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    ssi = SymbolicShapeInference(2**31 - 1, True, True, 0)
+    ssi._preprocess(model)
+    complete = False
+    while ssi.run_:
+        complete = ssi._infer_impl()
+    ssi._update_output_from_vi()
+    return ssi.out_mp_ if complete else None
 
 
 def fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelProto:

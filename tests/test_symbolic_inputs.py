@@ -195,3 +195,38 @@ def test_inspect_and_bench_take_input_shapes(tmp_path: Path) -> None:
     bench = CliRunner().invoke(main, ["bench", str(res.artifact), "--baseline", str(src), "--repeat", "3", *shape])
     assert bench.exit_code == 0, bench.output
     assert "speedup" in bench.output
+
+
+def _custom_op_model() -> onnx.ModelProto:
+    """x -> a custom-domain op (ONNX's inference leaves its output without a rank) -> MatMul."""
+    w = numpy_helper.from_array(np.ones((8, 4), np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Mystery", ["x"], ["h"], domain="custom"), helper.make_node("MatMul", ["h", "w"], ["y"])],
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [w],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+
+
+def test_symbolic_shape_inference_writes_nothing_where_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ORT's symbolic inference gives the custom op's output a rank; where it stays incomplete ONNX's shapes stand and
+    nothing lands in the working directory (its infer_shapes() would save the model and its weights there)."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    from sparsec.shapes import symbolic_where_unknown
+
+    monkeypatch.chdir(tmp_path)
+    model = _custom_op_model()
+    better = symbolic_where_unknown(model)
+    assert better is not model
+    assert [len(v.type.tensor_type.shape.dim) for v in better.graph.value_info if v.name == "h"] == [2]
+
+    def incomplete(self: SymbolicShapeInference, start_sympy_data: object = None) -> bool:
+        self.run_ = False
+        return False
+
+    monkeypatch.setattr(SymbolicShapeInference, "_infer_impl", incomplete)
+    assert symbolic_where_unknown(model) is model
+    assert list(tmp_path.iterdir()) == []
