@@ -69,6 +69,15 @@ def _scalar(value: ir.Value | None, expected: float) -> bool:
     return c is not None and c.size == 1 and math.isclose(float(c.reshape(-1)[0]), expected, rel_tol=1e-5)
 
 
+def _producer(y: ir.Value) -> tuple[ir.Node, Kernel]:
+    """The sparsec node a matched ``y`` comes from, and its kernel (``check`` made sure there is one)."""
+    node = y.producer()
+    assert node is not None
+    kernel = sparse_node.read(node)
+    assert kernel is not None
+    return node, kernel
+
+
 Pattern = Any  # a value of an onnxscript pattern (the pattern builder's ops are dynamic attributes)
 Bindings = dict[str, Any]  # the values a match bound, by pattern variable name ("y": the sparsec node's output)
 
@@ -84,6 +93,10 @@ class EpilogueRule(RewriteRuleClassBase):
     """A rule growing the sparsec node that ``y`` comes from; subclasses write ``pattern``, ``accept`` (why not:
     the check's reason) and ``rewrite``."""
 
+    # Whether the kernel computes this step with the rounding ORT gives it after an int8 layer (its Mul by the scale,
+    # then Add of the bias: the fused DynamicQuantizeMatMul rounds them apart too).
+    int8_exact = False
+
     def __init__(self, fusion: Fusion) -> None:
         super().__init__()
         self.fusion = fusion
@@ -93,12 +106,11 @@ class EpilogueRule(RewriteRuleClassBase):
         result = MatchResult()
         y: ir.Value = bindings["y"]
         node = y.producer()
-        if node is None or node is not self.fusion.focus or sparse_node.read(node) is None:
+        kernel = sparse_node.read(node) if node is not None else None
+        if node is None or node is not self.fusion.focus or kernel is None:
             return result.fail("not the sparsec node being grown")
-        kernel = sparse_node.read(node)
-        assert kernel is not None
         why = self.accept(kernel, y, bindings)
-        if not why and family(kernel.format) == "int8" and not self.int8_exact():
+        if not why and family(kernel.format) == "int8" and not self.int8_exact:
             why = INT8_INEXACT
         if why:
             self.fusion.note(sparse_node.layer_name(node), where(context.root), why)
@@ -108,11 +120,6 @@ class EpilogueRule(RewriteRuleClassBase):
     def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
         """Why this match cannot join the kernel's epilogue ("" when it can)."""
         return ""
-
-    def int8_exact(self) -> bool:
-        """Whether the kernel computes this step with the rounding ORT gives it after an int8 layer (its Mul by the
-        scale, then Add of the bias: the fused DynamicQuantizeMatMul rounds them apart too)."""
-        return False
 
     def rebuild(
         self,
@@ -126,10 +133,7 @@ class EpilogueRule(RewriteRuleClassBase):
         **changes: Any,
     ) -> ir.Value:
         """The sparsec node of ``y`` with its epilogue grown by ``changes`` (and a new bias or residual input)."""
-        node = y.producer()
-        assert node is not None
-        kernel = sparse_node.read(node)
-        assert kernel is not None
+        node, kernel = _producer(y)
         e = kernel.epilogue
         n_arrays = len(node.inputs) - 1 - int(e.scale > 0) - int(e.bias) - int(e.residual)
         base = list(node.inputs[: 1 + n_arrays])
@@ -156,6 +160,8 @@ class FuseScale(EpilogueRule):
     """``Mul(y, s)`` after an int8 kernel: the dequantization scale (``x_scale * w_scale``, computed at run time by
     ``onnxruntime.quantization``'s dynamic graphs) as one value or one per output feature, before anything else."""
 
+    int8_exact = True
+
     def pattern(self, op: OpsetPatternBuilder, s: Pattern) -> Pattern:
         return op.Mul(_sparse(op), s)
 
@@ -178,19 +184,15 @@ class FuseScale(EpilogueRule):
             return f"not a float32 scale of known shape with 1 or N={kernel.N} values"
         return ""
 
-    def int8_exact(self) -> bool:
-        return True
-
     def rewrite(self, op: RewriterContext, y: ir.Value, s: ir.Value) -> ir.Value:
-        node = y.producer()
-        assert node is not None
-        kernel = sparse_node.read(node)
-        assert kernel is not None
+        _, kernel = _producer(y)
         return self.rebuild(op, y, "scale", scale_value=s, scale=self.count(kernel, y, s))
 
 
 class FuseBias(EpilogueRule):
     """``Add(y, c)`` with a constant c giving one value per output feature (a scalar; [.., N]; conv: [.., N, 1, 1])."""
+
+    int8_exact = True
 
     def pattern(self, op: OpsetPatternBuilder, c: Pattern) -> Pattern:
         return op.Add(_sparse(op), c)
@@ -219,14 +221,8 @@ class FuseBias(EpilogueRule):
             return "not a constant with one value per output feature (not a bias)"
         return ""
 
-    def int8_exact(self) -> bool:
-        return True
-
     def rewrite(self, op: RewriterContext, y: ir.Value, c: ir.Value) -> ir.Value:
-        node = y.producer()
-        assert node is not None
-        kernel = sparse_node.read(node)
-        assert kernel is not None
+        node, kernel = _producer(y)
         value = self.per_feature(kernel, y, c)
         assert value is not None
         layer = sparse_node.layer_name(node)
@@ -274,13 +270,11 @@ class FuseActivation(EpilogueRule):
         super().__init__(fusion)
         self.op_type, self.domain = op_type, domain
         self.name = f"Fuse{op_type}{'_' + domain if domain else ''}"
+        self.int8_exact = op_type in ("Relu", "Clip")  # a max / min: the same bits wherever it is applied
 
     def pattern(self, op: OpsetPatternBuilder) -> Pattern:
         build = getattr(op, self.op_type)  # the pattern builder's op constructors are its attributes
         return build(_sparse(op), _domain=self.domain, _allow_other_inputs=True, _allow_other_attributes=True)
-
-    def int8_exact(self) -> bool:
-        return self.op_type in ("Relu", "Clip")  # a max / min: the same bits wherever it is applied
 
     def act_node(self, y: ir.Value) -> ir.Node:
         return next(iter(y.uses())).node  # the match made it y's only consumer

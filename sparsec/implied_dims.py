@@ -37,13 +37,9 @@ def _named(model: onnx.ModelProto, labels: dict[str, str]) -> onnx.ModelProto:
 def _merges(model: onnx.ModelProto) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
     """The inference's symbols (name -> sympy expression) and its suggested merges as (expression, literal int or
     expression) pairs. Raises whatever the inference raises."""
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    from .shapes import symbolic_inference
 
-    # infer_shapes() returns only the model; the merges live on the instance it builds, so its steps run here.
-    ssi = SymbolicShapeInference(2**31 - 1, True, True, 0)
-    ssi._preprocess(model)
-    while ssi.run_:
-        ssi._infer_impl()
+    ssi, _ = symbolic_inference(model)  # the merges are recorded whether or not every shape was inferred
     symbols = dict(ssi.symbolic_dims_)
     pairs = []
     for key, value in ssi.suggested_merge_.items():

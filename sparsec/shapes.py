@@ -4,6 +4,8 @@ ORT runs)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 
@@ -90,10 +92,11 @@ def symbolic_where_unknown(model: onnx.ModelProto) -> onnx.ModelProto:
     if not before:
         return model
     try:
-        better = _symbolic_inference(model)
+        ssi, complete = symbolic_inference(model)
     except Exception:  # an op it does not know: ONNX's result stands
         return model
-    if better is None or len(_unknown_activations(better)) >= before:
+    better = ssi.out_mp_
+    if not complete or len(_unknown_activations(better)) >= before:
         return model
     for mine, theirs in ((better.graph.input, model.graph.input), (better.graph.output, model.graph.output)):
         del mine[:]
@@ -101,11 +104,12 @@ def symbolic_where_unknown(model: onnx.ModelProto) -> onnx.ModelProto:
     return better
 
 
-def _symbolic_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
-    """ORT's symbolic shape inference (auto_merge, guessed output ranks), or None when it stays incomplete. Its steps
-    run here rather than through ``SymbolicShapeInference.infer_shapes``, which on an incomplete inference saves the
-    model, weights included as external data, into the current directory (sym_shape_infer_temp.onnx and a
-    uuid-named .data file: 69 MB for MiniLM-L3) before raising."""
+def symbolic_inference(model: onnx.ModelProto) -> tuple[Any, bool]:
+    """ORT's symbolic shape inference (auto_merge, guessed output ranks) run on ``model``: the finished
+    ``SymbolicShapeInference`` (its ``out_mp_``, ``symbolic_dims_``, ``suggested_merge_``) and whether it inferred
+    everything. Its steps run here rather than through ``SymbolicShapeInference.infer_shapes``, which returns only
+    the model and, on an incomplete inference, saves it, weights included as external data, into the current
+    directory (sym_shape_infer_temp.onnx and a uuid-named .data file: 69 MB for MiniLM-L3) before raising."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     ssi = SymbolicShapeInference(2**31 - 1, True, True, 0)
@@ -114,7 +118,7 @@ def _symbolic_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
     while ssi.run_:
         complete = ssi._infer_impl()
     ssi._update_output_from_vi()
-    return ssi.out_mp_ if complete else None
+    return ssi, complete
 
 
 def fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelProto:
