@@ -1,10 +1,11 @@
 """``python -m benchmarks.int8``: pruned then int8-quantized models, sparsec against ORT on the same int8 model.
 
-MiniLM-L3 pruned 90% then ``sparsec quantize`` (``dynamic``: MatMulInteger; ``qdq``: QuantizeLinear/DequantizeLinear),
-and pruned 90% in 1x4 blocks then quantized dynamically, seq 128, batch 1 and 8, each compiled with ``--dim`` for its
-batch; and the generated CNNs pruned 80% then quantized dynamically (ConvInteger). Per row, interleaved in one
-process, 2 threads: ORT on the int8 model, the sparsec artifact, ORT on the float32 pruned model, and DeepSparse 1.8
-on the int8 model where it runs. Prints a Markdown table and writes .cache/bench/int8.json.
+MiniLM-L3 pruned 90% then ``sparsec quantize`` (``dynamic``: MatMulInteger; ``qdq``: QuantizeLinear/DequantizeLinear;
+``qoperator``: QLinearMatMul), and pruned 90% in 1x4 blocks then quantized dynamically and as QOperator, seq 128,
+batch 1 and 8, each compiled with ``--dim`` for its batch; and the generated CNNs pruned 80% then quantized
+dynamically (ConvInteger). Per row, interleaved in one process, 2 threads: ORT on the int8 model, the sparsec
+artifact, ORT on the float32 pruned model, and DeepSparse 1.8 on the int8 model where it runs. Prints a Markdown
+table and writes .cache/bench/int8.json.
 """
 
 from __future__ import annotations
@@ -88,15 +89,16 @@ def _row(
 
 
 def minilm_rows(budget_s: float, ds: bool) -> list[dict[str, Any]]:
-    """Unstructured 90% (dynamic and QDQ), and 90% in 1x4 blocks (the int8:1x4 kernels' blocks; dynamic)."""
+    """Unstructured 90% (dynamic, QDQ and QOperator), and 90% in 1x4 blocks (the int8:1x4 kernels' blocks; dynamic
+    and QOperator)."""
     from onnx import load
 
     from sparsec.verify import random_feeds
 
     rows = []
     for pattern, label, modes in (
-        ("unstructured:0.9", "90%", ("dynamic", "qdq")),
-        ("block:1x4:0.9", "90% 1x4 blocks", ("dynamic",)),
+        ("unstructured:0.9", "90%", ("dynamic", "qdq", "qoperator")),
+        ("block:1x4:0.9", "90% 1x4 blocks", ("dynamic", "qoperator")),
     ):
         fp32 = pruned_model(pattern, _say)
         for mode in modes:

@@ -4,9 +4,9 @@ A *layer* is a MatMul, Gemm or Conv whose weight operand is a constant float32 t
 the W[N, K] orientation of docs/internals.md; Gemm's alpha is folded into W and beta * C becomes a bias vector; a
 Conv's [Cout, Cin, kh, kw] weight becomes W[Cout, Cin*kh*kw] with its geometry (sparsec/conv.py): static, or
 dynamic when the height and width are symbolic (the kernel reads them at run time).
-A MatMulInteger or ConvInteger with a constant int8/uint8 weight is a layer too, computed exactly on float32 kernels
-(passes/integer.py). Other quantized layers and non-float32 weights are listed (so reports are complete) with the
-reason they stay on ORT.
+A MatMulInteger, ConvInteger, QLinearMatMul or QLinearConv with a constant int8/uint8 weight is a layer too, computed
+exactly (passes/integer.py, passes/qlinear.py). Non-float32 weights of float layers are listed (so reports are
+complete) with the reason they stay on ORT.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ import onnx_ir as ir
 
 from sparsec.conv import ConvGeometry, runtime_geometry, same_pads
 from sparsec.formats.sparsity import profile_weight
-from sparsec.layer import Layer
+from sparsec.layer import INTEGER_OPS, Layer
 
 from .constants import SOURCE_DTYPE
-from .graph import attr, constant, dims, is_onnx, rank
-from .integer import integer_layer
+from .graph import attr, constant, dims, rank
+from .integer import integer_layer, weight_input
 from .layout import image_sizes, reorder_elements
-
-QUANTIZED = {"QLinearMatMul": 3, "QLinearConv": 3}  # op -> weight input (listed, left to ORT)
 
 
 def _safe(name: str, taken: set[str]) -> str:
@@ -155,18 +153,6 @@ def _input_name(node: ir.Node, i: int) -> str:
     return str(v.name) if v is not None else ""
 
 
-def _quantized(node: ir.Node, index: int, names: set[str]) -> Layer | None:
-    at = QUANTIZED[node.op_type]
-    b = constant(node.inputs[at]) if len(node.inputs) > at else None
-    if b is None:
-        return None
-    rows = b.shape[0] if node.op_type.endswith("Conv") else (b.shape[-1] if b.ndim else 1)
-    w = placeholder((int(rows), int(b.size // max(rows, 1))))
-    name = _safe(node.name or f"{node.op_type}_{index}", names)
-    skip = f"quantized {b.dtype} layer: sparse kernels take float32, left to ONNX Runtime"
-    return Layer(name, node.op_type, _input_name(node, at), w, node=node, skip=skip, weight_dtype=str(b.dtype))
-
-
 BUILDERS: dict[str, Callable[[ir.Node, str, np.ndarray], Layer]] = {
     "MatMul": matmul_layer,
     "Gemm": _gemm,
@@ -179,18 +165,16 @@ def find_layers(graph: ir.Graph) -> list[Layer]:
     names: set[str] = set()
     layers: list[Layer] = []
     for i, node in enumerate(graph):
-        integer = is_onnx(node, "MatMulInteger") or is_onnx(node, "ConvInteger")
-        if integer and len(node.inputs) > 1 and (b := constant(node.inputs[1])) is not None:
+        if node.domain in ("", "ai.onnx") and node.op_type in INTEGER_OPS:
+            at = weight_input(node.op_type)
+            b = constant(node.inputs[at]) if len(node.inputs) > at else None
+            if b is None:
+                continue  # activation x activation (attention scores), as for MatMul
             name = _safe(node.name or f"{node.op_type}_{i}", names)
-            layer = integer_layer(node, name, b, _input_name(node, 1))
+            layer = integer_layer(node, name, b, _input_name(node, at))
             if not layer.skip:
                 layer = replace(layer, profile=profile_weight(layer.w))
             layers.append(layer)
-            continue
-        if node.domain in ("", "ai.onnx") and node.op_type in QUANTIZED:
-            q = _quantized(node, i, names)
-            if q is not None:
-                layers.append(q)
             continue
         if node.domain not in ("", "ai.onnx") or node.op_type not in BUILDERS or len(node.inputs) < 2:
             continue

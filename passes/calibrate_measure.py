@@ -106,7 +106,7 @@ def int8_dense_runner(w: np.ndarray, m: int, threads: int) -> Callable[[], objec
 
 
 def bound_session(
-    model: onnx.ModelProto, x: np.ndarray, y_shape: tuple[int, ...], threads: int
+    model: onnx.ModelProto, x: np.ndarray, y_shape: tuple[int, ...], threads: int, y_dtype: Any = np.float32
 ) -> tuple[Callable[[], object], Any]:
     """A one-layer ORT session (CPU EP, ``threads`` intra-op threads, spinning off: the TVM kernels timed next to it
     run on TVM's own pool here, which idle spinning ORT workers would slow) with input ``X`` bound to ``x`` and
@@ -119,7 +119,7 @@ def bound_session(
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     binding = sess.io_binding()
     xv = ort.OrtValue.ortvalue_from_numpy(x)
-    yv = ort.OrtValue.ortvalue_from_numpy(np.zeros(y_shape, np.float32))
+    yv = ort.OrtValue.ortvalue_from_numpy(np.zeros(y_shape, y_dtype))
     binding.bind_ortvalue_input("X", xv)
     binding.bind_ortvalue_output("Y", yv)
     return (lambda: sess.run_with_iobinding(binding)), yv

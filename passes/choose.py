@@ -2,8 +2,9 @@
 
 ``auto`` ranks every format preset the target has a kernel for and the weight fits, by predicted latency at the
 layer's M (static leading dims, else ``options.representative_m``). A sparse format is chosen only when it is
-predicted at least ``MARGIN`` times faster than ORT's dense MatMul (``FAMILY_MARGIN`` for N:M; a MatMulInteger
-against ORT's int8 MatMul; a ConvInteger against ORT's float32 Conv, which it runs on when dense). A forced
+predicted at least ``MARGIN`` times faster than ORT's dense MatMul (``FAMILY_MARGIN`` for N:M; a MatMulInteger,
+QLinearMatMul or QLinearConv against ORT's int8 kernel for it; a ConvInteger against ORT's float32 Conv, which it
+runs on when dense). A forced
 ``--format`` applies to every layer it fits; a layer it does not fit stays dense with the reason recorded (and
 reported by the compiler).
 """
@@ -14,14 +15,14 @@ from collections.abc import Callable
 
 from sparsec.errors import SparsecError
 from sparsec.formats import family, get_format, integer_presets, list_presets
-from sparsec.layer import Choice, Layer
+from sparsec.layer import INT8_MATMULS, Choice, Layer
 from sparsec.targets.base import Target
 
 from .cost_model import (
     ORT_CONV_FASTER,
     CostModel,
     im2col_us,
-    int8_convert_us,
+    integer_io_us,
     reorder_us,
 )
 
@@ -40,10 +41,10 @@ def margin(fmt: str) -> float:
 
 
 def fits(layer: Layer, fmt: str) -> str:
-    """Why ``fmt`` cannot represent the layer's weight ("" when it can); int8 formats also need a MatMulInteger
-    with a uint8 activation (the kernel multiplies it as is)."""
+    """Why ``fmt`` cannot represent the layer's weight ("" when it can); int8 formats also need a MatMulInteger or
+    QLinearMatMul with a uint8 activation (the kernel multiplies it as is)."""
     if family(fmt) == "int8" and not uint8_matmul(layer):
-        return f"{fmt} runs MatMulInteger layers with a uint8 activation only"
+        return f"{fmt} runs MatMulInteger / QLinearMatMul layers with a uint8 activation only"
     return get_format(fmt).misfit(layer.w, layer.profile)
 
 
@@ -51,7 +52,7 @@ def uint8_matmul(layer: Layer) -> bool:
     import onnx_ir as ir
 
     x = layer.node.inputs[0] if layer.node is not None and layer.node.inputs else None
-    return layer.op == "MatMulInteger" and x is not None and x.dtype == ir.DataType.UINT8
+    return layer.op in INT8_MATMULS and x is not None and x.dtype == ir.DataType.UINT8
 
 
 def candidates(target: Target, cost: CostModel) -> list[str]:
@@ -60,14 +61,31 @@ def candidates(target: Target, cost: CostModel) -> list[str]:
     return [p for p in presets if p != "dense" and target.supports(p) and cost.knows(p)]
 
 
+def integer_us(layer: Layer, rows: int, int8_kernel: bool) -> float:
+    """What an integer layer compiled sparse adds around its kernel (passes/cost_model.integer_io_us); 0 for others."""
+    if not layer.integer:
+        return 0.0
+    taps = layer.geom.kh * layer.geom.kw if layer.geom is not None else 1
+    return integer_io_us(layer.op, rows, layer.k, layer.n, int8_kernel, taps)
+
+
+def signed_activation(layer: Layer) -> bool:
+    """Whether the layer's activation is int8 (ORT's s8s8 path; onnxruntime.quantization's static default)."""
+    import onnx_ir as ir
+
+    x = layer.node.inputs[0] if layer.node is not None and layer.node.inputs else None
+    return x is not None and x.dtype == ir.DataType.INT8
+
+
 def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
-    """The cost model's time of ORT's dense MatMul (Conv: its Conv) for the layer at M = ``rows``."""
+    """The cost model's time of ORT's dense MatMul (Conv: its Conv) for the layer at M = ``rows``; int8 layers
+    against ORT's int8 kernels (a ConvInteger against its float32 Conv, on which it runs when dense)."""
     dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
-    if layer.op == "MatMulInteger":
-        return dense_us / cost.int8_faster
-    if layer.geom is None:
-        return dense_us
-    return dense_us / ORT_CONV_FASTER[layer.geom.pointwise]  # ConvInteger too: dense, it runs on ORT's float Conv
+    if layer.geom is not None:
+        dense_us /= ORT_CONV_FASTER[layer.geom.pointwise]
+    if layer.op in INT8_MATMULS or layer.op == "QLinearConv":
+        return dense_us / (cost.s8s8_faster if signed_activation(layer) else cost.int8_faster)
+    return dense_us
 
 
 def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str], float]:
@@ -80,11 +98,10 @@ def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str
     if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col
         extra_us += 0.0 if g.pointwise else im2col_us(layer.k, rows, g.OW, g.sh > 1 or g.sw > 1)
         extra_us += reorder_us(layer.reorder)  # and ORT's layout conversions next to its own NCHWc convs
-    convert_us = int8_convert_us(rows, layer.k) if layer.op == "MatMulInteger" else 0.0
 
     def speedup(fmt: str) -> float:
         f = get_format(fmt)
-        extra = extra_us + (convert_us if f.family != "int8" else 0.0)  # float kernels: X made float32 first
+        extra = extra_us + integer_us(layer, rows, f.family == "int8")  # float kernels: X made float32 first
         return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(f, layer.w), rows) + extra)
 
     return speedup

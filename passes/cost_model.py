@@ -43,6 +43,13 @@ EP_NODE_US = 2.0
 # INT8_CONVERT_NS per activation value (the DequantizeLinear making the kernel's float32 input, passes/integer.py).
 ORT_INT8_FASTER = {False: 1.7, True: 2.9}
 INT8_CONVERT_NS = 0.25
+# ORT's int8 GEMM with a signed int8 activation (s8s8: QLinearMatMul / QLinearConv as onnxruntime.quantization's
+# static mode writes them by default, activation_type QInt8) has no fast MLAS kernel on x86 CPUs without AVX-VNNI-INT8:
+# measured (AMD EPYC Zen 4, AVX-512 VNNI, ORT 1.32, 2 threads, 2026-12-07, one-node sessions) QLinearMatMul s8s8
+# 384x1536, 1536x384, 384x384 at M = 1, 16, 128, 1024 ran at 0.20-0.34x of ORT's float32 MatMul (median 0.27; u8s8
+# 1.7-3.6x), QLinearConv s8 1x1 and 3x3 at 0.28-0.38x of its float32 Conv (u8 2.0-3.3x). ARM's MLAS has s8s8
+# dot-product kernels: other targets rank a signed activation like an unsigned one.
+ORT_S8S8_FASTER_X86 = 0.3
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class CostModel:
     source: str
     node_us: float = EP_NODE_US  # added to every sparse prediction: the node around the kernel
     int8_faster: float = ORT_INT8_FASTER[False]  # ORT's int8 MatMul against its float32 one on this CPU
+    s8s8_faster: float = ORT_INT8_FASTER[False]  # the same with a signed int8 activation
 
     def buckets(self, fmt: str) -> dict[int, list[float]]:
         key = fmt if fmt in self.table else family(fmt)
@@ -108,6 +116,19 @@ def int8_convert_us(rows: int, k: int) -> float:
     return rows * k * INT8_CONVERT_NS / 1000.0
 
 
+def integer_io_us(op: str, rows: int, k: int, n: int, int8_kernel: bool, taps: int = 1) -> float:
+    """Predicted microseconds a sparse integer layer adds around its kernel, at ``INT8_CONVERT_NS`` per value: a
+    float kernel's float32 input (``rows`` x ``k``; a conv's ``k`` counts each input ``taps`` = kh * kw times), and a
+    QLinear layer's requantization of its ``rows`` x ``n`` outputs (Mul and QuantizeLinear; the Mul runs inside an
+    int8 kernel). ConvInteger: none (ranked against ORT's float32 Conv, which converts its input too)."""
+    if op == "ConvInteger":
+        return 0.0
+    values = 0 if int8_kernel else rows * k // max(taps, 1)
+    if op.startswith("QLinear"):
+        values += rows * n * (1 if int8_kernel else 2)
+    return values * INT8_CONVERT_NS / 1000.0
+
+
 def reorder_us(elements: int) -> float:
     """Predicted microseconds ORT spends converting ``elements`` between NCHW and NCHWc."""
     return elements * REORDER_NS / 1000.0
@@ -134,4 +155,6 @@ def cost_model(target: str, isa: str, int8_dot: bool = False) -> CostModel:
     tables = data["isa"]
     chosen = isa if isa in tables else sorted(tables)[0]
     source = data.get("sources", {}).get(chosen, data.get("source", ""))  # per-ISA source when tables were merged
-    return CostModel(target, chosen, tables[chosen], str(source), int8_faster=ORT_INT8_FASTER[int8_dot])
+    int8 = ORT_INT8_FASTER[int8_dot]
+    s8s8 = ORT_S8S8_FASTER_X86 if target == "x86" else int8
+    return CostModel(target, chosen, tables[chosen], str(source), int8_faster=int8, s8s8_faster=s8s8)

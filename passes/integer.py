@@ -9,6 +9,8 @@ up to 2**24 exactly, so the result equals MatMulInteger's int32 accumulation bit
 ``255 * max_n sum_k |W[n, k]|`` (the largest sum any output can reach: ``|x - a_zero_point| <= 255`` for uint8 and
 int8) stays below 2**24, in any summation order. A layer whose weight could exceed that bound stays on ONNX Runtime,
 with the bound in its reason. The consumers that cast the int32 output to float32 read the kernel's output instead.
+QLinearMatMul / QLinearConv are integer layers too (weight at input 3, its zero point at 5; QLinearConv's int32 bias
+counts towards the bound), requantized after the kernel (passes/qlinear.py).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.integer_reference import integer_output_name
-from sparsec.layer import Layer
+from sparsec.layer import QLINEAR_OPS, Layer
 
 from .graph import constant, dims
+from .qlinear import int_bias, requant_scale, requantize
 
-INTEGER_OPS = ("MatMulInteger", "ConvInteger")
 EXACT = 2**24  # float32 represents every integer of smaller magnitude exactly
 X_RANGE = 255  # largest |x - zero_point| of a uint8 or int8 activation
 
@@ -45,15 +47,25 @@ def _scalar_zero_point(v: ir.Value | None) -> str:
     return "a_zero_point is not a scalar (per-row zero points stay on ONNX Runtime)"
 
 
+def weight_input(op: str) -> int:
+    """Where an integer layer's weight is: input 1 (MatMul/ConvInteger) or 3 (QLinear ops); its zero point 2 later."""
+    return 3 if op in QLINEAR_OPS else 1
+
+
+def _is_conv(op: str) -> bool:
+    return op in ("ConvInteger", "QLinearConv")
+
+
 def _weight(node: ir.Node, b: np.ndarray) -> tuple[np.ndarray | None, str]:
     """The weight less its zero point, as int32 (MatMulInteger: B[K, N], zero points per column; ConvInteger:
     [Cout, Cin, kh, kw], zero points per output channel), or (None, why the layer stays on ORT)."""
-    conv = node.op_type == "ConvInteger"
+    conv = _is_conv(node.op_type)
     if not conv and b.ndim != 2:
-        return None, f"MatMulInteger weight has rank {b.ndim}, only 2-D weights are compiled"
+        return None, f"{node.op_type} weight has rank {b.ndim}, only 2-D weights are compiled"
     if conv and b.ndim != 4:
         return None, f"only 2-D convolutions are compiled (weight has rank {b.ndim})"
-    zp_value = node.inputs[3] if len(node.inputs) > 3 else None
+    at = weight_input(node.op_type) + 2  # the weight's zero point
+    zp_value = node.inputs[at] if len(node.inputs) > at else None
     zp = np.zeros((), b.dtype) if zp_value is None else constant(zp_value)
     if zp is None:
         return None, f"{'w' if conv else 'b'}_zero_point is not a constant"
@@ -65,24 +77,32 @@ def _weight(node: ir.Node, b: np.ndarray) -> tuple[np.ndarray | None, str]:
 
 
 def integer_layer(node: ir.Node, name: str, b: np.ndarray, weight_name: str) -> Layer:
-    """The Layer of a MatMulInteger or ConvInteger with constant weight ``b`` (skip says why it stays on ORT)."""
+    """The Layer of a MatMul/ConvInteger or QLinearMatMul/Conv with constant weight ``b`` (skip says why it stays on
+    ORT)."""
     from .analysis import conv_layer, matmul_layer, placeholder
 
+    conv = _is_conv(node.op_type)
     w, skip = _weight(node, b)
     if w is None:
-        n = b.shape[0] if node.op_type == "ConvInteger" and b.ndim else (b.shape[-1] if b.ndim else 1)
+        n = b.shape[0] if conv and b.ndim else (b.shape[-1] if b.ndim else 1)
         shape = (int(n), int(b.size // max(n, 1)))
         return Layer(
             name, node.op_type, weight_name, placeholder(shape), node=node, skip=skip, weight_dtype=str(b.dtype)
         )
     a_zp = node.inputs[2] if len(node.inputs) > 2 else None
-    if node.op_type == "ConvInteger":
+    if conv:
         layer = conv_layer(node, name, w.astype(np.float32), has_bias=False)
     else:
         layer = matmul_layer(node, name, w.astype(np.float32))
-    layer = replace(layer, op=node.op_type, weight_dtype=str(b.dtype))
+    layer = replace(layer, op=node.op_type, weight_name=weight_name, weight_dtype=str(b.dtype))
     bound = exact_bound(layer.w)
     inexact = _scalar_zero_point(a_zp)
+    if node.op_type in QLINEAR_OPS:
+        bias, why = int_bias(node, layer.n)
+        inexact = inexact or why or requant_scale(node, layer.n)[1]
+        if bias is not None:  # added to the sum in the kernel's epilogue, exactly as long as the sum stays exact
+            bound += int(np.abs(bias).max(initial=0))
+            layer = replace(layer, bias=bias.astype(np.float32))
     if not inexact and bound >= EXACT:
         inexact = (
             f"int8 sums can reach {bound} >= 2**24, beyond float32's exact integers (kept exact on ONNX Runtime; "
@@ -154,11 +174,14 @@ def float_conv(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Val
         name=integer_output_name(layer.name), shape=node.outputs[0].shape, type=ir.TensorType(ir.DataType.FLOAT)
     )
     conv = ir.Node("", "Conv", [x, weight], list(node.attributes.values()), outputs=[out], name=f"{layer.name}__conv")
-    return [*nodes, conv, *integer_output(layer, out)]
+    return [*nodes, conv, *integer_output(graph, layer, out)]
 
 
-def integer_output(layer: Layer, y: ir.Value) -> list[ir.Node]:
-    """The Cast giving the MatMul/ConvInteger's int32 output from the kernel's (integer-valued) float32 ``y``."""
+def integer_output(graph: ir.Graph, layer: Layer, y: ir.Value) -> list[ir.Node]:
+    """The nodes giving the layer's own output from the kernel's exact float32 sum ``y``: the Cast to int32 of
+    MatMul/ConvInteger, or the QLinear ops' requantization (passes/qlinear.py)."""
+    if layer.op in QLINEAR_OPS:
+        return requantize(graph, layer, y)
     return [_cast(y, ir.DataType.INT32, f"{layer.name}__int32")]
 
 

@@ -4,7 +4,8 @@ The node takes the layer's place and keeps its output value, so consumers are un
 input and output and carries its geometry in the node config (``op=conv``); Gemm's transA gets a Transpose in
 front, its alpha is already folded into W and beta * C becomes the node's bias; a MatMul/ConvInteger gets its activation
 converted to float32 (less its zero point) in front, and its consumers that cast its output to float32 read the
-kernel's output (passes/integer.py). Kernel symbols are ``sparsec_k<i>`` in graph order, so equal models give equal
+kernel's output (passes/integer.py); a QLinearMatMul/Conv the same in front and its requantization after
+(passes/qlinear.py). Kernel symbols are ``sparsec_k<i>`` in graph order, so equal models give equal
 artifacts. This is the only stage that replaces nodes (``fuse`` then grows the sparsec nodes it made).
 """
 
@@ -18,10 +19,10 @@ import onnx_ir as ir
 from sparsec import node as sparse_node
 from sparsec.formats import get_format
 from sparsec.integer_reference import integer_output_name
-from sparsec.layer import Epilogue, Kernel, Layer
+from sparsec.layer import INTEGER_OPS, QLINEAR_OPS, Epilogue, Kernel, Layer
 
 from .graph import remove_unused_initializers, stable_topo_sort
-from .integer import INTEGER_OPS, bypass_float_casts, float_conv, float_input, integer_output, zero_point
+from .integer import bypass_float_casts, float_conv, float_input, integer_output, zero_point
 from .state import Compilation
 
 
@@ -88,7 +89,7 @@ def sparse_nodes(
         name=layer.name,
     )
     if layer.op in INTEGER_OPS:
-        return [*nodes, node, *integer_output(layer, node.outputs[0])]
+        return [*nodes, node, *integer_output(graph, layer, node.outputs[0])]
     return [*nodes, node]
 
 
@@ -130,7 +131,8 @@ class RewritePass(ir.passes.InPlacePass):
             old = layer.node.outputs[0]
             ir.convenience.replace_nodes_and_values(graph, layer.node, [layer.node], new, [old], new[-1].outputs)
             sparse = next(n for n in reversed(new) if n.domain == sparse_node.DOMAIN)
-            if sparse is not new[-1]:  # MatMul/ConvInteger: float consumers read the kernel's output directly
+            if sparse is not new[-1] and layer.op not in QLINEAR_OPS:  # float consumers of MatMul/ConvInteger's
+                # int32 output read the kernel's output directly
                 bypass_float_casts(graph, new[-1].outputs[0], sparse.outputs[0])
             self.state.update(replace(layer, kernel=kernel, node=sparse))
         for layer in floated:  # dense ConvInteger: ORT's float32 Conv, exactly (passes/integer.float_conv)

@@ -22,13 +22,14 @@ import numpy as np
 
 from sparsec.errors import SparsecError
 from sparsec.formats import family
-from sparsec.layer import Choice, Kernel, Layer, Tuning
+from sparsec.layer import QLINEAR_OPS, Choice, Kernel, Layer, Tuning
 from sparsec.options import CompileOptions, toolchain_versions
 from sparsec.targets.base import Progress, Target
 
-from .choose import fits, predicted_speedup
-from .cost_model import EP_NODE_US, CostModel, int8_convert_us, reorder_us
+from .choose import fits, integer_us, predicted_speedup
+from .cost_model import EP_NODE_US, CostModel, reorder_us
 from .layout import settle_layout
+from .tune_qlinear import activation_dtype, qlinear_dense_runner
 
 TOP = 4  # candidate formats measured per layer
 ROUNDS = 7  # interleaved samples per function (the median is kept)
@@ -74,10 +75,16 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Target, thread
         dense, y_dense = dense_conv_runner(layer, x, threads)
         dense()
         ref = y_dense.numpy().reshape(y_shape).astype(np.float64)
+        if layer.op == "QLinearConv":  # timed against ORT's own QLinearConv
+            dense = qlinear_dense_runner(layer, x, threads)
     else:
         x, y_shape = np.random.default_rng(rows).standard_normal((rows, layer.k)).astype(np.float32), (rows, layer.n)
-        integer = layer.op == "MatMulInteger"  # against ORT's int8 path
-        dense = int8_dense_runner(layer.w, rows, threads) if integer else dense_runner(layer.k, layer.n, rows, threads)
+        if layer.op == "QLinearMatMul":  # against ORT's own QLinearMatMul
+            dense = qlinear_dense_runner(layer, x, threads)
+        elif layer.op == "MatMulInteger":  # against ORT's int8 path
+            dense = int8_dense_runner(layer.w, rows, threads)
+        else:
+            dense = dense_runner(layer.k, layer.n, rows, threads)
         ref = x.astype(np.float64) @ layer.w.T.astype(np.float64)
     # int8 kernels (MatMulInteger): a uint8 activation and its zero point, exact integer sums
     x8 = np.random.default_rng(rows).integers(0, 256, (rows, layer.k)).astype(np.uint8)
@@ -137,7 +144,7 @@ def tune_layer(
             "versions": versions,
             "threads": _threads(),
             "conv": dataclasses.asdict(layer.geom) if conv and layer.geom is not None else None,
-            **({"dense": "int8"} if layer.op == "MatMulInteger" else {}),  # timed against ORT's int8 path
+            **_dense_key(layer),
         }
     )
     times = cache.get_json("tune", key)
@@ -152,13 +159,10 @@ def tune_layer(
     # profiled: 512->512 1x1 at 14x14, 229 us Conv + 24 us reorders), which its NCHWc neighbours in the model spare
     # it: they come off the dense time.
     extra = reorder_us(layer.reorder) if conv else 0.0
-    # A float kernel's input is made from the integer activation (passes/integer); an int8 kernel takes it as is.
-    convert = int8_convert_us(rows, layer.k) if layer.op == "MatMulInteger" else 0.0
-
     measured = times
 
-    def total_us(entry: str) -> float:
-        return measured[entry] + (0.0 if family(entry.split("|")[0]) == "int8" else convert)
+    def total_us(entry: str) -> float:  # an integer layer's conversions around the kernel (passes/integer, qlinear)
+        return measured[entry] + integer_us(layer, rows, family(entry.split("|")[0]) == "int8")
 
     best = min(entries, key=total_us)
     fmt, variant = best.split("|")
@@ -207,6 +211,15 @@ def tune_layers(
     if auto:  # measured times are cached: re-choosing after the layout recount measures nothing again
         out = settle_layout(out, tune_one)
     return out
+
+
+def _dense_key(layer: Layer) -> dict[str, str]:
+    """What the dense time was measured on, when not ORT's float32 MatMul/Conv (the tuning cache's key)."""
+    if layer.op == "MatMulInteger":
+        return {"dense": "int8"}  # ORT's int8 path (DynamicQuantizeMatMul)
+    if layer.op in QLINEAR_OPS:
+        return {"dense": f"{layer.op}:{np.dtype(activation_dtype(layer)).name}"}
+    return {}
 
 
 def _threads() -> int:

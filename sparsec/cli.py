@@ -192,12 +192,13 @@ def prune_cmd(model: Path, pattern: str, output: Path) -> None:
     "--mode",
     default="qdq",
     show_default=True,
-    help="qdq (static: per-channel int8 weights, calibrated activations) | dynamic (MatMulInteger)",
+    help="qdq (static: per-channel int8 weights, calibrated activations) | dynamic (MatMulInteger) | qoperator "
+    "(static: QLinearMatMul/QLinearConv, uint8 activations)",
 )
 @click.option(
     "--calibration",
     type=click.Path(file_okay=False, path_type=Path),
-    help="qdq: a directory with INPUT.npy per input, samples on axis 0 [random inputs]",
+    help="qdq/qoperator: a directory with INPUT.npy per input, samples on axis 0 [random inputs]",
 )
 @_guard
 def quantize_cmd(model: Path, output: Path, mode: str, calibration: Path | None) -> None:

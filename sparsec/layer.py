@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     import onnx_ir as ir
 
 ACTIVATIONS = ("none", "relu", "gelu", "sigmoid", "clip", "silu", "hardswish")
+# Quantized layers with an integer weight, computed exactly (passes/integer.py); the QLinear ones requantize their
+# sum (passes/qlinear.py). INT8_MATMULS are the ones ORT runs on its int8 GEMM (the cost model's int8 baseline).
+QLINEAR_OPS = ("QLinearMatMul", "QLinearConv")
+INTEGER_OPS = ("MatMulInteger", "ConvInteger", *QLINEAR_OPS)
+INT8_MATMULS = ("MatMulInteger", "QLinearMatMul")
 
 ArraySpec = tuple[str, tuple[int, ...], str]  # a packed array: (name, shape, numpy dtype name)
 
@@ -149,6 +154,11 @@ class Layer:
     weight_dtype: str = "float32"  # the weight's type in the model (int8/uint8: quantized; the kernels compute float32)
     float_exact: bool = False  # a MatMul/ConvInteger whose sums float32 computes exactly (passes/integer.py)
     unfused: tuple[str, ...] = ()  # why the nodes after a sparse layer stayed out of its epilogue (inspect)
+
+    @property
+    def integer(self) -> bool:
+        """A quantized layer whose integer sums the kernel computes exactly (MatMul/ConvInteger, QLinearMatMul/Conv)."""
+        return self.op in INTEGER_OPS
 
     @property
     def n(self) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from .errors import SparsecError
+from .layer import INTEGER_OPS
 from .weight_source import WeightSource, find_source, integer_source, stored_tensors
 
 PatternKind = Literal["unstructured", "block", "nm"]
@@ -38,6 +39,7 @@ _NM = re.compile(r"nm:(\d+):(\d+)")
 # op type -> allowed ranks of its weight (operand 1)
 _LAYER_RANKS: dict[str, tuple[int, int]] = {
     "MatMul": (2, 2), "Gemm": (2, 2), "Conv": (3, 5), "MatMulInteger": (2, 2), "ConvInteger": (3, 5),
+    "QLinearMatMul": (2, 2), "QLinearConv": (3, 5),
 }  # fmt: skip
 
 
@@ -179,7 +181,7 @@ def prune_weight(w: np.ndarray, pattern: PrunePattern) -> np.ndarray:
 
 def _weight_is_transposed(node: onnx.NodeProto) -> bool:
     """True when the stored weight is B[K, N] (W = B.T): MatMul, and Gemm without transB."""
-    if node.op_type in ("MatMul", "MatMulInteger"):
+    if node.op_type in ("MatMul", "MatMulInteger", "QLinearMatMul"):
         return True
     if node.op_type == "Gemm":
         return not next((a.i for a in node.attribute if a.name == "transB"), 0)
@@ -206,7 +208,7 @@ def _weight_uses(graph: onnx.GraphProto) -> Iterator[tuple[onnx.NodeProto, Weigh
         ranks = _LAYER_RANKS.get(node.op_type)
         if ranks is None or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
-        if node.op_type.endswith("Integer"):  # onnxruntime.quantization's dynamic mode: the int8 weight itself
+        if node.op_type in INTEGER_OPS:  # onnxruntime.quantization's dynamic / QOperator modes: the int8 weight
             source = integer_source(node, stored)
         else:
             source = find_source(node.input[1], producers, stored)
@@ -240,7 +242,8 @@ def prune_model(
     Pruned: initializers and Constant-node values of the main graph used as operand 1 of MatMul (rank 2), Gemm
     (rank 2, transB respected) or Conv (rank 3-5), directly or through Identity / Cast / Transpose / DequantizeLinear
     (float sources, or int8/uint8/int16/uint16 behind a DequantizeLinear: pruned values become its zero point), and the
-    int8/uint8 weights of MatMulInteger / ConvInteger (ranked less their zero point, pruned to it). A
+    int8/uint8 weights of MatMulInteger / ConvInteger / QLinearMatMul / QLinearConv (ranked less their zero point,
+    pruned to it). A
     weight shared by several layers is pruned once, oriented as its first use. Other computed weights and subgraphs
     are left alone. ``label`` names the model in the error when
     nothing qualifies.
@@ -258,6 +261,6 @@ def prune_model(
         raise SparsecError(
             f"no MatMul/Gemm/Conv weight to prune in {label} (need a float32 weight stored as an initializer or "
             "Constant node, as operand 1 or behind Identity, Cast, Transpose or DequantizeLinear, or the int8 weight "
-            "of a MatMulInteger / ConvInteger)"
+            "of a MatMulInteger / ConvInteger / QLinearMatMul / QLinearConv)"
         )
     return out, stats

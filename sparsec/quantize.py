@@ -1,15 +1,21 @@
 """``sparsec quantize``: int8-quantize a (pruned) model with onnxruntime.quantization, beside ``sparsec prune``, so a
 user can try the whole prune -> quantize -> compile path.
 
-Two modes, as onnxruntime.quantization writes them:
+Three modes, as onnxruntime.quantization writes them:
 - ``qdq`` (static): per-channel int8 weights behind DequantizeLinear, activations quantized with scales calibrated on
   sample inputs (QuantizeLinear -> DequantizeLinear pairs). Zeros stay zeros: a pruned weight quantizes to its zero
   point, so ``sparsec compile`` sees the same sparsity (it compiles the dequantized float32 weight).
 - ``dynamic``: int8 weights, activations quantized at run time (DynamicQuantizeLinear + MatMulInteger); no
   calibration data.
+- ``qoperator`` (static): QLinearMatMul / QLinearConv (and ORT's QLinearAdd, QLinearMul... between them) with
+  per-channel int8 weights and uint8 activations calibrated like ``qdq``'s. uint8, not onnxruntime.quantization's
+  int8 default: ORT's x86 kernels with an int8 activation run 3-5x slower than its float32 ones
+  (passes/cost_model.ORT_S8S8_FASTER_X86), with a uint8 one 2-3x faster. ``sparsec compile`` runs the layers
+  exactly and requantizes them as ORT does (passes/qlinear.py).
 
-Calibration data (``qdq``): a directory with one ``INPUT.npy`` per model input whose first axis indexes samples; without
-it, seeded random inputs sized like ``--verify``'s (said so: scales calibrated on random data fit random data).
+Calibration data (``qdq``, ``qoperator``): a directory with one ``INPUT.npy`` per model input whose first axis indexes
+samples; without it, seeded random inputs sized like ``--verify``'s (said so: scales calibrated on random data fit
+random data).
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ import onnx
 
 from .errors import SparsecError, first_line
 
-MODES = ("qdq", "dynamic")
-QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger")
+MODES = ("qdq", "dynamic", "qoperator")
+STATIC = ("qdq", "qoperator")  # calibrated
+QUANT_OPS = (
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul",
+    "QLinearConv",
+)  # fmt: skip
 RANDOM_SAMPLES = 8
 
 
@@ -78,12 +88,12 @@ def quantize_file(
     if mode not in MODES:
         raise SparsecError(f"bad --mode {mode!r}: expected one of {', '.join(MODES)}")
     if mode == "dynamic" and calibration is not None:
-        raise SparsecError("--calibration is for --mode qdq (dynamic quantization calibrates at run time)")
+        raise SparsecError("--calibration is for --mode qdq/qoperator (dynamic quantization calibrates at run time)")
     src, out = Path(model_path), Path(out_path)
     check_output(out)
     model = load_model(src)
-    samples = iter(calibration_samples(model, calibration) if mode == "qdq" else [])
-    if mode == "qdq" and calibration is None:
+    samples = iter(calibration_samples(model, calibration) if mode in STATIC else [])
+    if mode in STATIC and calibration is None:
         say(f"no --calibration: activation scales calibrated on {RANDOM_SAMPLES} random inputs (give real samples)")
 
     class Reader(CalibrationDataReader):
@@ -105,6 +115,16 @@ def quantize_file(
                     Reader(),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
+                    weight_type=QuantType.QInt8,
+                )
+            elif mode == "qoperator":
+                quantize_static(
+                    plain,
+                    result,
+                    Reader(),
+                    quant_format=QuantFormat.QOperator,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                 )
             else:

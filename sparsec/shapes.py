@@ -10,13 +10,14 @@ import numpy as np
 import onnx
 
 from .errors import SparsecError, first_line
+from .layer import INTEGER_OPS
 
-LAYER_OPS = ("MatMul", "Gemm", "Conv")
+LAYER_OPS = ("MatMul", "Gemm", "Conv", *INTEGER_OPS)
 
 
 def _unknown_activations(model: onnx.ModelProto, static: bool = False) -> list[str]:
-    """Activations of layers (MatMul/Gemm/Conv) with no rank after shape inference (``static``: or any dim that is
-    not a number)."""
+    """Activations of layers (MatMul/Gemm/Conv and the integer ones) with no rank after shape inference (``static``:
+    or any dim that is not a number)."""
     g = model.graph
     known = {v.name: v for v in [*g.value_info, *g.input, *g.output]}
     out: list[str] = []

@@ -88,12 +88,12 @@ def verify_artifact(
 
     limit = tolerance or TOLERANCE
     sparse = [la for la in records or [] if la.format != "dense"]
-    integer = {la.weight_name: la.name for la in sparse if la.op.endswith("Integer")}
-    dequantized = [la.weight_name for la in sparse if not la.op.endswith("Integer") and la.weight_dtype != "float32"]
+    integer = {la.weight_name: la.name for la in sparse if la.integer}
+    dequantized = [la.weight_name for la in sparse if not la.integer and la.weight_dtype != "float32"]
     if integer:
         say(
-            f"the reference computes the {len(integer)} MatMul/ConvInteger layers compiled sparse exactly, as ONNX "
-            "defines them (ORT's u8s8 kernels saturate on CPUs without VNNI)"
+            f"the reference computes the {len(integer)} integer layers (MatMul/ConvInteger, QLinear ops) compiled "
+            "sparse exactly, as ONNX defines them (ORT's u8s8 kernels saturate on CPUs without VNNI)"
         )
     if dequantized:
         say(
@@ -107,7 +107,7 @@ def verify_artifact(
     errors = compare_outputs(reference_model, lambda: target.run_artifact(artifact, feeds), feeds)
     found, unmatched = taps(rewritten, reference_model, narrowed)
     # Float sparse layers feeding quantizers: each layer is checked on ORT's inputs instead (when all can be).
-    floats = any(not la.op.endswith("Integer") for la in sparse)
+    floats = any(not la.integer for la in sparse)
     local = bool(found) and not unmatched and floats and quantizes_activations(original)
     bad = {k: v for k, v in errors.items() if not v <= limit}
     if bad and local:

@@ -168,19 +168,22 @@ def _dequantize(node: onnx.NodeProto, attrs: dict[str, Any], stored: dict[str, o
 
 
 def integer_source(node: onnx.NodeProto, stored: dict[str, onnx.TensorProto]) -> WeightSource | None:
-    """The stored int8/uint8 weight of a MatMulInteger / ConvInteger (operand 1, its zero point operand 3), as a
-    source whose one step subtracts the zero point (a DequantizeLinear with scale 1): ranked by ``B - zero_point``,
-    pruned values become the zero point. None when the weight or its zero point is not stored."""
-    if len(node.input) < 2 or node.input[1] not in stored:
+    """The stored int8/uint8 weight of a MatMulInteger / ConvInteger (operand 1, its zero point operand 3) or a
+    QLinearMatMul / QLinearConv (operands 3 and 5), as a source whose one step subtracts the zero point (a
+    DequantizeLinear with scale 1): ranked by ``B - zero_point``, pruned values become the zero point. None when the
+    weight or its zero point is not stored."""
+    at = 3 if node.op_type.startswith("QLinear") else 1
+    if len(node.input) <= at or node.input[at] not in stored:
         return None
-    tensor = stored[node.input[1]]
+    tensor = stored[node.input[at]]
     if np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)) not in _INTS:
         return None
-    zp_name = node.input[3] if len(node.input) > 3 else ""
+    zp_name = node.input[at + 2] if len(node.input) > at + 2 else ""
     if zp_name and zp_name not in stored:
         return None
     zero = numpy_helper.to_array(stored[zp_name]).astype(np.int64) if zp_name else np.zeros((), np.int64)
     if zero.ndim > 1:
         return None
-    axis = 0 if node.op_type == "ConvInteger" else 1  # per output: Cout of [Cout, Cin, kh, kw]; N of B[K, N]
-    return WeightSource(node.input[1], tensor, [Step("DequantizeLinear", (), np.ones(zero.shape), zero, axis)])
+    axis = 0 if node.op_type.endswith("Conv") or node.op_type == "ConvInteger" else 1  # per output: Cout of [Cout,
+    # Cin, kh, kw]; N of B[K, N]
+    return WeightSource(node.input[at], tensor, [Step("DequantizeLinear", (), np.ones(zero.shape), zero, axis)])

@@ -61,6 +61,34 @@ def test_calibration_folder_is_used(pruned: Path, tmp_path: Path) -> None:
     assert code == 2 and "samples on axis 0" in stderr and not (tmp_path / "q2.onnx").exists()
 
 
+def test_qoperator_writes_qlinearmatmul_that_compiles_sparse_to_orts_bytes(tmp_path: Path) -> None:
+    """The whole user path: prune, ``sparsec quantize --mode qoperator``, compile with no flags: ORT's bytes."""
+    from sparsec.compiler import compile_model
+    from sparsec.options import CompileOptions
+    from sparsec.runtime import InferenceSession
+
+    src, pruned, out = tmp_path / "ffn.onnx", tmp_path / "p.onnx", tmp_path / "qop.onnx"
+    onnx.save(transformer_ffn(d=384, hidden=1536, density=1.0), str(src))
+    prune_file(src, "unstructured:0.9", pruned)
+    code, stdout, stderr = run("quantize", str(pruned), "-o", str(out), "--mode", "qoperator")
+    assert code == 0 and "(qoperator: " in stdout and "QLinearMatMul" in stdout, (stdout, stderr)
+    assert "random inputs" in stderr  # no --calibration: said so
+    q = onnx.load(str(out))
+    layers = [n for n in q.graph.node if n.op_type == "QLinearMatMul"]
+    assert layers
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    assert all(inits[n.input[2]].dtype == np.uint8 for n in layers)  # uint8 activations
+    assert all(np.mean(inits[n.input[3]] == 0) >= 0.89 for n in layers)  # pruned weights stay zero
+    res = compile_model(out, tmp_path / "qop.sparsec", CompileOptions())
+    sparse = [la for la in res.layers if la["format"] != "dense"]
+    assert sparse and {la["op"] for la in sparse} == {"QLinearMatMul"} and max(res.errors.values()) == 0.0
+    import onnxruntime as ort
+
+    feeds = {q.graph.input[0].name: np.random.default_rng(4).standard_normal((2, 3, 384)).astype(np.float32)}
+    want = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_array_equal(InferenceSession(res.artifact).run(None, feeds)[0], want)
+
+
 def test_dynamic_writes_matmulinteger(pruned: Path, tmp_path: Path) -> None:
     out = tmp_path / "d.onnx"
     code, stdout, _ = run("quantize", str(pruned), "-o", str(out), "--mode", "dynamic")
@@ -71,7 +99,7 @@ def test_dynamic_writes_matmulinteger(pruned: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--mode", "int4"], "bad --mode 'int4': expected one of qdq, dynamic"),
+        (["--mode", "int4"], "bad --mode 'int4': expected one of qdq, dynamic, qoperator"),
         (["--mode", "dynamic", "--calibration", "{tmp}"], "--calibration is for --mode qdq"),
         (["--calibration", "{tmp}/nope"], "not a directory"),
         (["--calibration", "{tmp}"], "no x.npy for input 'x'"),
