@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from sparsec.errors import SparsecError
 from sparsec.formats import family, get_format, integer_presets, list_presets
-from sparsec.layer import INT8_MATMULS, Choice, Layer
+from sparsec.layer import INT8_MATMULS, QLINEAR_OPS, Choice, Layer
 from sparsec.targets.base import Target
 
 from .cost_model import (
@@ -70,11 +72,24 @@ def integer_us(layer: Layer, rows: int, int8_kernel: bool) -> float:
 
 
 def signed_activation(layer: Layer) -> bool:
-    """Whether the layer's activation is int8 (ORT's s8s8 path; onnxruntime.quantization's static default)."""
+    """Whether the layer's activation is int8 (ORT's s8s8 path; onnxruntime.quantization's static default): its type,
+    or where types were never inferred its zero point's (the same by the ONNX spec)."""
     import onnx_ir as ir
 
-    x = layer.node.inputs[0] if layer.node is not None and layer.node.inputs else None
-    return x is not None and x.dtype == ir.DataType.INT8
+    from .graph import constant
+
+    inputs = layer.node.inputs if layer.node is not None else ()
+    x = inputs[0] if inputs else None
+    if x is not None and x.dtype is not None:
+        return x.dtype == ir.DataType.INT8
+    zp = constant(inputs[2]) if len(inputs) > 2 else None
+    return zp is not None and zp.dtype == np.int8
+
+
+def floats_dense(layer: Layer, cost: CostModel) -> bool:
+    """Whether the layer, left dense, runs exactly on ORT's float32 MatMul/Conv (passes/float_qlinear.py): a QLinear
+    layer with an int8 activation where ORT's int8-activation kernels are the slower ones (x86)."""
+    return layer.op in QLINEAR_OPS and layer.float_exact and cost.s8s8_faster < 1 and signed_activation(layer)
 
 
 def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
@@ -83,6 +98,8 @@ def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
     dense_us = cost.predict_us("dense", layer.k, layer.n, layer.k * layer.n, rows)
     if layer.geom is not None:
         dense_us /= ORT_CONV_FASTER[layer.geom.pointwise]
+    if floats_dense(layer, cost):  # ORT's float32 kernel, with the same conversions around it as a float kernel's
+        return dense_us + integer_us(layer, rows, int8_kernel=False)
     if layer.op in INT8_MATMULS or layer.op == "QLinearConv":
         return dense_us / (cost.s8s8_faster if signed_activation(layer) else cost.int8_faster)
     return dense_us

@@ -181,7 +181,7 @@ def integer_output(graph: ir.Graph, layer: Layer, y: ir.Value) -> list[ir.Node]:
     """The nodes giving the layer's own output from the kernel's exact float32 sum ``y``: the Cast to int32 of
     MatMul/ConvInteger, or the QLinear ops' requantization (passes/qlinear.py)."""
     if layer.op in QLINEAR_OPS:
-        return requantize(graph, layer, y)
+        return requantize(graph, layer.node, layer.name, y, layer.n, layer.geom is not None)
     return [_cast(y, ir.DataType.INT32, f"{layer.name}__int32")]
 
 

@@ -17,7 +17,7 @@ import onnx_ir as ir
 
 from sparsec.integer_reference import requant_scale as requant_scale_values
 from sparsec.integer_reference import scaled_output_name
-from sparsec.layer import QLINEAR_OPS, Layer
+from sparsec.layer import QLINEAR_OPS
 
 from .graph import constant
 
@@ -57,23 +57,22 @@ def int_bias(node: ir.Node, n: int) -> tuple[np.ndarray | None, str]:
     return b.reshape(n).astype(np.int64), ""
 
 
-def requantize(graph: ir.Graph, layer: Layer, y: ir.Value) -> list[ir.Node]:
-    """``QuantizeLinear(Mul(y, scale), 1, y_zero_point)``: the layer's quantized output from the kernel's exact sum
-    ``y`` (float32). The Mul is fused into int8:1x4 kernels (passes/epilogue_rules.FuseScale)."""
-    node = layer.node
+def requantize(graph: ir.Graph, node: ir.Node, name: str, y: ir.Value, n: int, conv: bool) -> list[ir.Node]:
+    """``QuantizeLinear(Mul(y, scale), 1, y_zero_point)``: the QLinear ``node``'s quantized output from an exact
+    float32 sum ``y`` with ``n`` output channels (NCHW when ``conv``); new names start with ``name``. The Mul is fused
+    into int8:1x4 kernels (passes/epilogue_rules.FuseScale)."""
     assert node.op_type in QLINEAR_OPS
-    scale, why = requant_scale(node, layer.n)
+    scale, why = requant_scale(node, n)
     assert scale is not None, why
-    conv = layer.geom is not None
-    shape = (layer.n, 1, 1) if conv and scale.size > 1 else ((layer.n,) if scale.size > 1 else ())
-    s = _initializer(graph, f"{layer.name}__requant_scale", scale.reshape(shape))
-    one = _initializer(graph, f"{layer.name}__one", np.array(1.0, np.float32))
+    shape = (n, 1, 1) if conv and scale.size > 1 else ((n,) if scale.size > 1 else ())
+    s = _initializer(graph, f"{name}__requant_scale", scale.reshape(shape))
+    one = _initializer(graph, f"{name}__one", np.array(1.0, np.float32))
     zp = _input(node, Y_ZERO_POINT)
     assert zp is not None
-    scaled = ir.Value(name=scaled_output_name(layer.name), shape=y.shape, type=ir.TensorType(ir.DataType.FLOAT))
-    mul = ir.Node("", "Mul", [y, s], outputs=[scaled], name=f"{layer.name}__scale")
-    out = ir.Value(name=f"{layer.name}__q", shape=node.outputs[0].shape, type=node.outputs[0].type)
-    quant = ir.Node("", "QuantizeLinear", [scaled, one, zp], outputs=[out], name=f"{layer.name}__requantize")
+    scaled = ir.Value(name=scaled_output_name(name), shape=y.shape, type=ir.TensorType(ir.DataType.FLOAT))
+    mul = ir.Node("", "Mul", [y, s], outputs=[scaled], name=f"{name}__scale")
+    out = ir.Value(name=f"{name}__q", shape=node.outputs[0].shape, type=node.outputs[0].type)
+    quant = ir.Node("", "QuantizeLinear", [scaled, one, zp], outputs=[out], name=f"{name}__requantize")
     return [mul, quant]
 
 

@@ -21,6 +21,9 @@ from sparsec.formats import get_format
 from sparsec.integer_reference import integer_output_name
 from sparsec.layer import INTEGER_OPS, QLINEAR_OPS, Epilogue, Kernel, Layer
 
+from .choose import floats_dense
+from .cost_model import cost_model
+from .float_qlinear import float_dense_qlinear
 from .graph import remove_unused_initializers, stable_topo_sort
 from .integer import bypass_float_casts, float_conv, float_input, integer_output, zero_point
 from .state import Compilation
@@ -94,7 +97,9 @@ def sparse_nodes(
 
 
 class RewritePass(ir.passes.InPlacePass):
-    """Replace every layer whose chosen format is not dense by a sparsec node; the layer records get their kernel."""
+    """Replace every layer whose chosen format is not dense by a sparsec node; the layer records get their kernel.
+    Where ORT's int8-activation kernels are slower than its float32 ones (x86), dense QLinearMatMul / QLinearConv with
+    an int8 activation run exactly on the float32 ones (passes/float_qlinear.py)."""
 
     def __init__(self, state: Compilation) -> None:
         super().__init__()
@@ -106,7 +111,9 @@ class RewritePass(ir.passes.InPlacePass):
         floated = [
             la for la in self.state.records() if la.op == "ConvInteger" and la.format == "dense" and la.float_exact
         ]
-        if not chosen and not floated:
+        cost = cost_model(self.state.target.name, self.state.target.isa, self.state.target.int8_dot)
+        float_qlinear = [la for la in self.state.records() if la.format == "dense" and floats_dense(la, cost)]
+        if not chosen and not floated and not float_qlinear:
             return ir.passes.PassResult(model, modified=False)
         if sparse_node.DOMAIN not in model.opset_imports:
             model.opset_imports[sparse_node.DOMAIN] = 1
@@ -144,6 +151,8 @@ class RewritePass(ir.passes.InPlacePass):
             assert layer.choice is not None
             why = f"{layer.choice.reason}; runs exactly on ORT's float32 Conv (its ConvInteger is slower)"
             self.state.update(replace(layer, choice=replace(layer.choice, reason=why)))
+        for layer in float_dense_qlinear(graph, float_qlinear, {}):  # own Cast/Sub: not the DequantizeLinear above
+            self.state.update(layer)
         remove_unused_initializers(graph)
         stable_topo_sort(graph)
         return ir.passes.PassResult(model, modified=True)

@@ -26,7 +26,7 @@ from sparsec.layer import QLINEAR_OPS, Choice, Kernel, Layer, Tuning
 from sparsec.options import CompileOptions, toolchain_versions
 from sparsec.targets.base import Progress, Target
 
-from .choose import fits, integer_us, predicted_speedup
+from .choose import fits, floats_dense, integer_us, predicted_speedup
 from .cost_model import EP_NODE_US, CostModel, reorder_us
 from .layout import settle_layout
 from .tune_qlinear import activation_dtype, qlinear_dense_runner
@@ -49,8 +49,11 @@ def candidates(
     return [f"{fmt}|{v}" for fmt in fitting for v in variants(fmt)]
 
 
-def _measure(layer: Layer, entries: list[str], rows: int, target: Target, threads: int) -> dict[str, float]:
-    """Median microseconds per call of every entry and of ORT's dense MatMul or Conv (``dense``) at M = ``rows``."""
+def _measure(
+    layer: Layer, entries: list[str], rows: int, target: Target, threads: int, floated: bool = False
+) -> dict[str, float]:
+    """Median microseconds per call of every entry and of ORT's dense MatMul or Conv (``dense``) at M = ``rows``:
+    for an integer layer ORT's integer kernel for it, unless it runs on ORT's float32 one when dense (``floated``)."""
     import tvm
 
     from sparsec.formats import get_format
@@ -75,11 +78,11 @@ def _measure(layer: Layer, entries: list[str], rows: int, target: Target, thread
         dense, y_dense = dense_conv_runner(layer, x, threads)
         dense()
         ref = y_dense.numpy().reshape(y_shape).astype(np.float64)
-        if layer.op == "QLinearConv":  # timed against ORT's own QLinearConv
+        if layer.op == "QLinearConv" and not floated:  # timed against ORT's own QLinearConv
             dense = qlinear_dense_runner(layer, x, threads)
     else:
         x, y_shape = np.random.default_rng(rows).standard_normal((rows, layer.k)).astype(np.float32), (rows, layer.n)
-        if layer.op == "QLinearMatMul":  # against ORT's own QLinearMatMul
+        if layer.op == "QLinearMatMul" and not floated:  # against ORT's own QLinearMatMul
             dense = qlinear_dense_runner(layer, x, threads)
         elif layer.op == "MatMulInteger":  # against ORT's int8 path
             dense = int8_dense_runner(layer.w, rows, threads)
@@ -121,9 +124,11 @@ def tune_layer(
     target: Target,
     versions: dict[str, str],
     node_us: float = EP_NODE_US,
+    floated: bool = False,
 ) -> tuple[Choice, str, dict[str, float], bool]:
     """(choice, kernel variant, measured us per entry, whether it came from the cache) for one layer; ``node_us`` is
-    the sparse node's own cost (the cost model's ``node_us``), added to the kernel timed alone."""
+    the sparse node's own cost (the cost model's ``node_us``), added to the kernel timed alone; ``floated``: the
+    layer runs on ORT's float32 MatMul/Conv when dense (passes/choose.floats_dense)."""
     from sparsec import cache
 
     conv = layer.geom is not None  # Conv or ConvInteger
@@ -144,13 +149,13 @@ def tune_layer(
             "versions": versions,
             "threads": _threads(),
             "conv": dataclasses.asdict(layer.geom) if conv and layer.geom is not None else None,
-            **_dense_key(layer),
+            **_dense_key(layer, floated),
         }
     )
     times = cache.get_json("tune", key)
     cached = times is not None and set(times) == {"dense", *entries}
     if not cached:
-        times = _measure(layer, entries, rows, target, _threads())
+        times = _measure(layer, entries, rows, target, _threads(), floated)
         cache.put_json("tune", key, times)
     assert times is not None
     # A sparse conv next to a conv ORT keeps in its NCHWc layout makes ORT convert layouts there (passes/layout.py):
@@ -167,7 +172,8 @@ def tune_layer(
     best = min(entries, key=total_us)
     fmt, variant = best.split("|")
     # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added.
-    dense_us, best_us = max(times["dense"] - extra, 1e-3), total_us(best) + extra + node_us
+    floated_us = integer_us(layer, rows, int8_kernel=False) if floated else 0.0  # its conversions, as a float kernel's
+    dense_us, best_us = max(times["dense"] - extra + floated_us, 1e-3), total_us(best) + extra + node_us
     layout = f", {extra:.1f} us of layout conversions moved from dense to sparse" if extra else ""
     if best_us >= dense_us:
         why = f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}{layout}"
@@ -195,7 +201,14 @@ def tune_layers(
         predicted = predicted_speedup(layer, cost, rows)
         forced = options.format != "auto"
         choice, variant, times, cached = tune_layer(
-            layer, rows, [options.format] if forced else presets, predicted, target, versions, cost.node_us
+            layer,
+            rows,
+            [options.format] if forced else presets,
+            predicted,
+            target,
+            versions,
+            cost.node_us,
+            floats_dense(layer, cost),
         )
         if forced and choice.format == "dense" and times:  # forced: keep the format, take its fastest variant
             best = min((e for e in times if e != "dense"), key=lambda e: times[e])
@@ -213,8 +226,10 @@ def tune_layers(
     return out
 
 
-def _dense_key(layer: Layer) -> dict[str, str]:
+def _dense_key(layer: Layer, floated: bool) -> dict[str, str]:
     """What the dense time was measured on, when not ORT's float32 MatMul/Conv (the tuning cache's key)."""
+    if floated:
+        return {}
     if layer.op == "MatMulInteger":
         return {"dense": "int8"}  # ORT's int8 path (DynamicQuantizeMatMul)
     if layer.op in QLINEAR_OPS:

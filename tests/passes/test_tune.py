@@ -57,7 +57,9 @@ def test_second_tune_is_served_from_cache(monkeypatch: pytest.MonkeyPatch, tmp_p
     target = get_target("x86")
     calls: list[int] = []
 
-    def fake_measure(layer: object, entries: list[str], rows: int, target: object, threads: int) -> dict[str, float]:
+    def fake_measure(
+        layer: object, entries: list[str], rows: int, target: object, threads: int, floated: bool
+    ) -> dict[str, float]:
         calls.append(rows)
         return {"dense": 10.0, **{e: 20.0 - i for i, e in enumerate(entries)}}
 
@@ -75,7 +77,9 @@ def test_second_tune_is_served_from_cache(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_fastest_entry_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SPARSEC_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(
-        tune, "_measure", lambda la, entries, rows, t, th: {"dense": 10.0, **{e: 5.0 for e in entries}, "csr|xt": 2.0}
+        tune,
+        "_measure",
+        lambda la, entries, rows, t, th, fl: {"dense": 10.0, **{e: 5.0 for e in entries}, "csr|xt": 2.0},
     )
     choice, variant, times, _ = tune.tune_layer(_layer(), 1, ["csr"], lambda f: 1.0, get_target("x86"), {})  # type: ignore[arg-type]
     # the kernel timed alone gets the sparse node's own cost (EP_NODE_US) on top
@@ -96,7 +100,7 @@ def test_conv_layout_conversions_move_from_dense_to_sparse(monkeypatch: pytest.M
     (layer, *_) = find_layers(ir.from_proto(geometry_model(0.2)).graph)
     assert layer.op == "Conv"
     layer = dataclasses.replace(layer, reorder=round(20_000 / REORDER_NS))  # 20 us
-    times = lambda la, entries, rows, t, th: {"dense": 100.0, **{e: 70.0 for e in entries}}  # noqa: E731
+    times = lambda la, entries, rows, t, th, fl: {"dense": 100.0, **{e: 70.0 for e in entries}}  # noqa: E731
     monkeypatch.setattr(tune, "_measure", times)
     choice, *_ = tune.tune_layer(layer, 64, ["csr"], lambda f: 1.0, get_target("x86"), {})  # type: ignore[arg-type]
     assert choice.format == "dense" and choice.speedup == pytest.approx(80 / (90 + EP_NODE_US), rel=1e-3), choice
