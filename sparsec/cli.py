@@ -200,12 +200,17 @@ def prune_cmd(model: Path, pattern: str, output: Path) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="qdq/qoperator: a directory with INPUT.npy per input, samples on axis 0 [random inputs]",
 )
+@click.option(
+    "--activations",
+    type=click.Choice(["int8", "uint8"]),
+    help="qdq/qoperator: the activations' type [qdq: int8, qoperator: uint8]",
+)
 @_guard
-def quantize_cmd(model: Path, output: Path, mode: str, calibration: Path | None) -> None:
+def quantize_cmd(model: Path, output: Path, mode: str, calibration: Path | None, activations: str | None) -> None:
     """int8-quantize a (pruned) model with onnxruntime.quantization (pruned weights stay zero)."""
     from .quantize import quantize_file
 
-    click.echo(quantize_file(model, output, mode, calibration, say=progress))
+    click.echo(quantize_file(model, output, mode, calibration, say=progress, activations=activations))
 
 
 @main.command("run")

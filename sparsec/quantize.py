@@ -13,6 +13,10 @@ Three modes, as onnxruntime.quantization writes them:
   (passes/cost_model.ORT_S8S8_FASTER_X86), with a uint8 one 2-3x faster. ``sparsec compile`` runs the layers
   exactly and requantizes them as ORT does (passes/qlinear.py).
 
+``--activations int8|uint8`` overrides a static mode's activation type (``qdq``: int8, onnxruntime.quantization's
+default; ``qoperator``: uint8). ``sparsec compile`` runs either exactly; with int8 on x86 it also moves the layers
+that stay dense onto ORT's float32 kernels (passes/float_qlinear.py).
+
 Calibration data (``qdq``, ``qoperator``): a directory with one ``INPUT.npy`` per model input whose first axis indexes
 samples; without it, seeded random inputs sized like ``--verify``'s (said so: scales calibrated on random data fit
 random data).
@@ -32,6 +36,7 @@ from .errors import SparsecError, first_line
 
 MODES = ("qdq", "dynamic", "qoperator")
 STATIC = ("qdq", "qoperator")  # calibrated
+ACTIVATIONS = {"qdq": "int8", "qoperator": "uint8"}  # a static mode's default activation type
 QUANT_OPS = (
     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul",
     "QLinearConv",
@@ -72,8 +77,10 @@ def quantize_file(
     mode: str = "qdq",
     calibration: Path | None = None,
     say: Callable[[str], None] = lambda msg: None,
+    activations: str | None = None,
 ) -> str:
-    """Quantize ``model_path`` into ``out_path`` (written atomically); returns a one-line summary."""
+    """Quantize ``model_path`` into ``out_path`` (written atomically); returns a one-line summary. ``activations``:
+    int8 or uint8 for a static mode (default ``ACTIVATIONS[mode]``)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -89,6 +96,12 @@ def quantize_file(
         raise SparsecError(f"bad --mode {mode!r}: expected one of {', '.join(MODES)}")
     if mode == "dynamic" and calibration is not None:
         raise SparsecError("--calibration is for --mode qdq/qoperator (dynamic quantization calibrates at run time)")
+    if mode == "dynamic" and activations is not None:
+        raise SparsecError("--activations is for --mode qdq/qoperator (dynamic quantization uses uint8 activations)")
+    act = activations or ACTIVATIONS.get(mode, "uint8")
+    if act not in ("int8", "uint8"):
+        raise SparsecError(f"bad --activations {act!r}: expected int8 or uint8")
+    act_type = QuantType.QInt8 if act == "int8" else QuantType.QUInt8
     src, out = Path(model_path), Path(out_path)
     check_output(out)
     model = load_model(src)
@@ -115,6 +128,7 @@ def quantize_file(
                     Reader(),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
+                    activation_type=act_type,
                     weight_type=QuantType.QInt8,
                 )
             elif mode == "qoperator":
@@ -124,7 +138,7 @@ def quantize_file(
                     Reader(),
                     quant_format=QuantFormat.QOperator,
                     per_channel=True,
-                    activation_type=QuantType.QUInt8,
+                    activation_type=act_type,
                     weight_type=QuantType.QInt8,
                 )
             else:
@@ -145,4 +159,5 @@ def quantize_file(
     if not int8:
         raise SparsecError(f"onnxruntime.quantization quantized no weight of {src} (no MatMul/Gemm/Conv it handles)")
     write_atomic(out, data)
-    return f"quantized {int8} weights of {src.name} to int8 ({mode}: {', '.join(ops)}); wrote {out}"
+    how = f"{mode}, {act} activations" if mode in STATIC else mode
+    return f"quantized {int8} weights of {src.name} to int8 ({how}: {', '.join(ops)}); wrote {out}"

@@ -37,7 +37,7 @@ def test_qdq_keeps_pruned_weights_zero_and_compiles_sparse(pruned: Path, tmp_pat
 
     out = tmp_path / "q.onnx"
     code, stdout, stderr = run("quantize", str(pruned), "-o", str(out))
-    assert code == 0 and stdout.startswith("quantized 3 weights of ffn90.onnx to int8 (qdq:"), stderr
+    assert code == 0 and stdout.startswith("quantized 3 weights of ffn90.onnx to int8 (qdq, int8 activations:"), stderr
     assert "calibrated on 8 random inputs" in stderr
     q = onnx.load(str(out))
     int8 = [
@@ -71,7 +71,7 @@ def test_qoperator_writes_qlinearmatmul_that_compiles_sparse_to_orts_bytes(tmp_p
     onnx.save(transformer_ffn(d=384, hidden=1536, density=1.0), str(src))
     prune_file(src, "unstructured:0.9", pruned)
     code, stdout, stderr = run("quantize", str(pruned), "-o", str(out), "--mode", "qoperator")
-    assert code == 0 and "(qoperator: " in stdout and "QLinearMatMul" in stdout, (stdout, stderr)
+    assert code == 0 and "(qoperator, uint8 activations: " in stdout and "QLinearMatMul" in stdout, (stdout, stderr)
     assert "random inputs" in stderr  # no --calibration: said so
     q = onnx.load(str(out))
     layers = [n for n in q.graph.node if n.op_type == "QLinearMatMul"]
@@ -89,6 +89,17 @@ def test_qoperator_writes_qlinearmatmul_that_compiles_sparse_to_orts_bytes(tmp_p
     np.testing.assert_array_equal(InferenceSession(res.artifact).run(None, feeds)[0], want)
 
 
+@pytest.mark.parametrize(("mode", "act"), [("qoperator", "int8"), ("qdq", "uint8")])
+def test_activations_type_is_the_users(pruned: Path, tmp_path: Path, mode: str, act: str) -> None:
+    out = tmp_path / "a.onnx"
+    code, stdout, stderr = run("quantize", str(pruned), "-o", str(out), "--mode", mode, "--activations", act)
+    assert code == 0 and f"({mode}, {act} activations: " in stdout, stderr
+    q = onnx.load(str(out))
+    quantize = [n for n in q.graph.node if n.op_type == "QuantizeLinear"]
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    assert quantize and all(inits[n.input[2]].dtype == np.dtype(act) for n in quantize)
+
+
 def test_dynamic_writes_matmulinteger(pruned: Path, tmp_path: Path) -> None:
     out = tmp_path / "d.onnx"
     code, stdout, _ = run("quantize", str(pruned), "-o", str(out), "--mode", "dynamic")
@@ -101,6 +112,7 @@ def test_dynamic_writes_matmulinteger(pruned: Path, tmp_path: Path) -> None:
     [
         (["--mode", "int4"], "bad --mode 'int4': expected one of qdq, dynamic, qoperator"),
         (["--mode", "dynamic", "--calibration", "{tmp}"], "--calibration is for --mode qdq"),
+        (["--mode", "dynamic", "--activations", "int8"], "--activations is for --mode qdq"),
         (["--calibration", "{tmp}/nope"], "not a directory"),
         (["--calibration", "{tmp}"], "no x.npy for input 'x'"),
     ],
