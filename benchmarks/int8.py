@@ -1,7 +1,8 @@
 """``python -m benchmarks.int8``: pruned then int8-quantized models, sparsec against ORT on the same int8 model.
 
 MiniLM-L3 pruned 90% then ``sparsec quantize`` (``dynamic``: MatMulInteger; ``qdq``: QuantizeLinear/DequantizeLinear;
-``qoperator``: QLinearMatMul), and pruned 90% in 1x4 blocks then quantized dynamically and as QOperator, seq 128,
+``qoperator``: QLinearMatMul with uint8 activations, ``qoperator-s8`` with int8 ones), and pruned 90% in 1x4 blocks
+then quantized dynamically and as QOperator (and 50% as QOperator with int8 activations), seq 128,
 batch 1 and 8, each compiled with ``--dim`` for its batch; and the generated CNNs pruned 80% then quantized
 dynamically (ConvInteger). Per row, interleaved in one process, 2 threads: ORT on the int8 model, the sparsec
 artifact, ORT on the float32 pruned model, and DeepSparse 1.8 on the int8 model where it runs. Prints a Markdown
@@ -40,9 +41,11 @@ def _cli(*args: str) -> None:
 
 
 def _quantized(src: Path, mode: str) -> Path:
+    """``sparsec quantize``'d ``src``; mode ``qoperator-s8``: QOperator with int8 activations."""
     out = src.with_name(f"{src.stem}_{mode}.onnx")
     if not out.is_file():
-        _cli("quantize", str(src), "-o", str(out), "--mode", mode)
+        how = ["--mode", "qoperator", "--activations", "int8"] if mode == "qoperator-s8" else ["--mode", mode]
+        _cli("quantize", str(src), "-o", str(out), *how)
     return out
 
 
@@ -89,16 +92,18 @@ def _row(
 
 
 def minilm_rows(budget_s: float, ds: bool) -> list[dict[str, Any]]:
-    """Unstructured 90% (dynamic, QDQ and QOperator), and 90% in 1x4 blocks (the int8:1x4 kernels' blocks; dynamic
-    and QOperator)."""
+    """Unstructured 90% (dynamic, QDQ and QOperator with uint8 and with int8 activations), 90% in 1x4 blocks (the
+    int8:1x4 kernels' blocks; dynamic and QOperator), and 50% QOperator with int8 activations (layers that stay
+    dense run on ORT's float32 MatMul)."""
     from onnx import load
 
     from sparsec.verify import random_feeds
 
     rows = []
     for pattern, label, modes in (
-        ("unstructured:0.9", "90%", ("dynamic", "qdq", "qoperator")),
+        ("unstructured:0.9", "90%", ("dynamic", "qdq", "qoperator", "qoperator-s8")),
         ("block:1x4:0.9", "90% 1x4 blocks", ("dynamic", "qoperator")),
+        ("unstructured:0.5", "50%", ("qoperator-s8",)),
     ):
         fp32 = pruned_model(pattern, _say)
         for mode in modes:

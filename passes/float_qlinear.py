@@ -6,8 +6,8 @@ float32 ones on weight layers (passes/cost_model.ORT_S8S8_FASTER_X86). Such a la
 ``X - x_zero_point`` (Cast to float32 and Sub: exact integers) times ``W - w_zero_point`` (a float32 initializer) on
 ORT's float32 MatMul (a QLinearConv: its Conv, the int32 bias as a float32 one), whose products and partial sums are
 integers below 2**24 (the layer is ``float_exact``: passes/integer.py's bound), then the requantization of
-passes/qlinear.py: the same bits as ORT's int8 kernel. Cast and Sub, not DequantizeLinear: ORT's QDQ fusions would
-turn DequantizeLinear -> MatMul back into an int8 kernel.
+passes/qlinear.py: the same bits as ORT's int8 kernel. Cast and Sub of their own, not the scale-1 DequantizeLinear
+the sparse layers share, so that nothing here is a DequantizeLinear -> MatMul pattern for ORT's QDQ fusions.
 
 Activation x activation QLinearMatMul (attention's, never a layer) keep ORT's kernel: floated the same way (two
 Cast/Sub, a float32 batched MatMul, the requantization) they measured slower, 4.3 against 2.5 ms for MiniLM-L3's
