@@ -21,6 +21,7 @@ from sparsec.layer import INT8_MATMULS, QLINEAR_OPS, Choice, Layer
 from sparsec.targets.base import Target
 
 from .cost_model import (
+    INT8_CONVERT_NS,
     ORT_CONV_FASTER,
     CostModel,
     im2col_us,
@@ -44,17 +45,11 @@ def margin(fmt: str) -> float:
 
 def fits(layer: Layer, fmt: str) -> str:
     """Why ``fmt`` cannot represent the layer's weight ("" when it can); int8 formats also need a MatMulInteger or
-    QLinearMatMul with a uint8 activation (the kernel multiplies it as is)."""
-    if family(fmt) == "int8" and not uint8_matmul(layer):
-        return f"{fmt} runs MatMulInteger / QLinearMatMul layers with a uint8 activation only"
+    QLinearMatMul (the kernel multiplies a uint8 activation as is; an int8 one is shifted to uint8 in front,
+    passes/rewrite.py)."""
+    if family(fmt) == "int8" and layer.op not in INT8_MATMULS:
+        return f"{fmt} runs MatMulInteger / QLinearMatMul layers only"
     return get_format(fmt).misfit(layer.w, layer.profile)
-
-
-def uint8_matmul(layer: Layer) -> bool:
-    import onnx_ir as ir
-
-    x = layer.node.inputs[0] if layer.node is not None and layer.node.inputs else None
-    return layer.op in INT8_MATMULS and x is not None and x.dtype == ir.DataType.UINT8
 
 
 def candidates(target: Target, cost: CostModel) -> list[str]:
@@ -64,11 +59,13 @@ def candidates(target: Target, cost: CostModel) -> list[str]:
 
 
 def integer_us(layer: Layer, rows: int, int8_kernel: bool) -> float:
-    """What an integer layer compiled sparse adds around its kernel (passes/cost_model.integer_io_us); 0 for others."""
+    """What an integer layer compiled sparse adds around its kernel (passes/cost_model.integer_io_us); 0 for others.
+    An int8 kernel on an int8 activation also pays its shift to uint8 (two passes over it)."""
     if not layer.integer:
         return 0.0
     taps = layer.geom.kh * layer.geom.kw if layer.geom is not None else 1
-    return integer_io_us(layer.op, rows, layer.k, layer.n, int8_kernel, taps)
+    shift = 2 * rows * layer.k * INT8_CONVERT_NS / 1000.0 if int8_kernel and signed_activation(layer) else 0.0
+    return integer_io_us(layer.op, rows, layer.k, layer.n, int8_kernel, taps) + shift
 
 
 def signed_activation(layer: Layer) -> bool:

@@ -9,9 +9,14 @@ integers below 2**24 (the layer is ``float_exact``: passes/integer.py's bound), 
 passes/qlinear.py: the same bits as ORT's int8 kernel. Cast and Sub of their own, not the scale-1 DequantizeLinear
 the sparse layers share, so that nothing here is a DequantizeLinear -> MatMul pattern for ORT's QDQ fusions.
 
-Activation x activation QLinearMatMul (attention's, never a layer) keep ORT's kernel: floated the same way (two
-Cast/Sub, a float32 batched MatMul, the requantization) they measured slower, 4.3 against 2.5 ms for MiniLM-L3's
-three Q x K^T at batch 8 (AMD EPYC Zen 4, 2 threads): the s8s8 penalty is a weight-layer one.
+An activation x activation QLinearMatMul with int8 activations (attention's; never a layer) floats the same way
+(``float_activation_products``: each activation Cast and Sub once, a float32 batched MatMul, the requantization)
+where its sums are exact: scalar zero points and a static K with ``K * 255 * 255 < 2**24`` (K = 32 for MiniLM's
+Q x K^T; scores x V has K = the sequence length, static only with ``--input-shape``, and 128 * 255 * 255 fits).
+Measured on MiniLM-L3 QOperator s8 at batch 8 (AMD EPYC Zen 4, ORT profiler): the three Q x K^T took 7.4 ms on ORT's
+QLinearMatMul, ~3 ms floated. (The same DequantizeLinear x DequantizeLinear -> QuantizeLinear in a QDQ model is not
+floated: ORT's run of the QDQ model took 2.5 ms for them, floated 4.3 ms, and with static shapes floating scores x V
+moved outputs off ORT's by 30%: ORT does not run that pattern as one QLinearMatMul.)
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ import onnx_ir as ir
 from sparsec.integer_reference import integer_output_name
 from sparsec.layer import QLINEAR_OPS, Choice, Layer
 
-from .graph import constant
-from .integer import _weight
-from .qlinear import requantize
+from .graph import constant, dims
+from .integer import EXACT, X_RANGE, _weight
+from .qlinear import requant_scale, requantize
 
 Made = dict[tuple[int, int], ir.Value]
 
@@ -92,3 +97,51 @@ def _float_layer(graph: ir.Graph, layer: Layer, made: Made) -> list[ir.Node]:
     attrs = list(node.attributes.values()) if conv else []
     product = ir.Node("", "Conv" if conv else "MatMul", inputs, attrs, outputs=[y], name=f"{layer.name}__float")
     return [*nodes, product, *requantize(graph, node, layer.name, y, layer.n, conv)]
+
+
+def _scalar_constant(v: ir.Value | None) -> bool:
+    c = constant(v) if v is not None else None
+    return c is not None and c.size == 1
+
+
+def _int8_zero_point(v: ir.Value | None) -> bool:
+    """``v`` is one constant int8 zero point (the activation's type, even where types were never inferred)."""
+    c = constant(v) if v is not None else None
+    return c is not None and c.size == 1 and c.dtype == np.int8
+
+
+def _exact_product(node: ir.Node) -> bool:
+    """An int8 activation x activation QLinearMatMul whose sums float32 holds exactly, requantized by one scale."""
+    if len(node.inputs) < 8 or constant(node.inputs[3]) is not None:
+        return False
+    a, b = dims(node.inputs[0]) or [None], dims(node.inputs[3]) or [None, None]
+    k = a[-1] if isinstance(a[-1], int) else (b[-2] if len(b) > 1 else None)
+    return (
+        isinstance(k, int)
+        and k * X_RANGE * X_RANGE < EXACT
+        and _int8_zero_point(node.inputs[2])
+        and _int8_zero_point(node.inputs[5])
+        and all(_scalar_constant(node.inputs[i]) for i in (1, 4, 6, 7))
+        and requant_scale(node, 1)[0] is not None
+    )
+
+
+def float_activation_products(graph: ir.Graph) -> int:
+    """Float every exact int8 activation x activation QLinearMatMul in ``graph`` (module docstring); how many."""
+    made: Made = {}
+    count = 0
+    for node in list(graph):
+        if node.op_type != "QLinearMatMul" or node.domain not in ("", "ai.onnx") or not _exact_product(node):
+            continue
+        name = f"{node.name or node.outputs[0].name}__float".replace("/", "_")
+        a, b = node.inputs[0], node.inputs[3]
+        assert a is not None and b is not None
+        nodes = _less_zero_point(graph, a, node.inputs[2], f"{name}_a", made)
+        nodes += _less_zero_point(graph, b, node.inputs[5], f"{name}_b", made)
+        y = ir.Value(name=f"{name}_y", type=ir.TensorType(ir.DataType.FLOAT))
+        pair = [made[(id(a), id(node.inputs[2]))], made[(id(b), id(node.inputs[5]))]]
+        product = ir.Node("", "MatMul", pair, outputs=[y], name=f"{name}_matmul")
+        new = [*nodes, product, *requantize(graph, node, name, y, 1, False)]
+        ir.convenience.replace_nodes_and_values(graph, node, [node], new, [node.outputs[0]], [new[-1].outputs[0]])
+        count += 1
+    return count

@@ -134,16 +134,55 @@ def float_input(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Va
     return [node], made[key]
 
 
-def zero_point(graph: ir.Graph, layer: Layer) -> ir.Value:
-    """The layer's activation zero point, or a uint8 0 initializer when the MatMulInteger has none."""
+def zero_point(graph: ir.Graph, layer: Layer, signed: bool = False) -> ir.Value:
+    """The int8 kernel's uint8 zero point: the layer's activation zero point, a uint8 0 initializer when the
+    MatMulInteger has none, or for an int8 activation (``signed``, shifted by ``uint8_input``) a constant one plus
+    128."""
     zp = layer.node.inputs[2] if len(layer.node.inputs) > 2 else None
-    if zp is not None:
+    if zp is not None and not signed:
         return zp
+    z = constant(zp) if zp is not None else np.zeros((), np.int8)
+    assert z is not None and z.size == 1, "an int8 kernel's zero point is one constant"  # passes/integer.integer_layer
     name = f"{layer.name}__x_zero_point"
     value = ir.Value(name=name, shape=ir.Shape([]), type=ir.TensorType(ir.DataType.UINT8))
-    value.const_value = ir.tensor(np.array(0, np.uint8), name=name)
+    shifted = int(z.reshape(())) + (128 if signed else 0)
+    value.const_value = ir.tensor(np.array(shifted, np.uint8), name=name)
     graph.register_initializer(value)
     return value
+
+
+def uint8_input(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Value]) -> tuple[list[ir.Node], ir.Value]:
+    """An int8 activation shifted to uint8 for the int8 kernels (``vpdpbusd`` multiplies uint8 by int8):
+    ``QuantizeLinear(DequantizeLinear(x, 1, -128), 1, 0)`` = x + 128, exact (integers 0..255), with the zero point
+    shifted the same (``zero_point(signed=True)``), so ``x - x_zero_point`` is unchanged. Shared through ``made``."""
+    x = layer.node.inputs[0]
+    assert x is not None
+    key = (id(x), 0)
+    if key in made:
+        return [], made[key]
+    base = f"{layer.name}__x_uint8"
+    one = _float_initializer(graph, f"{base}_one", np.array(1.0, np.float32))
+    low = _int_initializer(graph, f"{base}_low", np.int8(-128))
+    zero = _int_initializer(graph, f"{base}_zero", np.uint8(0))
+    up = ir.Node("", "DequantizeLinear", [x, one, low], outputs=[_float_like(x, f"{base}_float")], name=f"{base}_float")
+    out = ir.Value(name=base, shape=x.shape, type=ir.TensorType(ir.DataType.UINT8))
+    down = ir.Node("", "QuantizeLinear", [up.outputs[0], one, zero], outputs=[out], name=base)
+    made[key] = out
+    return [up, down], out
+
+
+def _float_initializer(graph: ir.Graph, name: str, value: np.ndarray) -> ir.Value:
+    v = ir.Value(name=name, shape=ir.Shape(value.shape), type=ir.TensorType(ir.DataType.FLOAT))
+    v.const_value = ir.tensor(value, name=name)
+    graph.register_initializer(v)
+    return v
+
+
+def _int_initializer(graph: ir.Graph, name: str, value: np.integer) -> ir.Value:
+    tensor = ir.tensor(np.array(value), name=name)
+    v = ir.Value(name=name, shape=ir.Shape([]), type=ir.TensorType(tensor.dtype), const_value=tensor)
+    graph.register_initializer(v)
+    return v
 
 
 def _float_like(x: ir.Value, name: str) -> ir.Value:

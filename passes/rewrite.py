@@ -21,11 +21,11 @@ from sparsec.formats import get_format
 from sparsec.integer_reference import integer_output_name
 from sparsec.layer import INTEGER_OPS, QLINEAR_OPS, Epilogue, Kernel, Layer
 
-from .choose import floats_dense
+from .choose import floats_dense, signed_activation
 from .cost_model import cost_model
-from .float_qlinear import float_dense_qlinear
+from .float_qlinear import float_activation_products, float_dense_qlinear
 from .graph import remove_unused_initializers, stable_topo_sort
-from .integer import bypass_float_casts, float_conv, float_input, integer_output, zero_point
+from .integer import bypass_float_casts, float_conv, float_input, integer_output, uint8_input, zero_point
 from .state import Compilation
 
 
@@ -64,8 +64,11 @@ def sparse_nodes(
     x = layer.node.inputs[0]
     nodes: list[ir.Node] = []
     int8 = get_format(kernel.format).family == "int8"
+    signed = int8 and signed_activation(layer)
     if layer.op in INTEGER_OPS and not int8:
         nodes, x = float_input(graph, layer, {} if made is None else made)
+    elif signed:  # the int8 kernel multiplies uint8 by int8: an int8 activation is shifted by 128 first
+        nodes, x = uint8_input(graph, layer, {} if made is None else made)
     if layer.trans_a:
         xt = f"{layer.name}__xT"
         nodes.append(
@@ -78,7 +81,7 @@ def sparse_nodes(
         arrays.append(("bias", layer.bias.astype(np.float32)))
     inputs = [x, *(_initializer(graph, f"{layer.name}__{name}", value) for name, value in arrays)]
     if int8:  # X's zero point after the packed arrays (docs/internals.md, int8:1x4)
-        inputs.append(zero_point(graph, layer))
+        inputs.append(zero_point(graph, layer, signed))
     attrs = sparse_node.attributes(kernel, layer.name, notes(layer, kernel.format))
     node = ir.Node(
         sparse_node.DOMAIN,
@@ -113,7 +116,10 @@ class RewritePass(ir.passes.InPlacePass):
         ]
         cost = cost_model(self.state.target.name, self.state.target.isa, self.state.target.int8_dot)
         float_qlinear = [la for la in self.state.records() if la.format == "dense" and floats_dense(la, cost)]
-        if not chosen and not floated and not float_qlinear:
+        products = float_activation_products(graph) if cost.s8s8_faster < 1 else 0
+        if products:
+            self.state.say(f"{products} int8 activation x activation QLinearMatMul run exactly on ORT's float32 MatMul")
+        if not chosen and not floated and not float_qlinear and not products:
             return ir.passes.PassResult(model, modified=False)
         if sparse_node.DOMAIN not in model.opset_imports:
             model.opset_imports[sparse_node.DOMAIN] = 1

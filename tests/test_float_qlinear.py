@@ -1,7 +1,7 @@
 """Dense QLinearMatMul / QLinearConv with an int8 activation run on ORT's float32 MatMul / Conv on x86, exactly
 (passes/float_qlinear.py): ORT's own int8-activation kernels there are 3-5x slower than its float32 ones. The
 compiled model's outputs are ORT's bytes; uint8 activations, sums beyond float32's exact integers, activation x
-activation products and other targets keep ORT's node."""
+activation products with a large K and other targets keep ORT's node."""
 
 from __future__ import annotations
 
@@ -74,12 +74,24 @@ def test_dense_int8_activation_layer_runs_on_float_matmul(tmp_path: Path) -> Non
     _same_as_ort(model, res.artifact, [_feeds(s, b) for s, b in ((1, 1), (2, 4))])
 
 
-def test_attention_pairs_keep_orts_kernel(tmp_path: Path) -> None:
-    """Activation x activation QLinearMatMul stay ORT's: floated they measured slower (passes/float_qlinear.py)."""
+def test_attention_product_runs_on_float_matmul(tmp_path: Path) -> None:
     model = attention_model()
     res = compile_model(_save(tmp_path, model), tmp_path / "p.sparsec", CompileOptions())
-    assert _ops(res.artifact).count("QLinearMatMul") == 1 and res.errors == {"y": 0.0}
-    _same_as_ort(model, res.artifact, [_pair_feeds(3)])
+    ops = _ops(res.artifact)
+    assert "QLinearMatMul" not in ops and ops.count("MatMul") == 1 and res.errors == {"y": 0.0}
+    _same_as_ort(model, res.artifact, [_pair_feeds(3), _pair_feeds(4)])
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        (attention_model(k=300), "300 * 255 * 255 > 2**24: float32 sums could round"),
+        (attention_model(act=np.uint8), "uint8 activations: ORT's u8 kernels are the fast ones"),
+    ],
+)
+def test_products_ort_runs_better_or_exactly_keep_its_node(tmp_path: Path, model: onnx.ModelProto, why: str) -> None:
+    res = compile_model(_save(tmp_path, model), tmp_path / "k.sparsec", CompileOptions())
+    assert "QLinearMatMul" in _ops(res.artifact), why
 
 
 def test_uint8_activation_layers_keep_orts_kernel(tmp_path: Path) -> None:
@@ -109,12 +121,13 @@ def test_dense_int8_activation_qlinearconv_runs_on_float_conv(tmp_path: Path) ->
     _same_as_ort(model, res.artifact, feeds)
 
 
-def test_other_targets_keep_orts_kernel(tmp_path: Path) -> None:
-    """ARM's MLAS has int8-activation dot-product kernels: a dense s8 layer stays ORT's there."""
-    model = qlinear_model(np.int8, heads=2, wmax=127, density=0.6)
+@pytest.mark.parametrize("which", ["layers", "product"])
+def test_other_targets_keep_orts_kernel(tmp_path: Path, which: str) -> None:
+    """ARM's MLAS has int8-activation dot-product kernels: dense s8 layers and products stay ORT's there."""
+    model = qlinear_model(np.int8, heads=2, wmax=127, density=0.6) if which == "layers" else attention_model()
     opts = CompileOptions(target="arm", format="dense", verify=False)
     res = compile_model(_save(tmp_path, model), tmp_path / "a.sparsec", opts)
-    assert _ops(res.artifact).count("QLinearMatMul") == 2
+    assert _ops(res.artifact).count("QLinearMatMul") == (2 if which == "layers" else 1)
 
 
 def test_auto_ranks_a_floated_layer_at_float32_speed(tmp_path: Path) -> None:

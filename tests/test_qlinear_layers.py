@@ -200,11 +200,26 @@ def test_uint8_qlinearmatmul_runs_int8_kernels_with_the_scale_fused(tmp_path: Pa
         np.testing.assert_array_equal(got[1], _ort(model, feeds)[1])  # VNNI: ORT's u8s8 kernel is exact
 
 
-def test_int8_format_refuses_a_signed_activation(tmp_path: Path) -> None:
-    res = compile_model(
-        _save(tmp_path, qlinear_model(np.int8)), tmp_path / "r.sparsec", CompileOptions(format="int8:1x4")
-    )
-    assert res.layers[0]["format"] == "dense" and "uint8 activation" in res.layers[0]["reason"]
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_int8_activation_runs_int8_kernels_shifted_to_uint8(tmp_path: Path, per_channel: bool) -> None:
+    """An int8 activation goes to the int8:1x4 kernel as x + 128 (one shared shift, DequantizeLinear then
+    QuantizeLinear), its zero point + 128 beside it: ORT's bytes."""
+    from sparsec.runtime import InferenceSession
+
+    model = qlinear_model(np.int8, per_channel=per_channel, heads=2, wmax=127)
+    res = compile_model(_save(tmp_path, model), tmp_path / "s.sparsec", CompileOptions(format="int8:1x4"))
+    assert [la["format"] for la in res.layers] == ["int8:1x4"] * 2 and res.errors == {"y0": 0.0, "y1": 0.0}
+    art = onnx.load(str(res.artifact / "model.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in art.graph.initializer}
+    uint8 = {name for name, v in inits.items() if v.dtype == np.uint8}
+    shifts = [n for n in art.graph.node if n.op_type == "QuantizeLinear" and n.input[2] in uint8]
+    assert len(shifts) == 1  # shared by both layers
+    sparse = sparse_protos(art)
+    assert all(n.input[0] == shifts[0].output[0] for n in sparse)
+    zps = [int(inits[i]) for n in sparse for i in n.input if i in inits and inits[i].dtype == np.uint8]
+    assert zps == [-5 + 128] * 2  # qlinear_model's int8 zero point, shifted as the activation
+    for feeds in (_feeds(1, 1), _feeds(2, 5)):
+        np.testing.assert_array_equal(InferenceSession(res.artifact).run(None, feeds), _ort(model, feeds))
 
 
 @pytest.mark.parametrize("act", [np.uint8, np.int8])
