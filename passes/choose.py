@@ -49,7 +49,20 @@ def fits(layer: Layer, fmt: str) -> str:
     passes/rewrite.py)."""
     if family(fmt) == "int8" and layer.op not in INT8_MATMULS:
         return f"{fmt} runs MatMulInteger / QLinearMatMul layers only"
+    if family(fmt) == "int8" and signed_activation(layer) and not _constant_zero_point(layer):
+        return f"{fmt} shifts an int8 activation to uint8 with its zero point, which must be a constant"
     return get_format(fmt).misfit(layer.w, layer.profile)
+
+
+def _constant_zero_point(layer: Layer) -> bool:
+    """The activation's zero point is absent or one constant value."""
+    from .graph import constant
+
+    inputs = layer.node.inputs if layer.node is not None else ()
+    if len(inputs) < 3 or inputs[2] is None:
+        return True
+    zp = constant(inputs[2])
+    return zp is not None and zp.size == 1
 
 
 def candidates(target: Target, cost: CostModel) -> list[str]:
@@ -86,7 +99,13 @@ def signed_activation(layer: Layer) -> bool:
 def floats_dense(layer: Layer, cost: CostModel) -> bool:
     """Whether the layer, left dense, runs exactly on ORT's float32 MatMul/Conv (passes/float_qlinear.py): a QLinear
     layer with an int8 activation where ORT's int8-activation kernels are the slower ones (x86)."""
-    return layer.op in QLINEAR_OPS and layer.float_exact and cost.s8s8_faster < 1 and signed_activation(layer)
+    return (
+        layer.op in QLINEAR_OPS
+        and layer.float_exact
+        and cost.s8s8_faster < 1
+        and signed_activation(layer)
+        and _constant_zero_point(layer)
+    )
 
 
 def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:

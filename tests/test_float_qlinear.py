@@ -157,3 +157,22 @@ def test_tune_times_a_floated_layer_on_float32(tmp_path: Path, monkeypatch: pyte
         compile_model(_save(tmp_path, model, f"{act.__name__}.onnx"), tmp_path / f"{act.__name__}.sparsec",
                       CompileOptions(tune=True))  # fmt: skip
     assert seen == [True, False]
+
+
+@pytest.mark.parametrize("fmt", ["auto", "dense", "int8:1x4"])
+def test_run_time_zero_point_is_kept(tmp_path: Path, fmt: str) -> None:
+    """An int8 activation whose zero point is a graph input (not a constant) is neither floated nor shifted to uint8
+    (both need the value at compile time): the outputs stay ORT's."""
+    from sparsec.runtime import InferenceSession
+
+    model = qlinear_model(np.int8, heads=2, wmax=127, density=0.2)
+    xz = next(t for t in model.graph.initializer if t.name == "xz")
+    model.graph.initializer.remove(xz)
+    model.graph.input.append(helper.make_tensor_value_info("xz", TensorProto.INT8, []))
+    res = compile_model(_save(tmp_path, model), tmp_path / "z.sparsec", CompileOptions(format=fmt, verify=False))
+    assert not any("float32" in la["reason"] or la["format"] == "int8:1x4" for la in res.layers), res.layers
+    for seed, zp in ((1, -5), (2, 9)):
+        feeds = {**_feeds(seed, 2), "xz": np.array(zp, np.int8)}
+        got = InferenceSession(res.artifact).run(None, feeds)
+        for g, w in zip(got, _ort(model, feeds), strict=True):
+            np.testing.assert_array_equal(g, w)

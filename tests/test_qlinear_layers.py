@@ -21,8 +21,8 @@ from sparsec.options import CompileOptions
 from tests.targets.arm_models import needs_qemu
 from tests.targets.wasm_helpers import needs_wasm
 from tests.test_int8_kernels import needs_vnni
+from tests.test_integer_layers import K, N, _feeds, _save  # the same 96 x 80 weights and inputs
 
-K, N = 96, 80
 TYPES = {np.uint8: TensorProto.UINT8, np.int8: TensorProto.INT8}
 
 
@@ -94,16 +94,6 @@ def qlinear_conv_model(act: type = np.uint8, density: float = 0.2, seed: int = 0
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
-
-
-def _save(tmp_path: Path, model: onnx.ModelProto, name: str = "q.onnx") -> Path:
-    p = tmp_path / name
-    onnx.save(model, str(p))
-    return p
-
-
-def _feeds(seed: int, batch: int = 3) -> dict[str, np.ndarray]:
-    return {"x": np.random.default_rng(seed).standard_normal((batch, 7, K)).astype(np.float32) * 3}
 
 
 def _ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
