@@ -91,7 +91,8 @@ def _exact(
         numpy_helper.from_array(s, f"{base}_scale"),
         numpy_helper.from_array(np.array(1.0, np.float32), f"{base}_one"),
     ]
-    nodes.append(helper.make_node("Mul", [y_name, f"{base}_scale"], [scaled_output_name(layer)]))
+    # the scale first: ORT's ConvMulFusion would fold a Mul(y, constant) into the Conv's weights (passes/qlinear.py)
+    nodes.append(helper.make_node("Mul", [f"{base}_scale", y_name], [scaled_output_name(layer)]))
     nodes.append(
         helper.make_node("QuantizeLinear", [scaled_output_name(layer), f"{base}_one", node.input[7]], [node.output[0]])
     )

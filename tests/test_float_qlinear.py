@@ -176,3 +176,63 @@ def test_run_time_zero_point_is_kept(tmp_path: Path, fmt: str) -> None:
         got = InferenceSession(res.artifact).run(None, feeds)
         for g, w in zip(got, _ort(model, feeds), strict=True):
             np.testing.assert_array_equal(g, w)
+
+
+def _pointwise_conv(seed: int = 0, c: int = 48, n: int = 288, hw: int = 24) -> onnx.ModelProto:
+    """x -> QuantizeLinear (int8) -> one 1x1 QLinearConv with per-channel scales and an int32 bias (MobileNet-v2's
+    expansion shape)."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-127, 128, (n, c, 1, 1)).astype(np.int8)
+    inits = [
+        numpy_helper.from_array(np.array(0.023, np.float32), "xs"),
+        numpy_helper.from_array(np.array(-3, np.int8), "xz"),
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array((rng.random(n) * 0.004 + 0.001).astype(np.float32), "ws"),
+        numpy_helper.from_array(np.zeros(n, np.int8), "wz"),
+        numpy_helper.from_array(np.array(0.071, np.float32), "ys"),
+        numpy_helper.from_array(np.array(2, np.int8), "yz"),
+        numpy_helper.from_array(rng.integers(-3000, 3000, n).astype(np.int32), "b"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], name="pw"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pointwise",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c, hw, hw])],
+        [helper.make_tensor_value_info("y", TensorProto.INT8, ["batch", n, hw, hw])],
+        inits,
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_floated_conv_is_not_fused_with_its_requantization(tmp_path: Path) -> None:
+    """ORT folds a Conv -> Mul(y, constant) into the Conv's weights, which rounds the sum another way: the
+    requantization's Mul takes the scale first (passes/qlinear.py) and the floated conv stays ORT's bytes."""
+    model = _pointwise_conv()
+    res = compile_model(_save(tmp_path, model), tmp_path / "pw.sparsec", CompileOptions(format="dense"))
+    assert "runs exactly on ORT's float32 Conv" in res.layers[0]["reason"] and res.errors == {"y": 0.0}
+    rng = np.random.default_rng(7)
+    feeds = [{"x": (rng.standard_normal((2, 48, 24, 24)) * 2).astype(np.float32)} for _ in range(3)]
+    _same_as_ort(model, res.artifact, feeds)
+
+
+def test_reference_of_a_qlinearconv_is_exact() -> None:
+    """--verify's exact reference computes a QLinearConv compiled sparse as a float32 Conv then the scale Mul; with
+    the scale as the Mul's second input ORT folds it into the Conv's weights and the reference moves a quantization
+    step off ORT's (exact) QLinearConv, failing compiles whose kernels are right (seen on a MobileNet-v2)."""
+    import onnxruntime as ort
+
+    from sparsec.integer_reference import exact_reference
+
+    model = _pointwise_conv(seed=1)
+    ref = ort.InferenceSession(
+        exact_reference(model, {"w": "pw"}).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(8)
+    for _ in range(6):  # the old order flipped an output in 2 of 4 such batches
+        feeds = {"x": (rng.standard_normal((2, 48, 24, 24)) * 2).astype(np.float32)}
+        np.testing.assert_array_equal(ref.run(None, feeds)[0], _ort(model, feeds)[0])
