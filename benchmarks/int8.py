@@ -2,11 +2,11 @@
 
 MiniLM-L3 pruned 90% then ``sparsec quantize`` (``dynamic``: MatMulInteger; ``qdq``: QuantizeLinear/DequantizeLinear;
 ``qoperator``: QLinearMatMul with uint8 activations, ``qoperator-s8`` with int8 ones), and pruned 90% in 1x4 blocks
-then quantized dynamically and as QOperator (and 50% as QOperator with int8 activations), seq 128,
-batch 1 and 8, each compiled with ``--dim`` for its batch; and the generated CNNs pruned 80% then quantized
-dynamically (ConvInteger). Per row, interleaved in one process, 2 threads: ORT on the int8 model, the sparsec
-artifact, ORT on the float32 pruned model, and DeepSparse 1.8 on the int8 model where it runs. Prints a Markdown
-table and writes .cache/bench/int8.json.
+then quantized dynamically and as QOperator (and 50% as QOperator with int8 activations), seq 128, batch 1 and 8,
+each compiled with ``--dim`` for its batch; and the generated CNNs pruned 80% then quantized dynamically
+(ConvInteger) and as QOperator with int8 activations (QLinearConv). Per row, interleaved in one process, 2 threads:
+ORT on the int8 model, the sparsec artifact, ORT on the float32 pruned model, and DeepSparse 1.8 on the int8 model
+where it runs. Prints a Markdown table and writes .cache/bench/int8.json.
 """
 
 from __future__ import annotations
@@ -130,10 +130,11 @@ def cnn_rows(budget_s: float) -> list[dict[str, Any]]:
         if not fp32.is_file():
             dense = getattr(cnn, name)(resolution=resolution, classes=10)
             onnx.save(prune_model(dense, parse_pattern("unstructured:0.8"))[0], str(fp32))
-        int8 = _quantized(fp32, "dynamic")
-        compiled = _compiled(int8, {}, "b1")
         feeds = {"image": np.random.default_rng(1).standard_normal((1, 3, resolution, resolution), np.float32)}
-        rows.append(_row(f"{name} {resolution}px 80% dynamic b1", int8, fp32, compiled, feeds, budget_s, False))
+        for mode in ("dynamic", "qoperator-s8"):
+            int8 = _quantized(fp32, mode)
+            compiled = _compiled(int8, {}, "b1")
+            rows.append(_row(f"{name} {resolution}px 80% {mode} b1", int8, fp32, compiled, feeds, budget_s, False))
     return rows
 
 
@@ -156,11 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.int8", description=__doc__.splitlines()[0])
     ap.add_argument("--no-deepsparse", action="store_true")
     ap.add_argument("--no-cnn", action="store_true")
+    ap.add_argument("--no-minilm", action="store_true", help="the CNN rows only")
     ap.add_argument("--budget", type=float, default=6.0, help="seconds of interleaved timing per row")
     a = ap.parse_args(argv)
     set_tvm_threads(THREADS)
     t0 = time.perf_counter()
-    rows = minilm_rows(a.budget, not a.no_deepsparse) + ([] if a.no_cnn else cnn_rows(a.budget))
+    rows = [] if a.no_minilm else minilm_rows(a.budget, not a.no_deepsparse)
+    rows += [] if a.no_cnn else cnn_rows(a.budget)
     out = CACHE / "int8.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - t0}, indent=1, default=str))
