@@ -26,21 +26,13 @@ from dataclasses import replace
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.integer_reference import integer_output_name
 from sparsec.layer import QLINEAR_OPS, Choice, Layer
 
-from .graph import constant, dims
-from .integer import EXACT, X_RANGE, _weight
+from .graph import constant, dims, initializer
+from .integer import EXACT, X_RANGE, float_product
 from .qlinear import requant_scale, requantize
 
 Made = dict[tuple[int, int], ir.Value]
-
-
-def _float_constant(graph: ir.Graph, name: str, value: np.ndarray) -> ir.Value:
-    v = ir.Value(name=name, shape=ir.Shape(value.shape), type=ir.TensorType(ir.DataType.FLOAT))
-    v.const_value = ir.tensor(np.ascontiguousarray(value, np.float32), name=name)
-    graph.register_initializer(v)
-    return v
 
 
 def _less_zero_point(graph: ir.Graph, x: ir.Value, zp: ir.Value | None, name: str, made: Made) -> list[ir.Node]:
@@ -55,21 +47,25 @@ def _less_zero_point(graph: ir.Graph, x: ir.Value, zp: ir.Value | None, name: st
     z = constant(zp) if zp is not None else None
     if z is None or not np.any(z):
         return [cast]
-    sub = ir.Node("", "Sub", [cast.outputs[0], _float_constant(graph, f"{name}_zp", z.astype(np.float32))], name=name)
+    sub = ir.Node("", "Sub", [cast.outputs[0], initializer(graph, f"{name}_zp", z.astype(np.float32))], name=name)
     sub.outputs[0].name, sub.outputs[0].shape = name, x.shape
     sub.outputs[0].type = ir.TensorType(ir.DataType.FLOAT)
     made[key] = sub.outputs[0]
     return [cast, sub]
 
 
-def float_dense_qlinear(graph: ir.Graph, layers: list[Layer], made: Made) -> list[Layer]:
+def float_dense_qlinear(graph: ir.Graph, layers: list[Layer]) -> list[Layer]:
     """Float ``layers`` (dense int8-activation QLinear layers, ``float_exact``) in ``graph``: returns their records
-    with the reason saying so."""
+    with the reason saying so. Layers reading one activation share its Cast/Sub."""
+    made: Made = {}
     updated = []
     for layer in layers:
         assert layer.op in QLINEAR_OPS and layer.float_exact
-        new = _float_layer(graph, layer, made)
         node = layer.node
+        x = node.inputs[0]
+        assert x is not None
+        new = _less_zero_point(graph, x, node.inputs[2], f"{layer.name}__x", made)
+        new += float_product(graph, layer, made[(id(x), id(node.inputs[2]))], f"{layer.name}__float")
         ir.convenience.replace_nodes_and_values(graph, node, [node], new, [node.outputs[0]], [new[-1].outputs[0]])
         op = "Conv" if layer.geom else "MatMul"
         before = layer.choice.reason if layer.choice is not None else layer.skip or "stays dense"
@@ -77,26 +73,6 @@ def float_dense_qlinear(graph: ir.Graph, layers: list[Layer], made: Made) -> lis
         choice = replace(layer.choice, reason=why) if layer.choice is not None else Choice("dense", why)
         updated.append(replace(layer, choice=choice))
     return updated
-
-
-def _float_layer(graph: ir.Graph, layer: Layer, made: Made) -> list[ir.Node]:
-    node = layer.node
-    b = constant(node.inputs[3])
-    assert b is not None
-    w, why = _weight(node, b)
-    assert w is not None, why
-    x = node.inputs[0]
-    assert x is not None
-    nodes = _less_zero_point(graph, x, node.inputs[2], f"{layer.name}__x", made)
-    conv = node.op_type == "QLinearConv"
-    weight = _float_constant(graph, f"{layer.name}__w", w)  # stored layout: MatMul's B[K, N], Conv's [N, C, kh, kw]
-    inputs = [made[(id(x), id(node.inputs[2]))], weight]
-    if layer.bias is not None:
-        inputs.append(_float_constant(graph, f"{layer.name}__b", layer.bias))
-    y = ir.Value(name=integer_output_name(layer.name), type=ir.TensorType(ir.DataType.FLOAT))
-    attrs = list(node.attributes.values()) if conv else []
-    product = ir.Node("", "Conv" if conv else "MatMul", inputs, attrs, outputs=[y], name=f"{layer.name}__float")
-    return [*nodes, product, *requantize(graph, node, layer.name, y, layer.n, conv)]
 
 
 def _scalar_constant(v: ir.Value | None) -> bool:

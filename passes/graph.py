@@ -144,6 +144,15 @@ def stable_topo_sort(graph: ir.Graph) -> None:
         graph.extend(ordered)
 
 
+def initializer(graph: ir.Graph, name: str, value: np.ndarray) -> ir.Value:
+    """Register ``value`` (its own dtype, C order) as the initializer ``name`` and return it."""
+    array = np.ascontiguousarray(value)
+    tensor = ir.tensor(array, name=name)
+    v = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
+    graph.register_initializer(v)
+    return v
+
+
 def remove_unused_initializers(graph: ir.Graph) -> None:
     """Drop initializers that no node of the graph (its subgraphs included) and no graph output reads any more."""
     live = set(ir.traversal.RecursiveGraphIterator(graph))

@@ -23,7 +23,7 @@ import onnx_ir as ir
 from sparsec.integer_reference import integer_output_name
 from sparsec.layer import QLINEAR_OPS, Layer
 
-from .graph import constant, dims
+from .graph import constant, dims, initializer
 from .qlinear import int_bias, requant_scale, requantize
 
 EXACT = 2**24  # float32 represents every integer of smaller magnitude exactly
@@ -161,28 +161,14 @@ def uint8_input(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Va
     if key in made:
         return [], made[key]
     base = f"{layer.name}__x_uint8"
-    one = _float_initializer(graph, f"{base}_one", np.array(1.0, np.float32))
-    low = _int_initializer(graph, f"{base}_low", np.int8(-128))
-    zero = _int_initializer(graph, f"{base}_zero", np.uint8(0))
+    one = initializer(graph, f"{base}_one", np.array(1.0, np.float32))
+    low = initializer(graph, f"{base}_low", np.array(-128, np.int8))
+    zero = initializer(graph, f"{base}_zero", np.array(0, np.uint8))
     up = ir.Node("", "DequantizeLinear", [x, one, low], outputs=[_float_like(x, f"{base}_float")], name=f"{base}_float")
     out = ir.Value(name=base, shape=x.shape, type=ir.TensorType(ir.DataType.UINT8))
     down = ir.Node("", "QuantizeLinear", [up.outputs[0], one, zero], outputs=[out], name=base)
     made[key] = out
     return [up, down], out
-
-
-def _float_initializer(graph: ir.Graph, name: str, value: np.ndarray) -> ir.Value:
-    v = ir.Value(name=name, shape=ir.Shape(value.shape), type=ir.TensorType(ir.DataType.FLOAT))
-    v.const_value = ir.tensor(value, name=name)
-    graph.register_initializer(v)
-    return v
-
-
-def _int_initializer(graph: ir.Graph, name: str, value: np.integer) -> ir.Value:
-    tensor = ir.tensor(np.array(value), name=name)
-    v = ir.Value(name=name, shape=ir.Shape([]), type=ir.TensorType(tensor.dtype), const_value=tensor)
-    graph.register_initializer(v)
-    return v
 
 
 def _float_like(x: ir.Value, name: str) -> ir.Value:
@@ -199,21 +185,29 @@ def float_conv(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Val
     """A dense ConvInteger as ORT's float32 Conv on ``X - a_zero_point`` and the integer-valued weight, exact like the
     sparse kernels (``layer.float_exact``), then the Cast back to int32: ORT's ConvInteger (im2col and an int8 GEMM)
     runs 2.4-5.5x slower than its float32 Conv (passes/cost_model.py), grouped and depthwise convs included."""
+    nodes, x = float_input(graph, layer, made)
+    return [*nodes, *float_product(graph, layer, x, f"{layer.name}__conv")]
+
+
+def float_product(graph: ir.Graph, layer: Layer, x: ir.Value, name: str) -> list[ir.Node]:
+    """ORT's float32 Conv (MatMul) named ``name`` on the layer's activation less its zero point ``x`` and its weight
+    less its zero point (a QLinearConv's int32 bias as a float32 one), exact for a ``float_exact`` layer, then the
+    layer's own output (``integer_output``)."""
     node = layer.node
-    b = constant(node.inputs[1])
+    b = constant(node.inputs[weight_input(node.op_type)])
     assert b is not None
     w, why = _weight(node, b)
     assert w is not None, why
-    nodes, x = float_input(graph, layer, made)
-    name = f"{layer.name}__w"
-    weight = ir.Value(name=name, shape=ir.Shape(w.shape), type=ir.TensorType(ir.DataType.FLOAT))
-    weight.const_value = ir.tensor(w.astype(np.float32), name=name)
-    graph.register_initializer(weight)
+    inputs = [x, initializer(graph, f"{layer.name}__w", w.astype(np.float32))]  # Conv [N, C, kh, kw], MatMul B[K, N]
+    if layer.bias is not None:
+        inputs.append(initializer(graph, f"{layer.name}__b", layer.bias.astype(np.float32)))
     out = ir.Value(
         name=integer_output_name(layer.name), shape=node.outputs[0].shape, type=ir.TensorType(ir.DataType.FLOAT)
     )
-    conv = ir.Node("", "Conv", [x, weight], list(node.attributes.values()), outputs=[out], name=f"{layer.name}__conv")
-    return [*nodes, conv, *integer_output(graph, layer, out)]
+    conv = _is_conv(node.op_type)
+    attrs = list(node.attributes.values()) if conv else []
+    product = ir.Node("", "Conv" if conv else "MatMul", inputs, attrs, outputs=[out], name=name)
+    return [product, *integer_output(graph, layer, out)]
 
 
 def integer_output(graph: ir.Graph, layer: Layer, y: ir.Value) -> list[ir.Node]:

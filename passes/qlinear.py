@@ -25,7 +25,7 @@ from sparsec.integer_reference import requant_scale as requant_scale_values
 from sparsec.integer_reference import scaled_output_name
 from sparsec.layer import QLINEAR_OPS
 
-from .graph import constant
+from .graph import constant, initializer
 
 X_SCALE, W_SCALE, Y_SCALE, Y_ZERO_POINT, BIAS = 1, 4, 6, 7, 8  # input positions (same in both ops)
 
@@ -71,8 +71,8 @@ def requantize(graph: ir.Graph, node: ir.Node, name: str, y: ir.Value, n: int, c
     scale, why = requant_scale(node, n)
     assert scale is not None, why
     shape = (n, 1, 1) if conv and scale.size > 1 else ((n,) if scale.size > 1 else ())
-    s = _initializer(graph, f"{name}__requant_scale", scale.reshape(shape))
-    one = _initializer(graph, f"{name}__one", np.array(1.0, np.float32))
+    s = initializer(graph, f"{name}__requant_scale", scale.reshape(shape).astype(np.float32))
+    one = initializer(graph, f"{name}__one", np.array(1.0, np.float32))
     zp = _input(node, Y_ZERO_POINT)
     assert zp is not None
     scaled = ir.Value(name=scaled_output_name(name), shape=y.shape, type=ir.TensorType(ir.DataType.FLOAT))
@@ -80,10 +80,3 @@ def requantize(graph: ir.Graph, node: ir.Node, name: str, y: ir.Value, n: int, c
     out = ir.Value(name=f"{name}__q", shape=node.outputs[0].shape, type=node.outputs[0].type)
     quant = ir.Node("", "QuantizeLinear", [scaled, one, zp], outputs=[out], name=f"{name}__requantize")
     return [mul, quant]
-
-
-def _initializer(graph: ir.Graph, name: str, value: np.ndarray) -> ir.Value:
-    v = ir.Value(name=name, shape=ir.Shape(value.shape), type=ir.TensorType(ir.DataType.FLOAT))
-    v.const_value = ir.tensor(np.ascontiguousarray(value, np.float32), name=name)
-    graph.register_initializer(v)
-    return v

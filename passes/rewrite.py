@@ -24,7 +24,7 @@ from sparsec.layer import INTEGER_OPS, QLINEAR_OPS, Epilogue, Kernel, Layer
 from .choose import floats_dense, signed_activation
 from .cost_model import cost_model
 from .float_qlinear import float_activation_products, float_dense_qlinear
-from .graph import remove_unused_initializers, stable_topo_sort
+from .graph import initializer, remove_unused_initializers, stable_topo_sort
 from .integer import bypass_float_casts, float_conv, float_input, integer_output, uint8_input, zero_point
 from .state import Compilation
 
@@ -32,10 +32,7 @@ from .state import Compilation
 def _initializer(graph: ir.Graph, name: str, value: np.ndarray) -> ir.Value:
     if name in graph.initializers:
         raise ValueError(f"initializer name {name!r} already exists")
-    tensor = ir.tensor(np.ascontiguousarray(value), name=name)
-    v = ir.Value(name=name, shape=ir.Shape(value.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
-    graph.register_initializer(v)
-    return v
+    return initializer(graph, name, value)
 
 
 def notes(layer: Layer, fmt: str) -> str:
@@ -157,7 +154,7 @@ class RewritePass(ir.passes.InPlacePass):
             assert layer.choice is not None
             why = f"{layer.choice.reason}; runs exactly on ORT's float32 Conv (its ConvInteger is slower)"
             self.state.update(replace(layer, choice=replace(layer.choice, reason=why)))
-        for layer in float_dense_qlinear(graph, float_qlinear, {}):  # own Cast/Sub: not the DequantizeLinear above
+        for layer in float_dense_qlinear(graph, float_qlinear):  # own Cast/Sub: not the DequantizeLinear above
             self.state.update(layer)
         remove_unused_initializers(graph)
         stable_topo_sort(graph)
