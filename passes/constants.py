@@ -11,6 +11,8 @@
    folder's reference ops lack an op version (DequantizeLinear before opset 19) ORT computes it. Nodes the fold
    leaves unused are removed; the rest of the graph is untouched. A weight behind DequantizeLinear is compiled as
    its float32 value (the QDQ model's meaning), not as an int8 kernel.
+3. *Gathers from a dequantized constant table* (a QDQ model's embeddings) gather the stored integers and dequantize
+   the rows taken (passes/dequantize_gather.py: the same values, without dequantizing the whole table per run).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from .dequantize_gather import gather_before_dequantize
 from .graph import constant
 from .state import Compilation
 
@@ -162,4 +165,10 @@ class ConstantsPass(ir.passes.InPlacePass):
         folded = fold_weight_subgraphs(graph, dict(model.opset_imports))
         if folded:
             self.state.say(f"folded the constant subgraphs computing {len(folded)} weights (e.g. {folded[0]!r})")
-        return ir.passes.PassResult(model, modified=bool(listed or folded))
+        moved = gather_before_dequantize(graph)
+        if moved:
+            self.state.say(
+                f"{len(moved)} Gathers from dequantized tables (e.g. {moved[0]!r}) gather the stored integers and "
+                "dequantize the rows taken"
+            )
+        return ir.passes.PassResult(model, modified=bool(listed or folded or moved))
