@@ -20,9 +20,9 @@ from onnxscript.rewriter.pattern import OpsetPatternBuilder
 
 from sparsec import node as sparse_node
 from sparsec.formats import family
-from sparsec.layer import Epilogue, Kernel
+from sparsec.layer import Epilogue, Kernel, Quant
 
-from .graph import attr, clip_bounds, constant, dims, is_float
+from .graph import attr, clip_bounds, constant, dequantized, dims, is_float, is_onnx
 
 EPILOGUE_NOTE = " + epilogue: "
 INT8_INEXACT = (
@@ -38,6 +38,7 @@ class Fusion:
 
     focus: ir.Node | None = None
     step: str = ""
+    quantize: bool = False  # the target's kernels compute fused QuantizeLinear -> DequantizeLinear pairs
     notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def note(self, layer: str, where: str, why: str) -> None:
@@ -178,7 +179,7 @@ class FuseScale(EpilogueRule):
         if family(kernel.format) != "int8":
             return "a Mul is fused into int8 kernels only (as their dequantization scale)"
         e = kernel.epilogue
-        if e.scale or e.bias or e.residual or e.act != "none":
+        if e.scale or e.bias or e.residual or e.act != "none" or e.quant:
             return "the scale comes first in an int8 kernel's epilogue"
         if not self.count(kernel, y, bindings["s"]):
             return f"not a float32 scale of known shape with 1 or N={kernel.N} values"
@@ -198,7 +199,7 @@ class FuseBias(EpilogueRule):
         return op.Add(_sparse(op), c)
 
     def per_feature(self, kernel: Kernel, y: ir.Value, c: ir.Value) -> np.ndarray | None:
-        value = constant(c)
+        value = dequantized(c)  # a QDQ model's bias is an int8 / int32 constant behind DequantizeLinear
         node = y.producer()
         y_dims = dims(node.inputs[0]) if node is not None else None
         if value is None or value.dtype != np.float32 or y_dims is None or value.ndim > len(y_dims):
@@ -215,6 +216,8 @@ class FuseBias(EpilogueRule):
         e = kernel.epilogue
         if e.act != "none" or e.residual:
             return _after(e)
+        if e.quant_after("bias"):
+            return "the bias is already quantized: another bias would join it before the quantization"
         if c is y:
             return "adds the layer's output to itself"
         if self.per_feature(kernel, y, c) is None:
@@ -239,6 +242,109 @@ class FuseBias(EpilogueRule):
                 name += "_"
         bias = op.initializer(ir.tensor(value.astype(np.float32), name=name), name=name)
         return self.rebuild(op, y, "bias", bias_value=bias, bias=True)
+
+
+@dataclass(frozen=True)
+class _Quantizer:
+    """A QuantizeLinear's (or DequantizeLinear's) scale, zero point and the integer type's range."""
+
+    scale: np.float32
+    zero_point: int
+    lo: int
+    hi: int
+
+
+def _quantizer(node: ir.Node) -> tuple[_Quantizer | None, str]:
+    """The constant per-tensor scale and zero point of a QuantizeLinear / DequantizeLinear, or (None, why not)."""
+    scale = constant(node.inputs[1] if len(node.inputs) > 1 else None)
+    zp_value = node.inputs[2] if len(node.inputs) > 2 else None
+    zp = np.zeros((), np.uint8) if zp_value is None else constant(zp_value)
+    if scale is None or zp is None or scale.size != 1 or zp.size != 1:
+        return None, f"{node.op_type}'s scale and zero point are not single constants (per tensor)"
+    if scale.dtype != np.float32 or zp.dtype not in (np.int8, np.uint8, np.int16, np.uint16):
+        return (
+            None,
+            f"{node.op_type} with a {scale.dtype} scale and a {zp.dtype} zero point (float32 and 8/16-bit fused)",
+        )
+    if int(attr(node, "block_size", 0)):
+        return None, f"blocked {node.op_type}"
+    s = np.float32(scale.reshape(-1)[0])
+    if not (np.isfinite(s) and s > 0):
+        return None, f"{node.op_type}'s scale {s} is not positive and finite"
+    info = np.iinfo(zp.dtype)
+    return _Quantizer(s, int(zp.reshape(-1)[0]), int(info.min), int(info.max)), ""
+
+
+# Ops ORT's QDQPropagationTransformer moves a QuantizeLinear back over (onnxruntime/core/optimizer/qdq_transformer/
+# qdq_propagation.cc, CanNodePropagate).
+_PROPAGATES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "MaxPool")
+
+
+def _requantized(value: ir.Value) -> str:
+    """The chain ``value -> Reshape/Transpose/... -> QuantizeLinear`` (as text) over which ORT propagates the
+    QuantizeLinear back to ``value``'s producer, or "". Shape consumers do not count: ORT folds them when the shape
+    is static, leaving the chain single."""
+    chain: list[str] = []
+    while not value.is_graph_output():
+        users = [u.node for u in value.uses() if not is_onnx(u.node, "Shape")]
+        if len(users) != 1:
+            return ""
+        user = users[0]
+        chain.append(user.op_type)
+        if is_onnx(user, "QuantizeLinear"):
+            return " -> ".join(chain) if len(chain) > 1 else ""
+        if not any(is_onnx(user, op) for op in _PROPAGATES):
+            return ""
+        value = user.outputs[0]
+    return ""
+
+
+class FuseQuantize(EpilogueRule):
+    """``DequantizeLinear(QuantizeLinear(y, s, z), s, z)`` with one constant scale and zero point: a QDQ model's
+    quantization of the layer's output (after its product, bias, residual or activation), computed in the kernel
+    as ORT's two nodes compute it, so the quantized tensor is never written (the values the following nodes read
+    are the DequantizeLinear's, bit for bit, given the same input)."""
+
+    int8_exact = True  # a division, a rounding and a product, each rounded as ORT's nodes round them
+
+    def pattern(self, op: OpsetPatternBuilder, s: Pattern, s2: Pattern) -> Pattern:
+        q = op.QuantizeLinear(_sparse(op), s, _allow_other_inputs=True, _allow_other_attributes=True)
+        return op.DequantizeLinear(q, s2, _allow_other_inputs=True, _allow_other_attributes=True)
+
+    def nodes(self, y: ir.Value) -> tuple[ir.Node, ir.Node]:
+        """The QuantizeLinear and DequantizeLinear the match made y's only consumers."""
+        quantize = next(iter(y.uses())).node
+        return quantize, next(iter(quantize.outputs[0].uses())).node
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        if not self.fusion.quantize:
+            return "this target's kernels do not fuse QuantizeLinear / DequantizeLinear"
+        e = kernel.epilogue
+        stage = e.last_stage()
+        if e.quant_after(stage):
+            return f"already quantized after the {stage}"
+        quantize, dequantize = self.nodes(y)
+        q, why = _quantizer(quantize)
+        d, why_d = _quantizer(dequantize)
+        if q is None or d is None:
+            return why or why_d
+        if q != d:
+            return "the DequantizeLinear's scale or zero point differs from the QuantizeLinear's"
+        if dequantize.outputs[0].dtype != ir.DataType.FLOAT:
+            return "the DequantizeLinear does not make float32"
+        chain = _requantized(dequantize.outputs[0])
+        if chain:  # ORT would insert a QuantizeLinear after the kernel, and cannot type the value it makes for it
+            return f"ORT's QDQ propagation would quantize the kernel's output again ({chain})"
+        return ""
+
+    def rewrite(self, op: RewriterContext, y: ir.Value, **_: ir.Value) -> ir.Value:
+        kernel = _producer(y)[1]
+        e = kernel.epilogue
+        q = _quantizer(self.nodes(y)[0])[0]
+        assert q is not None
+        stage = e.last_stage()
+        made = Quant(stage, float(q.scale), q.zero_point, q.lo, q.hi)
+        return self.rebuild(op, y, f"quantize-dequantize after the {stage}", quant=(*e.quant, made))
 
 
 class FuseResidual(EpilogueRule):
@@ -370,6 +476,7 @@ def rules(fusion: Fusion) -> RewriteRuleSet:
             FuseScale.rule(fusion),
             FuseBias.rule(fusion),
             FuseResidual.rule(fusion),
+            FuseQuantize.rule(fusion),
             *(
                 FuseErfGelu.rule(fusion, form, divide)
                 for form in ("last", "first", "inner")

@@ -78,7 +78,7 @@ class FusePass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
-        fusion = Fusion()
+        fusion = Fusion(quantize=self.state.target.fuses_quantization)
         ruleset = rules(fusion)
         modified = False
         for node in [n for n in graph if sparse_node.read(n) is not None]:

@@ -56,6 +56,24 @@ def constant(value: ir.Value | None) -> np.ndarray | None:
 F32_MAX = float(np.finfo(np.float32).max)
 
 
+def dequantized(value: ir.Value | None) -> np.ndarray | None:
+    """A constant (``constant``), or a DequantizeLinear of constants with one scale and zero point, or one per
+    element of a 1-D tensor, computed as ORT does: ``float32(int32(x) - zero_point) * scale`` (a QDQ model's
+    quantized bias); else None."""
+    c = constant(value)
+    node = value.producer() if value is not None and c is None else None
+    if node is None or not is_onnx(node, "DequantizeLinear") or int(attr(node, "block_size", 0)):
+        return c
+    x, scale = constant(node.inputs[0]), constant(node.inputs[1] if len(node.inputs) > 1 else None)
+    zp = constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else np.zeros((), np.int32)
+    if x is None or scale is None or zp is None or scale.dtype != np.float32 or not np.issubdtype(x.dtype, np.integer):
+        return None
+    if scale.size != 1 and not (x.ndim == 1 and scale.shape == x.shape and zp.size in (1, x.size)):
+        return None
+    ints = x.astype(np.int32) - zp.reshape(-1 if zp.size > 1 else ()).astype(np.int32)
+    return (ints.astype(np.float32) * scale.reshape(-1 if scale.size > 1 else ())).astype(np.float32)
+
+
 def clip_bounds(node: ir.Node) -> tuple[float, float] | None:
     """A Clip's (min, max): its constant inputs (opset 11+) or attributes (older), float32's range when absent;
     None when a bound is not a constant scalar."""
@@ -163,12 +181,16 @@ def remove_unused_initializers(graph: ir.Graph) -> None:
 
 
 def remove_dead_constants(graph: ir.Graph) -> None:
-    """Drop Constant nodes whose outputs nothing reads (fused epilogues leave their scalars behind)."""
+    """Drop Constant nodes, and DequantizeLinear nodes of constants, whose outputs nothing reads (fused epilogues
+    leave their scalars and a QDQ model's dequantized biases behind)."""
     changed = True
     while changed:
         changed = False
         for node in list(graph):
-            if node.op_type == "Constant" and not any(o.uses() or o.is_graph_output() for o in node.outputs):
+            constant_node = is_onnx(node, "Constant") or (
+                is_onnx(node, "DequantizeLinear") and all(constant(v) is not None for v in node.inputs if v is not None)
+            )
+            if constant_node and not any(o.uses() or o.is_graph_output() for o in node.outputs):
                 graph.remove(node, safe=True)
                 changed = True
 

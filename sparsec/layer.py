@@ -30,13 +30,48 @@ INT8_MATMULS = ("MatMulInteger", "QLinearMatMul")
 ArraySpec = tuple[str, tuple[int, ...], str]  # a packed array: (name, shape, numpy dtype name)
 
 
+# Where a fused QuantizeLinear -> DequantizeLinear pair sits in an epilogue: after the product (and scale), the bias,
+# the residual or the activation.
+QUANT_STAGES = ("product", "bias", "residual", "act")
+
+
+@dataclass(frozen=True)
+class Quant:
+    """A QuantizeLinear -> DequantizeLinear pair with one constant scale and zero point (a QDQ model's activation
+    quantization), applied in the epilogue after ``after`` (one of QUANT_STAGES): ``(clip(rint(v / scale), lo - zp,
+    hi - zp)) * scale``, the value ORT's DequantizeLinear gives for its QuantizeLinear of ``v`` (lo, hi: the
+    integer type's range)."""
+
+    after: str
+    scale: float  # a float32 value
+    zero_point: int
+    lo: int
+    hi: int
+
+    def __post_init__(self) -> None:
+        if self.after not in QUANT_STAGES:
+            raise ValueError(f"quantization after {self.after!r} (known: {', '.join(QUANT_STAGES)})")
+        if not (self.scale > 0 and self.lo <= self.zero_point <= self.hi):
+            raise ValueError(f"quantization scale {self.scale} / zero point {self.zero_point} out of range")
+
+    def text(self) -> str:
+        """The node configuration's form, ``after:scale:zero_point:lo:hi``."""
+        return f"{self.after}:{self.scale!r}:{self.zero_point}:{self.lo}:{self.hi}"
+
+    @classmethod
+    def parse(cls, text: str) -> Quant:
+        after, scale, zp, lo, hi = text.split(":")
+        return cls(after, float(scale), int(zp), int(lo), int(hi))
+
+
 @dataclass(frozen=True)
 class Epilogue:
     """``Y = act(X @ W^T * scale + bias + residual)``: what the kernel applies after the product (``fuse`` grows it).
 
     ``scale`` is the number of run-time scale values (0: none; int8 kernels: 1, or N per output feature), the
     dequantization ``x_scale * w_scale`` that ``onnxruntime.quantization`` multiplies the int32 product by; the
-    product and the scale are rounded apart from the additions that follow, as ORT's Mul then Add.
+    product and the scale are rounded apart from the additions that follow, as ORT's Mul then Add. ``quant``: the
+    QuantizeLinear -> DequantizeLinear pairs fused after some of those steps (at most one per stage, in stage order).
     """
 
     scale: int = 0
@@ -45,6 +80,7 @@ class Epilogue:
     act: str = "none"
     clip_min: float = 0.0  # act == "clip" only
     clip_max: float = 0.0
+    quant: tuple[Quant, ...] = ()
     steps: tuple[str, ...] = field(default=(), compare=False)  # what was fused, in order (reports, not the kernel)
 
     def __post_init__(self) -> None:
@@ -52,6 +88,21 @@ class Epilogue:
             raise ValueError(f"unknown activation {self.act!r} (known: {', '.join(ACTIVATIONS)})")
         if self.scale < 0:
             raise ValueError(f"scale counts run-time scale values, got {self.scale}")
+        at = [QUANT_STAGES.index(q.after) for q in self.quant]
+        if at != sorted(set(at)):
+            raise ValueError("at most one quantization per epilogue stage, in stage order")
+
+    def quant_after(self, stage: str) -> Quant | None:
+        """The quantization fused after ``stage``, if any."""
+        return next((q for q in self.quant if q.after == stage), None)
+
+    def last_stage(self) -> str:
+        """The latest stage this epilogue has (a quantization fused now goes after it)."""
+        if self.act != "none":
+            return "act"
+        if self.residual:
+            return "residual"
+        return "bias" if self.bias else "product"
 
 
 @dataclass(frozen=True)
@@ -103,6 +154,7 @@ class Kernel:
             "arrays": [[n, list(s), d] for n, s, d in self.arrays],
             "epilogue": [self.epilogue.bias, self.epilogue.residual, self.epilogue.act, self.epilogue.scale],
             "clip": [self.epilogue.clip_min, self.epilogue.clip_max],
+            **({"quant": [q.text() for q in self.epilogue.quant]} if self.epilogue.quant else {}),
             "conv": None if self.conv is None else asdict(self.conv),
             "variant": self.variant,
             "packed": digest.hexdigest() if self.packed is not None else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .conv import ConvGeometry, runtime_geometry
-from .layer import Epilogue, Kernel
+from .layer import Epilogue, Kernel, Quant
 
 if TYPE_CHECKING:
     import onnx
@@ -48,6 +48,8 @@ def encode(k: Kernel) -> str:
     ]
     if e.scale:  # int8 kernels only; absent otherwise (earlier artifacts' bytes unchanged)
         parts.append(("scale", e.scale))
+    if e.quant:  # compiled into the kernel; the EP does not read it
+        parts.append(("quant", "|".join(q.text() for q in e.quant)))
     if k.conv is not None:
         parts.append(("op", "conv"))
         runtime = {"H": 0, "W": 0} if k.conv.dynamic else {}  # the EP reads them from X
@@ -70,6 +72,7 @@ def decode(text: str) -> Kernel:
         act=kv.get("act", "none"),
         clip_min=float(kv.get("clip_min", 0.0)),
         clip_max=float(kv.get("clip_max", 0.0)),
+        quant=tuple(Quant.parse(q) for q in kv["quant"].split("|")) if kv.get("quant") else (),
     )
     conv = None
     if op == "conv":

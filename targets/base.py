@@ -52,6 +52,7 @@ class Target:
     runner_hint: ClassVar[str] = ""  # where its artifacts run when not in this process (refusal messages)
     isa: str = "generic"  # the cost model's table (passes/cost_data/<name>.json)
     int8_dot: bool = False  # the CPU has int8 dot products ORT's int8 MatMul uses (VNNI): the cost model ranks by it
+    fuses_quantization: ClassVar[bool] = False  # its epilogues compute a QDQ model's Quantize/DequantizeLinear pairs
 
     @classmethod
     def from_options(cls, cpu: str = "", arch: str = "") -> Target:

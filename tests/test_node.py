@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from sparsec.conv import ConvGeometry
-from sparsec.layer import Epilogue, Kernel
+from sparsec.layer import Epilogue, Kernel, Quant
 from sparsec.node import attributes, decode, encode, is_sparsec
 
 
@@ -42,3 +43,16 @@ def test_rejects(bad: dict[str, str]) -> None:
 def test_decode_foreign() -> None:
     with pytest.raises(ValueError):
         decode("vendor=1;kernel=x")
+
+
+def test_fused_quantizers_roundtrip_and_stay_out_of_plain_kernels() -> None:
+    quant = (Quant("product", float(np.float32(0.37)), -3, -128, 127), Quant("bias", 0.0625, 10, 0, 255))
+    kernel = Kernel("k", "csr", 8, 4, epilogue=Epilogue(bias=True, quant=quant))
+    text = encode(kernel)
+    assert ";quant=product:" in text and decode(text) == kernel and decode(text).epilogue.quant == quant
+    assert "quant" not in encode(Kernel("k", "csr", 8, 4)) and "quant" not in Kernel("k", "csr", 8, 4).key()
+    assert kernel.key()["quant"] == [q.text() for q in quant]
+    with pytest.raises(ValueError):
+        Quant("gelu", 0.5, 0, -128, 127)
+    with pytest.raises(ValueError):
+        Quant("bias", 0.5, 300, 0, 255)

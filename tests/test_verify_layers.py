@@ -193,3 +193,32 @@ def test_shrunk_layers_are_checked_on_their_kept_channels(tmp_path: Path) -> Non
     onnx.save(m, str(src))
     res = compile_model(src, tmp_path / "m.sparsec", CompileOptions(format="csr", verify=True))
     assert res.checked == "2/2 sparse layers checked"
+
+
+def test_quantized_taps_allow_rare_one_step_flips_only() -> None:
+    from sparsec.verify_layers import FLIP_SHARE, quantized_error
+
+    step = 0.25
+    ref = np.round(np.random.default_rng(0).standard_normal((64, 100)) * 20) * step  # on the quantization grid
+    got = ref.copy()
+    assert quantized_error(got, ref, (step,)) == (0.0, 0)
+    allowed = int(FLIP_SHARE * ref.size)  # 6 of 6400
+    got.flat[:allowed] += step  # one step up at a few rounding boundaries
+    assert quantized_error(got, ref, (step,)) == (0.0, allowed)
+    more = got.copy()
+    more.flat[allowed] -= step  # one flip too many: every value counts again
+    err, flips = quantized_error(more, ref, (step,))
+    assert flips == 0 and err == pytest.approx(step / np.abs(ref).max())
+    far = ref.copy()
+    far.flat[0] += 2 * step  # two steps with one fused quantizer is not a flip
+    assert quantized_error(far, ref, (step,))[0] > 1e-3
+    assert quantized_error(far, ref, (step, step)) == (0.0, 1)  # two fused quantizers: up to both steps
+    tap = Tap("fc", "y", "x", None, (step,))
+    report = check_layers(
+        [tap], lambda feeds, names: {"y": ref, "x": ref}, lambda feeds: {"y": got}, lambda seed, scale: {}
+    )
+    assert report.errors == {"fc": 0.0} and report.flips == {"fc": allowed}
+    assert (
+        report.summary()
+        == f"1/1 sparse layers checked; {allowed} quantized values one step off ORT's at rounding boundaries"
+    )

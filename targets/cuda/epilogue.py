@@ -49,4 +49,6 @@ def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], An
 
 def make_epilogue(e: Epilogue) -> EpilogueFn:
     """``epi(acc, bias_buf, residual_buf, m, n)``; buffers the kernel does not have are never touched."""
+    if e.quant:  # the cuda target does not fuse them (Target.fuses_quantization)
+        raise ValueError("cuda kernels have no fused QuantizeLinear / DequantizeLinear")
     return epilogue_of(activation(e.act, e.clip_min, e.clip_max), e.bias, e.residual)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sparsec.layer import Epilogue
+from sparsec.layer import Epilogue, Quant
 
 from ..tir import EpilogueFn, ScaledEpilogueFn, ValueEpilogueFn, epilogue_of
 
@@ -102,24 +102,63 @@ def activation(act: str, clip_min: float, clip_max: float) -> Callable[[Any], An
     return table[act]
 
 
+def _fence(x: Any) -> Any:
+    """``x`` rounded on its own: TVM's LLVM contracts ``a * b + c`` into one FMA (one rounding) unless the product
+    goes through ``llvm.arithmetic.fence``; ORT rounds its Mul (or DequantizeLinear) and the Add after it apart."""
+    from tvm import tirx
+
+    return tirx.call_llvm_pure_intrin("float32", "llvm.arithmetic.fence", x)
+
+
+def quantize_f32(x: Any, q: Quant) -> Any:
+    """ORT's DequantizeLinear of its QuantizeLinear of ``x``: ``rint(x / scale)`` (a true division, rounded half to
+    even, as MLAS's QuantizeLinear), saturated to the integer type's range less the zero point, times the scale."""
+    from tvm import tirx
+
+    r = tirx.round(x / _f(q.scale))  # TVM lowers round to llvm.nearbyint: half to even
+    r = tirx.max(tirx.min(r, _f(float(q.hi - q.zero_point))), _f(float(q.lo - q.zero_point)))
+    return r * _f(q.scale)
+
+
+def _stages(e: Epilogue) -> Callable[[Any, Any, Any], Any]:
+    """``epi(x, bias value or None, residual value or None)`` after the product (and scale): the bias, the
+    residual and the activation, each followed by its fused quantization (``e.quant``), rounded as ORT's separate
+    nodes round them."""
+    fn = activation(e.act, e.clip_min, e.clip_max)
+
+    def quant(x: Any, stage: str, added_next: bool) -> Any:
+        q = e.quant_after(stage)
+        if q is None:
+            return x
+        x = quantize_f32(x, q)
+        return _fence(x) if added_next else x
+
+    def epi(x: Any, bias: Any, residual: Any) -> Any:
+        x = quant(x, "product", bias is not None or residual is not None)
+        if bias is not None:
+            x = quant(x + bias, "bias", residual is not None)
+        if residual is not None:
+            x = quant(x + residual, "residual", False)
+        return quant(fn(x), "act", False)
+
+    return epi
+
+
 def make_epilogue(e: Epilogue) -> EpilogueFn:
     """``epi(acc, bias_buf, residual_buf, m, n)``; buffers that the kernel does not have are never touched."""
-    return epilogue_of(activation(e.act, e.clip_min, e.clip_max), e.bias, e.residual)
+    if not e.quant:
+        return epilogue_of(activation(e.act, e.clip_min, e.clip_max), e.bias, e.residual)
+    stages = _stages(e)
+
+    def epi(acc: Any, bias_buf: Any, res_buf: Any, m: Any, n: Any) -> Any:
+        return stages(acc, bias_buf[n] if e.bias else None, res_buf[m, n] if e.residual else None)
+
+    return epi
 
 
 def make_value_epilogue(e: Epilogue) -> ValueEpilogueFn:
     """``epi(acc, bias, residual)`` on loaded values (None: absent): for templates whose buffers are not [M, N]."""
-    fn = activation(e.act, e.clip_min, e.clip_max)
-
-    def epi(acc: Any, bias: Any, residual: Any) -> Any:
-        x = acc
-        if bias is not None:
-            x = x + bias
-        if residual is not None:
-            x = x + residual
-        return fn(x)
-
-    return epi
+    return _stages(e)
 
 
 def make_int8_epilogue(e: Epilogue) -> ScaledEpilogueFn:
@@ -136,7 +175,7 @@ def make_int8_epilogue(e: Epilogue) -> ScaledEpilogueFn:
         if e.scale:
             x = x * scale_buf[n if e.scale > 1 else 0]
             if e.bias or e.residual:
-                x = tirx.call_llvm_pure_intrin("float32", "llvm.arithmetic.fence", x)
+                x = _fence(x)
         return rest(x, bias_buf, res_buf, m, n)
 
     return epi

@@ -23,6 +23,7 @@ class SimdTarget(Target):
     vector_width: int  # float32 lanes
     schedule_note: ClassVar[str] = ""  # progress messages: " (NEON schedules)", ", aarch64"
     compile_note: ClassVar[str] = ""
+    fuses_quantization: ClassVar[bool] = True
 
     def llvm_target(self) -> dict[str, Any]:
         """The TVM target as a JSON dict (string flags are rejected by TVM 0.27)."""

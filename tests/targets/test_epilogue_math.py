@@ -65,3 +65,57 @@ def test_activation_relative_error(library: Any, act: str) -> None:
     rel = np.abs(got - ref)[normal] / np.abs(ref)[normal]
     assert rel.max() < 1e-6, f"{act}: relative error {rel.max():.2e} at x = {x[normal][np.argmax(rel)]}"
     assert np.all(np.abs(got[~normal]) <= 1e-30)
+
+
+def test_fused_quantize_dequantize_is_orts_at_rounding_boundaries() -> None:
+    """``quantize_f32`` then an addition, against ORT's QuantizeLinear -> DequantizeLinear -> Add on values at and
+    one ulp beside every rounding boundary (k + 1/2 steps) and beyond both saturation ends: the same bits. (Without
+    the fence after the product, LLVM's FMA contraction changes a third of them; with ``x * (1 / scale)`` instead of
+    the division, ORT's quantizer disagrees on 6%.)"""
+    import onnxruntime as ort
+    import tvm
+    from onnx import TensorProto, helper, numpy_helper
+    from tvm.script import tirx as T
+
+    from sparsec.layer import Epilogue, Quant
+    from sparsec.targets.simd.epilogue import make_value_epilogue
+    from sparsec.targets.x86.target import X86Target
+
+    scale, zp = np.float32(0.0123457), -3
+    epi = make_value_epilogue(Epilogue(bias=True, quant=(Quant("product", float(scale), zp, -128, 127),)))
+
+    @T.prim_func
+    def kernel(
+        x: T.Buffer((POINTS,), "float32"), b: T.Buffer((POINTS,), "float32"), y: T.Buffer((POINTS,), "float32")
+    ) -> None:
+        T.func_attr({"tirx.noalias": True})
+        for i in range(POINTS // 16):
+            for j in T.vectorized(16):
+                y[i * 16 + j] = epi(x[i * 16 + j], b[i * 16 + j], None)
+
+    lib = tvm.compile(
+        tvm.IRModule({"k": kernel.with_attr("global_symbol", "k")}), target=tvm.target.Target(X86Target().llvm_target())
+    )
+    rng = np.random.default_rng(0)
+    edges = ((rng.integers(-300, 300, POINTS // 4) + np.float32(0.5)) * scale).astype(np.float32)
+    x = np.concatenate([edges, np.nextafter(edges, np.float32(np.inf)), np.nextafter(edges, np.float32(-np.inf))])
+    x = np.concatenate([x, rng.standard_normal(POINTS - x.size).astype(np.float32) * 3]).astype(np.float32)
+    bias = (rng.standard_normal(POINTS) * 0.37).astype(np.float32)
+    y = tvm.runtime.tensor(np.zeros(POINTS, np.float32))
+    lib["k"](tvm.runtime.tensor(x), tvm.runtime.tensor(bias), y)
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+        helper.make_node("Add", ["d", "b"], ["y"]),
+    ]
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [POINTS]) for n in ("x", "b", "y")]
+    inits = [numpy_helper.from_array(np.array(scale), "s"), numpy_helper.from_array(np.array(zp, np.int8), "z")]
+    graph = helper.make_graph(nodes, "qdq", vi[:2], vi[2:], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    (ref,) = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x, "b": bias}
+    )
+    assert np.abs(x).max() / scale > 130  # both saturation ends are reached
+    differ = np.flatnonzero(y.numpy() != ref)
+    assert differ.size == 0, f"{differ.size} values differ from ORT's, e.g. x = {x[differ[0]]!r}"

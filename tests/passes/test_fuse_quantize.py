@@ -1,0 +1,143 @@
+"""fuse: a QDQ model's QuantizeLinear -> DequantizeLinear pairs after a sparse layer (and its dequantized bias) go
+into the kernel's epilogue (structure), giving ORT's very bits where the float sums are exact (numeric); pairs ORT
+would put back, targets without them and mismatched pairs stay on ORT, each with its reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from sparsec.layer import Quant
+from tests.passes.graphs import K, N, model, ops, stage
+
+RNG = np.random.default_rng(11)
+W_INT = np.where(RNG.random((N, K)) < 0.3, RNG.integers(-6, 7, (N, K)), 0).astype(np.float32)  # exact sums
+B_INT8 = RNG.integers(-100, 100, N).astype(np.int8)
+S1, Z1, S2, Z2, SB = 0.37, -3, 0.53, 10, 0.021  # float32-rounded by the model's initializers
+
+
+def _scalars() -> dict[str, np.ndarray]:
+    f, i8 = np.float32, np.int8
+    return {
+        "s1": np.array(S1, f),
+        "z1": np.array(Z1, i8),
+        "s2": np.array(S2, f),
+        "z2": np.array(Z2, i8),
+        "sb": np.array(SB, f),
+        "bq": B_INT8,
+        "w": W_INT.T.copy(),
+    }
+
+
+def qdq_tail(last: str = "y", extra: list[onnx.NodeProto] | None = None) -> list[onnx.NodeProto]:
+    """fc -> Q/DQ(s1) -> Add(DQ(int8 bias)) -> Q/DQ(s2) -> ``last``."""
+    return [
+        helper.make_node("MatMul", ["x", "w"], ["mm"], name="fc"),
+        helper.make_node("QuantizeLinear", ["mm", "s1", "z1"], ["q1"], name="q1"),
+        helper.make_node("DequantizeLinear", ["q1", "s1", "z1"], ["d1"], name="dq1"),
+        helper.make_node("DequantizeLinear", ["bq", "sb"], ["bias"], name="dq_bias"),
+        helper.make_node("Add", ["d1", "bias"], ["h"], name="add_bias"),
+        helper.make_node("QuantizeLinear", ["h", "s2", "z2"], ["q2"], name="q2"),
+        helper.make_node("DequantizeLinear", ["q2", "s2", "z2"], [last], name="dq2"),
+        *(extra or []),
+    ]
+
+
+def qdq_model(extra: list[onnx.NodeProto] | None = None, last: str = "y", out: str = "y") -> onnx.ModelProto:
+    return model(qdq_tail(last, extra), _scalars(), {"x": ["batch", K]}, {out: ["batch", N]})
+
+
+def test_quantizers_and_dequantized_bias_join_the_kernel() -> None:
+    rewritten, layers = stage(qdq_model(), "fuse")
+    fc = next(la for la in layers if la.name == "fc")
+    assert fc.kernel is not None
+    e = fc.kernel.epilogue
+    assert ops(rewritten) == ["EPContext"], ops(rewritten)  # the bias's DequantizeLinear went with its Add
+    s1, s2 = float(np.float32(S1)), float(np.float32(S2))
+    assert e.bias and e.quant == (Quant("product", s1, Z1, -128, 127), Quant("bias", s2, Z2, -128, 127))
+    assert fc.to_json()["epilogue"] == [
+        "quantize-dequantize after the product",
+        "bias",
+        "quantize-dequantize after the bias",
+    ]
+
+
+def test_fused_quantizers_give_orts_bits(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from sparsec.compiler import compile_model
+    from sparsec.options import CompileOptions
+    from sparsec.runtime import InferenceSession
+
+    m = qdq_model()
+    src = tmp_path / "q.onnx"
+    onnx.save(m, str(src))
+    res = compile_model(src, tmp_path / "q.sparsec", CompileOptions(format="csr"))
+    assert res.checked.startswith("1/1 sparse layers checked")
+    ref, got = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]), InferenceSession(res.artifact)
+    rng = np.random.default_rng(0)
+    for batch, reach in ((1, 9), (3, 9), (64, 9), (64, 60)):  # 60: the first quantizer saturates
+        x = rng.integers(-reach, reach + 1, (batch, K)).astype(np.float32)  # integer x and W: exact float sums
+        (r,), (g,) = ref.run(None, {"x": x}), got.run(None, {"x": x})
+        assert np.array_equal(g, r), float(np.abs(g - r).max())
+        assert len(np.unique(r)) > 20  # many quantization levels
+        if reach == 60:
+            assert np.abs(x @ W_INT.T).max() > np.float32(S1) * 130  # beyond the int8 range of the first step
+
+
+def test_pair_orts_qdq_propagation_would_put_back_stays() -> None:
+    # dq2 -> Reshape -> QuantizeLinear: ORT would insert a Q/DQ pair after the kernel (and fail typing its value)
+    flat = [
+        helper.make_node("Reshape", ["d2", "shape"], ["r"], name="reshape"),
+        helper.make_node("QuantizeLinear", ["r", "s2", "z2"], ["q3"], name="q3"),
+        helper.make_node("DequantizeLinear", ["q3", "s2", "z2"], ["y"], name="dq3"),
+    ]
+    m = model(
+        qdq_tail("d2", flat),
+        {**_scalars(), "shape": np.array([-1, N], np.int64)},
+        {"x": ["batch", K]},
+        {"y": ["batch", N]},
+    )
+    rewritten, layers = stage(m, "fuse")
+    fc = next(la for la in layers if la.name == "fc")
+    assert fc.kernel is not None and [q.after for q in fc.kernel.epilogue.quant] == ["product"]
+    assert any(
+        "ORT's QDQ propagation would quantize the kernel's output again (Reshape -> QuantizeLinear)" in u
+        for u in fc.unfused
+    ), fc.unfused
+    assert ops(rewritten)[:3] == ["EPContext", "QuantizeLinear", "DequantizeLinear"]
+
+
+def test_cuda_and_mismatched_pairs_stay_on_ort() -> None:
+    _, layers = stage(qdq_model(), "fuse", target="cuda")
+    fc = next(la for la in layers if la.name == "fc")
+    assert fc.kernel is not None and fc.kernel.epilogue.quant == ()
+    assert any("do not fuse QuantizeLinear / DequantizeLinear" in u for u in fc.unfused), fc.unfused
+
+    tail = qdq_tail()
+    tail[2] = helper.make_node("DequantizeLinear", ["q1", "s2", "z1"], ["d1"], name="dq1")  # another scale
+    m = model(tail, _scalars(), {"x": ["batch", K]}, {"y": ["batch", N]})
+    _, layers = stage(m, "fuse")
+    fc = next(la for la in layers if la.name == "fc")
+    assert fc.kernel is not None and fc.kernel.epilogue.quant == () and not fc.kernel.epilogue.bias
+    assert any("scale or zero point differs" in u for u in fc.unfused), fc.unfused
+
+
+@pytest.mark.parametrize("stage_name", ["product", "bias"])
+def test_no_second_bias_after_a_quantized_bias(stage_name: str) -> None:
+    from sparsec.layer import Epilogue
+
+    e = Epilogue(bias=stage_name == "bias", quant=(Quant(stage_name, 0.5, 0, -128, 127),))
+    assert e.last_stage() == stage_name and e.quant_after(stage_name) is not None
+    with pytest.raises(ValueError, match="one quantization per epilogue stage"):
+        Epilogue(quant=(Quant("bias", 0.5, 0, -128, 127), Quant("product", 0.5, 0, -128, 127)))
+    extra = [helper.make_node("Add", ["d2", "bias"], ["y"], name="add_again")]
+    m = model(qdq_tail("d2", extra), _scalars(), {"x": ["batch", K]}, {"y": ["batch", N]})
+    _, layers = stage(m, "fuse")
+    fc = next(la for la in layers if la.name == "fc")
+    assert fc.kernel is not None and len(fc.kernel.epilogue.quant) == 2
+    assert any("the bias is already quantized" in u for u in fc.unfused), fc.unfused
