@@ -13,6 +13,8 @@ from onnx import helper
 
 from sparsec.layer import Quant
 from tests.passes.graphs import K, N, model, ops, stage
+from tests.targets.arm_models import needs_qemu
+from tests.targets.wasm_helpers import needs_wasm
 
 RNG = np.random.default_rng(11)
 W_INT = np.where(RNG.random((N, K)) < 0.3, RNG.integers(-6, 7, (N, K)), 0).astype(np.float32)  # exact sums
@@ -141,3 +143,21 @@ def test_no_second_bias_after_a_quantized_bias(stage_name: str) -> None:
     fc = next(la for la in layers if la.name == "fc")
     assert fc.kernel is not None and len(fc.kernel.epilogue.quant) == 2
     assert any("the bias is already quantized" in u for u in fc.unfused), fc.unfused
+
+
+@pytest.mark.parametrize("target", [pytest.param("wasm", marks=needs_wasm), pytest.param("arm", marks=needs_qemu)])
+def test_fused_quantizers_give_orts_bits_on_arm_and_wasm(target: str, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from sparsec.compiler import compile_model
+    from sparsec.options import CompileOptions
+    from sparsec.targets.registry import get_target
+
+    src = tmp_path / "q.onnx"
+    onnx.save(qdq_model(), str(src))
+    res = compile_model(src, tmp_path / "q.sparsec", CompileOptions(target=target, format="csr"))
+    assert [len(la["epilogue"]) for la in res.layers] == [3] and res.checked.startswith("1/1 sparse layers checked")
+    x = np.random.default_rng(1).integers(-60, 61, (5, K)).astype(np.float32)  # exact sums; the first step saturates
+    (ref,) = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    (got,) = get_target(target).run_artifact(res.artifact, {"x": x})
+    assert np.array_equal(got, ref), float(np.abs(got - ref).max())
