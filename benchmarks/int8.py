@@ -4,7 +4,8 @@ MiniLM-L3 pruned 90% then ``sparsec quantize`` (``dynamic``: MatMulInteger; ``qd
 ``qoperator``: QLinearMatMul with uint8 activations, ``qoperator-s8`` with int8 ones), and pruned 90% in 1x4 blocks
 then quantized dynamically and as QOperator (and 50% as QOperator with int8 activations), seq 128, batch 1 and 8,
 each compiled with ``--dim`` for its batch; and the generated CNNs pruned 80% then quantized dynamically
-(ConvInteger) and as QOperator with int8 activations (QLinearConv). Per row, interleaved in one process, 2 threads:
+(ConvInteger), as QDQ and as QOperator with int8 activations (QLinearConv); ``--modes qdq,...`` runs some modes
+only. Per row, interleaved in one process, 2 threads:
 ORT on the int8 model, the sparsec artifact, ORT on the float32 pruned model, and DeepSparse 1.8 on the int8 model
 where it runs. Prints a Markdown table and writes .cache/bench/int8.json.
 """
@@ -27,6 +28,7 @@ from .e2e import SEQ, pruned_model
 from .report import md_table
 
 Say = Any
+MODES = ("dynamic", "qdq", "qoperator", "qoperator-s8")
 
 
 def _say(msg: str) -> None:
@@ -91,7 +93,7 @@ def _row(
     return row
 
 
-def minilm_rows(budget_s: float, ds: bool) -> list[dict[str, Any]]:
+def minilm_rows(budget_s: float, ds: bool, wanted: set[str]) -> list[dict[str, Any]]:
     """Unstructured 90% (dynamic, QDQ and QOperator with uint8 and with int8 activations), 90% in 1x4 blocks (the
     int8:1x4 kernels' blocks; dynamic and QOperator), and 50% QOperator with int8 activations (layers that stay
     dense run on ORT's float32 MatMul)."""
@@ -105,8 +107,10 @@ def minilm_rows(budget_s: float, ds: bool) -> list[dict[str, Any]]:
         ("block:1x4:0.9", "90% 1x4 blocks", ("dynamic", "qoperator")),
         ("unstructured:0.5", "50%", ("qoperator-s8",)),
     ):
+        if not set(modes) & wanted:
+            continue
         fp32 = pruned_model(pattern, _say)
-        for mode in modes:
+        for mode in (m for m in modes if m in wanted):
             int8 = _quantized(fp32, mode)
             for batch in (1, 8):
                 dims = {"batch_size": batch, "sequence_length": SEQ}
@@ -116,7 +120,7 @@ def minilm_rows(budget_s: float, ds: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def cnn_rows(budget_s: float) -> list[dict[str, Any]]:
+def cnn_rows(budget_s: float, wanted: set[str]) -> list[dict[str, Any]]:
     import onnx
 
     from models import cnn
@@ -131,7 +135,7 @@ def cnn_rows(budget_s: float) -> list[dict[str, Any]]:
             dense = getattr(cnn, name)(resolution=resolution, classes=10)
             onnx.save(prune_model(dense, parse_pattern("unstructured:0.8"))[0], str(fp32))
         feeds = {"image": np.random.default_rng(1).standard_normal((1, 3, resolution, resolution), np.float32)}
-        for mode in ("dynamic", "qoperator-s8"):
+        for mode in (m for m in ("dynamic", "qdq", "qoperator-s8") if m in wanted):
             int8 = _quantized(fp32, mode)
             compiled = _compiled(int8, {}, "b1")
             rows.append(_row(f"{name} {resolution}px 80% {mode} b1", int8, fp32, compiled, feeds, budget_s, False))
@@ -159,11 +163,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-cnn", action="store_true")
     ap.add_argument("--no-minilm", action="store_true", help="the CNN rows only")
     ap.add_argument("--budget", type=float, default=6.0, help="seconds of interleaved timing per row")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"quantization modes to run (of {','.join(MODES)})")
     a = ap.parse_args(argv)
     set_tvm_threads(THREADS)
     t0 = time.perf_counter()
-    rows = [] if a.no_minilm else minilm_rows(a.budget, not a.no_deepsparse)
-    rows += [] if a.no_cnn else cnn_rows(a.budget)
+    wanted = set(a.modes.split(","))
+    if wanted - set(MODES):
+        ap.error(f"unknown modes {sorted(wanted - set(MODES))} (known: {', '.join(MODES)})")
+    rows = [] if a.no_minilm else minilm_rows(a.budget, not a.no_deepsparse, wanted)
+    rows += [] if a.no_cnn else cnn_rows(a.budget, wanted)
     out = CACHE / "int8.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - t0}, indent=1, default=str))

@@ -20,7 +20,7 @@ from onnxscript.rewriter.pattern import OpsetPatternBuilder
 
 from sparsec import node as sparse_node
 from sparsec.formats import family
-from sparsec.layer import Epilogue, Kernel, Quant
+from sparsec.layer import GELU_STAGES, Epilogue, Kernel, Quant
 
 from .graph import attr, clip_bounds, constant, dequantized, dims, is_float, is_onnx
 
@@ -216,12 +216,12 @@ class FuseBias(EpilogueRule):
         e = kernel.epilogue
         if e.act != "none" or e.residual:
             return _after(e)
-        if e.quant_after("bias"):
-            return "the bias is already quantized: another bias would join it before the quantization"
         if c is y:
             return "adds the layer's output to itself"
         if self.per_feature(kernel, y, c) is None:
             return "not a constant with one value per output feature (not a bias)"
+        if e.quant_after("bias"):
+            return "the bias is already quantized: another bias would join it before the quantization"
         return ""
 
     def rewrite(self, op: RewriterContext, y: ir.Value, c: ir.Value) -> ir.Value:
@@ -345,6 +345,82 @@ class FuseQuantize(EpilogueRule):
         stage = e.last_stage()
         made = Quant(stage, float(q.scale), q.zero_point, q.lo, q.hi)
         return self.rebuild(op, y, f"quantize-dequantize after the {stage}", quant=(*e.quant, made))
+
+
+def _next(value: ir.Value) -> ir.Node:
+    """The only consumer of a value the match made single-consumer."""
+    return next(iter(value.uses())).node
+
+
+def _pairs_after(node: ir.Node) -> tuple[ir.Node, ir.Node]:
+    """The QuantizeLinear and DequantizeLinear the match put after ``node``."""
+    quantize = _next(node.outputs[0])
+    return quantize, _next(quantize.outputs[0])
+
+
+class FuseQuantizedGelu(EpilogueRule):
+    """A QDQ model's GELU (onnxruntime.quantization writes a QuantizeLinear -> DequantizeLinear pair after each of
+    its nodes but the Div): ``Mul(DQ(Q(Mul(y, DQ(Q(Add(DQ(Q(Erf(Div(y, d)))), one)))))), half)``, with d, one and
+    half single constants (or dequantized ones) near sqrt(2), 1 and 1/2. The kernel computes each node and pair as ORT
+    does, except the erf (``erf_f32``: within 3.7e-7 of it, so an erf value at a rounding boundary of its quantizer
+    can land one step off ORT's; verification allows such flips). The pair after the last Mul is an ordinary
+    ``FuseQuantize`` after the activation."""
+
+    def pattern(self, op: OpsetPatternBuilder, d: Pattern, one: Pattern, half: Pattern) -> Pattern:
+        def qdq(v: Pattern) -> Pattern:
+            q = op.QuantizeLinear(v, _allow_other_inputs=True, _allow_other_attributes=True)
+            return op.DequantizeLinear(q, _allow_other_inputs=True, _allow_other_attributes=True)
+
+        y = _sparse(op)
+        erf = qdq(op.Erf(op.Div(y, d)))
+        return op.Mul(qdq(op.Mul(y, qdq(op.Add(erf, one)))), half)
+
+    def inner(self, y: ir.Value) -> list[tuple[ir.Node, ir.Node]]:
+        """The three QuantizeLinear / DequantizeLinear pairs, after the Erf, the Add and the Mul by y."""
+        div = next(u.node for u in y.uses() if is_onnx(u.node, "Div"))
+        erf = _next(div.outputs[0])
+        pairs = [_pairs_after(erf)]
+        pairs.append(_pairs_after(_next(pairs[-1][1].outputs[0])))  # after the Add
+        pairs.append(_pairs_after(_next(pairs[-1][1].outputs[0])))  # after the Mul by y
+        return pairs
+
+    def constants(self, bindings: Bindings) -> tuple[float, float, float] | None:
+        values = [dequantized(bindings[k]) for k in ("d", "one", "half")]
+        if any(v is None or v.size != 1 or v.dtype != np.float32 for v in values):
+            return None
+        d, one, half = (float(v.reshape(-1)[0]) for v in values if v is not None)
+        return d, one, half
+
+    def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
+        if not self.fusion.quantize:
+            return "this target's kernels do not fuse QuantizeLinear / DequantizeLinear"
+        if kernel.epilogue.act != "none":
+            return "nothing is fused after the activation"
+        found = self.constants(bindings)
+        if found is None or not all(
+            math.isclose(v, ref, rel_tol=1e-2) for v, ref in zip(found, (math.sqrt(2.0), 1.0, 0.5), strict=True)
+        ):
+            return "an Erf pattern with quantized steps whose constants are not GELU's (sqrt(2), 1, 1/2)"
+        for quantize, dequantize in self.inner(y):
+            q, why = _quantizer(quantize)
+            dq, why_d = _quantizer(dequantize)
+            if q is None or dq is None:
+                return why or why_d
+            if q != dq:
+                return "a DequantizeLinear's scale or zero point differs from its QuantizeLinear's"
+        return ""
+
+    def rewrite(self, op: RewriterContext, y: ir.Value, **bindings: ir.Value) -> ir.Value:
+        kernel = _producer(y)[1]
+        found = self.constants(bindings)
+        assert found is not None
+        made = []
+        for stage, (quantize, _) in zip(GELU_STAGES, self.inner(y), strict=True):
+            q = _quantizer(quantize)[0]
+            assert q is not None
+            made.append(Quant(stage, float(q.scale), q.zero_point, q.lo, q.hi))
+        quant = (*kernel.epilogue.quant, *made)
+        return self.rebuild(op, y, "gelu (erf form, quantized steps)", act="gelu", gelu_constants=found, quant=quant)
 
 
 class FuseResidual(EpilogueRule):
@@ -477,6 +553,7 @@ def rules(fusion: Fusion) -> RewriteRuleSet:
             FuseBias.rule(fusion),
             FuseResidual.rule(fusion),
             FuseQuantize.rule(fusion),
+            FuseQuantizedGelu.rule(fusion),
             *(
                 FuseErfGelu.rule(fusion, form, divide)
                 for form in ("last", "first", "inner")

@@ -21,7 +21,7 @@ from .epilogue_rules import Fusion, rules, where
 from .graph import remove_dead_constants, remove_unused_initializers, stable_topo_sort
 from .state import Compilation
 
-REACH = 6  # the deepest root of an epilogue pattern, in nodes after the sparsec node (Erf GELU: 5)
+REACH = 11  # the deepest root of an epilogue pattern, in nodes after the sparsec node (QDQ model's GELU: 11)
 
 
 def _downstream(node: ir.Node) -> list[ir.Node]:

@@ -56,15 +56,33 @@ def constant(value: ir.Value | None) -> np.ndarray | None:
 F32_MAX = float(np.finfo(np.float32).max)
 
 
+def _quantized_constant(value: ir.Value | None) -> np.ndarray | None:
+    """A constant, or a QuantizeLinear of a float32 constant with one scale and zero point computed as MLAS does
+    (``rint(x / scale) + zero_point``, saturated; QDQ models quantize their constant operands so)."""
+    c = constant(value)
+    node = value.producer() if value is not None and c is None else None
+    if node is None or not is_onnx(node, "QuantizeLinear") or len(node.inputs) < 3 or node.inputs[2] is None:
+        return c
+    x, scale, zp = (constant(node.inputs[i]) for i in range(3))
+    if x is None or scale is None or zp is None or scale.size != 1 or zp.size != 1 or x.dtype != np.float32:
+        return None
+    if scale.dtype != np.float32 or zp.dtype not in (np.int8, np.uint8):
+        return None
+    info = np.iinfo(zp.dtype)
+    with np.errstate(all="ignore"):
+        q = np.rint(x / scale.reshape(())) + np.float32(zp.reshape(()))
+    return np.clip(q, info.min, info.max).astype(zp.dtype)
+
+
 def dequantized(value: ir.Value | None) -> np.ndarray | None:
-    """A constant (``constant``), or a DequantizeLinear of constants with one scale and zero point, or one per
-    element of a 1-D tensor, computed as ORT does: ``float32(int32(x) - zero_point) * scale`` (a QDQ model's
-    quantized bias); else None."""
+    """A constant (``constant``), or a DequantizeLinear of constants (or of a QuantizeLinear of a constant) with one
+    scale and zero point, or one per element of a 1-D tensor, computed as ORT does: ``float32(int32(x) - zero_point)
+    * scale`` (a QDQ model's quantized bias and constant operands); else None."""
     c = constant(value)
     node = value.producer() if value is not None and c is None else None
     if node is None or not is_onnx(node, "DequantizeLinear") or int(attr(node, "block_size", 0)):
         return c
-    x, scale = constant(node.inputs[0]), constant(node.inputs[1] if len(node.inputs) > 1 else None)
+    x, scale = _quantized_constant(node.inputs[0]), constant(node.inputs[1] if len(node.inputs) > 1 else None)
     zp = constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else np.zeros((), np.int32)
     if x is None or scale is None or zp is None or scale.dtype != np.float32 or not np.issubdtype(x.dtype, np.integer):
         return None
@@ -181,16 +199,14 @@ def remove_unused_initializers(graph: ir.Graph) -> None:
 
 
 def remove_dead_constants(graph: ir.Graph) -> None:
-    """Drop Constant nodes, and DequantizeLinear nodes of constants, whose outputs nothing reads (fused epilogues
-    leave their scalars and a QDQ model's dequantized biases behind)."""
+    """Drop Constant, QuantizeLinear and DequantizeLinear nodes whose outputs nothing reads (fused epilogues leave
+    their scalars and a QDQ model's quantized constants behind; the ops have no effect besides their outputs)."""
     changed = True
     while changed:
         changed = False
         for node in list(graph):
-            constant_node = is_onnx(node, "Constant") or (
-                is_onnx(node, "DequantizeLinear") and all(constant(v) is not None for v in node.inputs if v is not None)
-            )
-            if constant_node and not any(o.uses() or o.is_graph_output() for o in node.outputs):
+            dead_kind = any(is_onnx(node, op) for op in ("Constant", "QuantizeLinear", "DequantizeLinear"))
+            if dead_kind and not any(o.uses() or o.is_graph_output() for o in node.outputs):
                 graph.remove(node, safe=True)
                 changed = True
 

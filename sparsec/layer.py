@@ -31,8 +31,9 @@ ArraySpec = tuple[str, tuple[int, ...], str]  # a packed array: (name, shape, nu
 
 
 # Where a fused QuantizeLinear -> DequantizeLinear pair sits in an epilogue: after the product (and scale), the bias,
-# the residual or the activation.
-QUANT_STAGES = ("product", "bias", "residual", "act")
+# the residual or the activation; a QDQ model's GELU also quantizes its erf, erf + 1 and x * (erf + 1) (GELU_STAGES).
+GELU_STAGES = ("erf", "erf_add", "gelu_mul")
+QUANT_STAGES = ("product", "bias", "residual", *GELU_STAGES, "act")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class Epilogue:
     dequantization ``x_scale * w_scale`` that ``onnxruntime.quantization`` multiplies the int32 product by; the
     product and the scale are rounded apart from the additions that follow, as ORT's Mul then Add. ``quant``: the
     QuantizeLinear -> DequantizeLinear pairs fused after some of those steps (at most one per stage, in stage order).
+    A GELU with quantized steps (``quant`` after each of GELU_STAGES) is computed as a QDQ model writes it,
+    ``Mul(DQ(Q(Mul(x, DQ(Q(Add(DQ(Q(Erf(Div(x, d)))), one))))), half)``, with the model's ``gelu_constants``
+    (d, one, half).
     """
 
     scale: int = 0
@@ -81,6 +85,7 @@ class Epilogue:
     clip_min: float = 0.0  # act == "clip" only
     clip_max: float = 0.0
     quant: tuple[Quant, ...] = ()
+    gelu_constants: tuple[float, ...] = ()  # (d, one, half) of a GELU with quantized steps
     steps: tuple[str, ...] = field(default=(), compare=False)  # what was fused, in order (reports, not the kernel)
 
     def __post_init__(self) -> None:
@@ -91,6 +96,11 @@ class Epilogue:
         at = [QUANT_STAGES.index(q.after) for q in self.quant]
         if at != sorted(set(at)):
             raise ValueError("at most one quantization per epilogue stage, in stage order")
+        inner = [q.after for q in self.quant if q.after in GELU_STAGES]
+        if (inner or self.gelu_constants) and (
+            tuple(inner) != GELU_STAGES or self.act != "gelu" or len(self.gelu_constants) != 3
+        ):
+            raise ValueError("a GELU with quantized steps quantizes all three and has its three constants")
 
     def quant_after(self, stage: str) -> Quant | None:
         """The quantization fused after ``stage``, if any."""
@@ -155,6 +165,7 @@ class Kernel:
             "epilogue": [self.epilogue.bias, self.epilogue.residual, self.epilogue.act, self.epilogue.scale],
             "clip": [self.epilogue.clip_min, self.epilogue.clip_max],
             **({"quant": [q.text() for q in self.epilogue.quant]} if self.epilogue.quant else {}),
+            **({"gelu_constants": list(self.epilogue.gelu_constants)} if self.epilogue.gelu_constants else {}),
             "conv": None if self.conv is None else asdict(self.conv),
             "variant": self.variant,
             "packed": digest.hexdigest() if self.packed is not None else None,

@@ -50,6 +50,8 @@ def encode(k: Kernel) -> str:
         parts.append(("scale", e.scale))
     if e.quant:  # compiled into the kernel; the EP does not read it
         parts.append(("quant", "|".join(q.text() for q in e.quant)))
+    if e.gelu_constants:
+        parts.append(("gelu_constants", "|".join(repr(v) for v in e.gelu_constants)))
     if k.conv is not None:
         parts.append(("op", "conv"))
         runtime = {"H": 0, "W": 0} if k.conv.dynamic else {}  # the EP reads them from X
@@ -73,6 +75,7 @@ def decode(text: str) -> Kernel:
         clip_min=float(kv.get("clip_min", 0.0)),
         clip_max=float(kv.get("clip_max", 0.0)),
         quant=tuple(Quant.parse(q) for q in kv["quant"].split("|")) if kv.get("quant") else (),
+        gelu_constants=tuple(float(v) for v in kv["gelu_constants"].split("|")) if kv.get("gelu_constants") else (),
     )
     conv = None
     if op == "conv":

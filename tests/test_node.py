@@ -52,6 +52,17 @@ def test_fused_quantizers_roundtrip_and_stay_out_of_plain_kernels() -> None:
     assert ";quant=product:" in text and decode(text) == kernel and decode(text).epilogue.quant == quant
     assert "quant" not in encode(Kernel("k", "csr", 8, 4)) and "quant" not in Kernel("k", "csr", 8, 4).key()
     assert kernel.key()["quant"] == [q.text() for q in quant]
+    gelu = Epilogue(
+        act="gelu",
+        quant=(*quant, *(Quant(s, 0.5, 0, -128, 127) for s in ("erf", "erf_add", "gelu_mul"))),
+        gelu_constants=(1.4142135, 1.0000001, 0.5),
+    )
+    text = encode(Kernel("k", "csr", 8, 4, epilogue=gelu))
+    assert ";gelu_constants=1.4142135|1.0000001|0.5" in text and decode(text).epilogue == gelu
+    with pytest.raises(ValueError, match="GELU with quantized steps"):
+        Epilogue(act="relu", quant=gelu.quant, gelu_constants=gelu.gelu_constants)
+    with pytest.raises(ValueError, match="GELU with quantized steps"):
+        Epilogue(act="gelu", quant=gelu.quant[:3], gelu_constants=gelu.gelu_constants)
     with pytest.raises(ValueError):
         Quant("gelu", 0.5, 0, -128, 127)
     with pytest.raises(ValueError):
