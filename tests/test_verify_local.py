@@ -55,3 +55,16 @@ def test_broken_layer_of_a_qdq_model_is_caught_by_name(
 
 def test_float_and_exact_integer_models_keep_the_end_output_check() -> None:
     assert not quantizes_activations(transformer_ffn())
+
+
+def test_qdq_cnn_left_all_dense_matches_ort_exactly(tmp_path: Path) -> None:
+    # compile folds every dequantized weight and bias; the reference must fold the dense layers' biases too, or ORT
+    # runs its convs on other kernels (NCHWc only with a constant bias) and the quantizers turn ulps into steps
+    from models import cnn
+    from sparsec.quantize import quantize_file
+
+    src = tmp_path / "m.onnx"
+    onnx.save(cnn.mobilenet_v2(resolution=32, classes=10), str(src))
+    quantize_file(src, tmp_path / "q.onnx", mode="qdq")
+    res = compile_model(tmp_path / "q.onnx", tmp_path / "q.sparsec", CompileOptions(format="dense"))
+    assert all(la["format"] == "dense" for la in res.layers) and max(res.errors.values()) == 0.0
