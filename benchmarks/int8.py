@@ -2,8 +2,8 @@
 
 MiniLM-L3 pruned 90% then ``sparsec quantize`` (``dynamic``: MatMulInteger; ``qdq``: QuantizeLinear/DequantizeLinear;
 ``qoperator``: QLinearMatMul with uint8 activations, ``qoperator-s8`` with int8 ones), and pruned 90% in 1x4 blocks
-then quantized dynamically and as QOperator (and 50% as QOperator with int8 activations), seq 128, batch 1 and 8,
-each compiled with ``--dim`` for its batch; and the generated CNNs pruned 80% then quantized dynamically
+then quantized dynamically, as QDQ and as QOperator (and 50% as QOperator with int8 activations), seq 128, batch 1
+and 8, each compiled with ``--dim`` for its batch; and the generated CNNs pruned 80% then quantized dynamically
 (ConvInteger), as QDQ and as QOperator with int8 activations (QLinearConv); ``--modes qdq,...`` runs some modes
 only. Per row, interleaved in one process, 2 threads:
 ORT on the int8 model, the sparsec artifact, ORT on the float32 pruned model, and DeepSparse 1.8 on the int8 model
@@ -95,7 +95,7 @@ def _row(
 
 def minilm_rows(budget_s: float, ds: bool, wanted: set[str]) -> list[dict[str, Any]]:
     """Unstructured 90% (dynamic, QDQ and QOperator with uint8 and with int8 activations), 90% in 1x4 blocks (the
-    int8:1x4 kernels' blocks; dynamic and QOperator), and 50% QOperator with int8 activations (layers that stay
+    int8:1x4 kernels' blocks; dynamic, QDQ and QOperator), and 50% QOperator with int8 activations (layers that stay
     dense run on ORT's float32 MatMul)."""
     from onnx import load
 
@@ -104,7 +104,7 @@ def minilm_rows(budget_s: float, ds: bool, wanted: set[str]) -> list[dict[str, A
     rows = []
     for pattern, label, modes in (
         ("unstructured:0.9", "90%", ("dynamic", "qdq", "qoperator", "qoperator-s8")),
-        ("block:1x4:0.9", "90% 1x4 blocks", ("dynamic", "qoperator")),
+        ("block:1x4:0.9", "90% 1x4 blocks", ("dynamic", "qdq", "qoperator")),
         ("unstructured:0.5", "50%", ("qoperator-s8",)),
     ):
         if not set(modes) & wanted:

@@ -27,6 +27,7 @@ from .constants import SOURCE_DTYPE
 from .graph import attr, constant, dims, rank
 from .integer import integer_layer, weight_input
 from .layout import image_sizes, reorder_elements
+from .qdq_layers import qdq_operands, share
 
 
 def _safe(name: str, taken: set[str]) -> str:
@@ -206,5 +207,9 @@ def find_layers(graph: ir.Graph) -> list[Layer]:
             layer = replace(layer, nonfinite=bad, skip=f"weight has {bad} NaN/Inf values")
         if layer.w.ndim == 2 and layer.w.size:
             layer = replace(layer, profile=profile_weight(layer.w))
+        if source and node.op_type == "MatMul" and not layer.skip:  # a QDQ layer: int8 kernels may run it
+            qdq = qdq_operands(node)
+            if qdq is not None and np.array_equal(qdq.w_int != 0, layer.w != 0):  # the weight as folded (not shrunk)
+                layer = replace(layer, qdq=qdq)
         layers.append(layer)
-    return layers
+    return share(layers)

@@ -47,8 +47,10 @@ def fits(layer: Layer, fmt: str) -> str:
     """Why ``fmt`` cannot represent the layer's weight ("" when it can); int8 formats also need a MatMulInteger or
     QLinearMatMul (the kernel multiplies a uint8 activation as is; an int8 one is shifted to uint8 in front,
     passes/rewrite.py)."""
+    if family(fmt) == "int8" and layer.qdq is not None:  # a QDQ MatMul: the integers behind it (qdq_layers.py)
+        return get_format(fmt).misfit(layer.qdq.w_int, layer.profile)
     if family(fmt) == "int8" and layer.op not in INT8_MATMULS:
-        return f"{fmt} runs MatMulInteger / QLinearMatMul layers only"
+        return f"{fmt} runs MatMulInteger / QLinearMatMul layers and QDQ MatMuls only"
     if family(fmt) == "int8" and signed_activation(layer) and not _constant_zero_point(layer):
         return f"{fmt} shifts an int8 activation to uint8 with its zero point, which must be a constant"
     return get_format(fmt).misfit(layer.w, layer.profile)
@@ -74,6 +76,10 @@ def candidates(target: Target, cost: CostModel) -> list[str]:
 def integer_us(layer: Layer, rows: int, int8_kernel: bool) -> float:
     """What an integer layer compiled sparse adds around its kernel (passes/cost_model.integer_io_us); 0 for others.
     An int8 kernel on an int8 activation also pays its shift to uint8 (two passes over it)."""
+    if layer.qdq is not None and int8_kernel:  # a QDQ MatMul on an int8 kernel: only the shift of an int8 q,
+        # shared by the layers reading it (Q/K/V)
+        q = layer.qdq
+        return q.shift_passes * rows * layer.k * INT8_CONVERT_NS / 1000.0 / q.sharing if q.signed else 0.0
     if not layer.integer:
         return 0.0
     taps = layer.geom.kh * layer.geom.kw if layer.geom is not None else 1
@@ -88,6 +94,8 @@ def signed_activation(layer: Layer) -> bool:
 
     from .graph import constant
 
+    if layer.qdq is not None:
+        return layer.qdq.signed
     inputs = layer.node.inputs if layer.node is not None else ()
     x = inputs[0] if inputs else None
     if x is not None and x.dtype is not None:

@@ -22,10 +22,12 @@ import onnx
 import onnx_ir as ir
 
 from .dequantize_gather import gather_before_dequantize
-from .graph import constant
+from .graph import attr, constant
 from .state import Compilation
 
 SOURCE_DTYPE = "sparsec.weight_dtype"  # Value.meta key: the dtype a folded weight was stored in
+# Value.meta key: (integers, scale, zero point, axis) of a weight folded from one DequantizeLinear of initializers
+DEQUANTIZED = "sparsec.dequantized"
 LAYERS = {"MatMul": (1,), "Gemm": (1, 2), "Conv": (1, 2)}  # op -> operands that are weights (or bias)
 MAX_CONE = 64  # nodes in one weight's constant subgraph; a larger one is left to ORT
 
@@ -112,6 +114,19 @@ def _dequantized_dtype(cone: list[ir.Node]) -> str:
     return ""
 
 
+def _single_dequantize(cone: list[ir.Node]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """(integers, scale, zero point, axis) when ``cone`` is one DequantizeLinear of initializers, else None."""
+    if len(cone) != 1 or cone[0].op_type != "DequantizeLinear" or int(attr(cone[0], "block_size", 0)):
+        return None
+    node = cone[0]
+    x, scale = constant(node.inputs[0]), constant(node.inputs[1] if len(node.inputs) > 1 else None)
+    zp_value = node.inputs[2] if len(node.inputs) > 2 else None
+    zp = np.zeros((), x.dtype) if x is not None and zp_value is None else constant(zp_value)
+    if x is None or scale is None or zp is None:
+        return None
+    return x, scale, zp, int(attr(node, "axis", 1))
+
+
 def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int], only: set[str] | None = None) -> list[str]:
     """Fold each layer weight computed from constants (each one named in ``only``, when given) into an initializer;
     the names folded."""
@@ -136,6 +151,9 @@ def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int], only: set[str
             quantized = _dequantized_dtype(cone or [])
             if quantized:
                 init.meta[SOURCE_DTYPE] = quantized  # in memory only: the manifest's weight_dtype
+                single = _single_dequantize(cone or [])
+                if single is not None:
+                    init.meta[DEQUANTIZED] = single
             graph.register_initializer(init)
             ir.convenience.replace_all_uses_with(v, init)
             for n in reversed(cone or []):

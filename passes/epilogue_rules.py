@@ -39,6 +39,7 @@ class Fusion:
     focus: ir.Node | None = None
     step: str = ""
     quantize: bool = False  # the target's kernels compute fused QuantizeLinear -> DequantizeLinear pairs
+    float_layers: frozenset[str] = frozenset()  # int8 kernels of QDQ MatMuls: float layers, not held to ORT's bits
     notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def note(self, layer: str, where: str, why: str) -> None:
@@ -111,7 +112,8 @@ class EpilogueRule(RewriteRuleClassBase):
         if node is None or node is not self.fusion.focus or kernel is None:
             return result.fail("not the sparsec node being grown")
         why = self.accept(kernel, y, bindings)
-        if not why and family(kernel.format) == "int8" and not self.int8_exact:
+        exact = sparse_node.layer_name(node) not in self.fusion.float_layers  # ORT's int8 bits are the reference
+        if not why and family(kernel.format) == "int8" and not self.int8_exact and exact:
             why = INT8_INEXACT
         if why:
             self.fusion.note(sparse_node.layer_name(node), where(context.root), why)

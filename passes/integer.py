@@ -24,6 +24,7 @@ from sparsec.integer_reference import integer_output_name
 from sparsec.layer import QLINEAR_OPS, Layer
 
 from .graph import constant, dims, initializer
+from .qdq_layers import requantizable
 from .qlinear import int_bias, requant_scale, requantize
 
 EXACT = 2**24  # float32 represents every integer of smaller magnitude exactly
@@ -135,10 +136,13 @@ def float_input(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Va
 
 
 def zero_point(graph: ir.Graph, layer: Layer, signed: bool = False) -> ir.Value:
-    """The int8 kernel's uint8 zero point: the layer's activation zero point, a uint8 0 initializer when the
-    MatMulInteger has none, or for an int8 activation (``signed``, shifted by ``uint8_input``) a constant one plus
-    128."""
-    zp = layer.node.inputs[2] if len(layer.node.inputs) > 2 else None
+    """The int8 kernel's uint8 zero point: the layer's activation zero point (a QDQ MatMul's: its activation
+    DequantizeLinear's), a uint8 0 initializer when the layer has none, or for an int8 activation (``signed``,
+    shifted by ``uint8_input``) a constant one plus 128."""
+    if layer.qdq is not None:
+        zp = layer.qdq.zero_point
+    else:
+        zp = layer.node.inputs[2] if len(layer.node.inputs) > 2 else None
     if zp is not None and not signed:
         return zp
     z = constant(zp) if zp is not None else np.zeros((), np.int8)
@@ -155,12 +159,19 @@ def uint8_input(graph: ir.Graph, layer: Layer, made: dict[tuple[int, int], ir.Va
     """An int8 activation shifted to uint8 for the int8 kernels (``vpdpbusd`` multiplies uint8 by int8):
     ``QuantizeLinear(DequantizeLinear(x, 1, -128), 1, 0)`` = x + 128, exact (integers 0..255), with the zero point
     shifted the same (``zero_point(signed=True)``), so ``x - x_zero_point`` is unchanged. Shared through ``made``."""
-    x = layer.node.inputs[0]
+    x = layer.qdq.q if layer.qdq is not None else layer.node.inputs[0]  # a QDQ MatMul: its DequantizeLinear's input
     assert x is not None
     key = (id(x), 0)
     if key in made:
         return [], made[key]
     base = f"{layer.name}__x_uint8"
+    source = requantizable(x) if layer.qdq is not None else None
+    if source is not None:  # a QDQ model's q: quantized again from its float input, to uint8 (one pass)
+        xf, scale, zp = source
+        shifted = initializer(graph, f"{base}_zero", np.array(zp + 128, np.uint8))
+        out = ir.Value(name=base, shape=x.shape, type=ir.TensorType(ir.DataType.UINT8))
+        made[key] = out
+        return [ir.Node("", "QuantizeLinear", [xf, scale, shifted], outputs=[out], name=base)], out
     one = initializer(graph, f"{base}_one", np.array(1.0, np.float32))
     low = initializer(graph, f"{base}_low", np.array(-128, np.int8))
     zero = initializer(graph, f"{base}_zero", np.array(0, np.uint8))

@@ -66,6 +66,8 @@ def sparse_nodes(
         nodes, x = float_input(graph, layer, {} if made is None else made)
     elif signed:  # the int8 kernel multiplies uint8 by int8: an int8 activation is shifted by 128 first
         nodes, x = uint8_input(graph, layer, {} if made is None else made)
+    elif int8 and layer.qdq is not None:  # a QDQ MatMul's uint8 activation, before its DequantizeLinear
+        x = layer.qdq.q
     if layer.trans_a:
         xt = f"{layer.name}__xT"
         nodes.append(
@@ -79,6 +81,9 @@ def sparse_nodes(
     inputs = [x, *(_initializer(graph, f"{layer.name}__{name}", value) for name, value in arrays)]
     if int8:  # X's zero point after the packed arrays (docs/internals.md, int8:1x4)
         inputs.append(zero_point(graph, layer, signed))
+    if kernel.epilogue.scale:  # a QDQ MatMul's x_scale * w_scale (passes/qdq_layers.py)
+        assert layer.qdq is not None
+        inputs.append(_initializer(graph, f"{layer.name}__scale", layer.qdq.scale))
     attrs = sparse_node.attributes(kernel, layer.name, notes(layer, kernel.format))
     node = ir.Node(
         sparse_node.DOMAIN,
@@ -125,14 +130,15 @@ class RewritePass(ir.passes.InPlacePass):
         for i, layer in enumerate(sorted(chosen, key=lambda la: order[id(la.node)])):
             fmt = layer.format
             f = get_format(fmt)
-            packed = f.pack(layer.w)
+            qdq = layer.qdq if f.family == "int8" else None  # a QDQ MatMul on an int8 kernel: its integers
+            packed = f.pack(layer.w if qdq is None else qdq.w_int)
             kernel = Kernel(
                 symbol=f"sparsec_k{i}",
                 format=fmt,
                 K=layer.k,
                 N=layer.n,
                 arrays=tuple(f.array_specs(packed)),
-                epilogue=Epilogue(bias=layer.bias is not None),
+                epilogue=Epilogue(bias=layer.bias is not None, scale=0 if qdq is None else layer.n),
                 conv=layer.geom,
                 variant=layer.tuning.variant if layer.tuning is not None else "",
                 packed=packed,

@@ -191,6 +191,21 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class QdqOperands:
+    """A QDQ model's float MatMul as the integers behind it: ``DequantizeLinear(q, x_scale, zero_point)`` times a
+    weight dequantized from int8 (``w_int`` [N, K], integer-valued float32), which the int8 kernels run as
+    ``float32(sum(q - zero_point) * w_int) * scale`` (``scale`` = x_scale * w_scale as float32, one per output)."""
+
+    q: ir.Value = field(compare=False)
+    zero_point: ir.Value | None = field(compare=False)
+    signed: bool
+    w_int: np.ndarray = field(compare=False, repr=False)
+    scale: np.ndarray = field(compare=False, repr=False)
+    shift_passes: int = 2  # passes over an int8 q to shift it to uint8 (1: requantized from its float input)
+    sharing: int = 1  # QDQ MatMuls reading the same q (they share its shift)
+
+
+@dataclass(frozen=True)
 class Layer:
     """A MatMul, Gemm or Conv with a constant weight (``skip`` says why it cannot become sparse; "" when it can).
 
@@ -213,6 +228,7 @@ class Layer:
     reorder: int = 0  # conv: elements ORT would convert to/from NCHWc around it if it became sparse (passes/layout)
     choice: Choice | None = None
     tuning: Tuning | None = None
+    qdq: QdqOperands | None = field(default=None, compare=False, repr=False)  # a QDQ MatMul's integers (int8 kernels)
     kernel: Kernel | None = None
     weight_dtype: str = "float32"  # the weight's type in the model (int8/uint8: quantized; the kernels compute float32)
     float_exact: bool = False  # a MatMul/ConvInteger whose sums float32 computes exactly (passes/integer.py)

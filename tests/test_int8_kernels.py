@@ -245,7 +245,7 @@ def test_float_layers_refuse_int8_format(tmp_path: Path) -> None:
         return
     res = compile_model(src, tmp_path / "f.sparsec", opts)
     assert all(la["format"] == "dense" for la in res.layers)
-    assert all("runs MatMulInteger / QLinearMatMul layers only" in la["reason"] for la in res.layers)
+    assert all("runs MatMulInteger / QLinearMatMul layers and QDQ MatMuls only" in la["reason"] for la in res.layers)
 
 
 @needs_vnni
