@@ -277,6 +277,20 @@ def _quantizer(node: ir.Node) -> tuple[_Quantizer | None, str]:
     return _Quantizer(s, int(zp.reshape(-1)[0]), int(info.min), int(info.max)), ""
 
 
+def _pair(quantize: ir.Node, dequantize: ir.Node) -> tuple[_Quantizer | None, str]:
+    """The quantizer a QuantizeLinear -> DequantizeLinear pair shares (one constant scale and zero point, float32
+    out), or (None, why not)."""
+    q, why = _quantizer(quantize)
+    d, why_d = _quantizer(dequantize)
+    if q is None or d is None:
+        return None, why or why_d
+    if q != d:
+        return None, "a DequantizeLinear's scale or zero point differs from its QuantizeLinear's"
+    if dequantize.outputs[0].dtype != ir.DataType.FLOAT:
+        return None, "a DequantizeLinear does not make float32"
+    return q, ""
+
+
 # Ops ORT's QDQPropagationTransformer moves a QuantizeLinear back over (onnxruntime/core/optimizer/qdq_transformer/
 # qdq_propagation.cc, CanNodePropagate).
 _PROPAGATES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "MaxPool")
@@ -326,14 +340,9 @@ class FuseQuantize(EpilogueRule):
         if e.quant_after(stage):
             return f"already quantized after the {stage}"
         quantize, dequantize = self.nodes(y)
-        q, why = _quantizer(quantize)
-        d, why_d = _quantizer(dequantize)
-        if q is None or d is None:
-            return why or why_d
-        if q != d:
-            return "the DequantizeLinear's scale or zero point differs from the QuantizeLinear's"
-        if dequantize.outputs[0].dtype != ir.DataType.FLOAT:
-            return "the DequantizeLinear does not make float32"
+        why = _pair(quantize, dequantize)[1]
+        if why:
+            return why
         chain = _requantized(dequantize.outputs[0])
         if chain:  # ORT would insert a QuantizeLinear after the kernel, and cannot type the value it makes for it
             return f"ORT's QDQ propagation would quantize the kernel's output again ({chain})"
@@ -403,14 +412,7 @@ class FuseQuantizedGelu(EpilogueRule):
             math.isclose(v, ref, rel_tol=1e-2) for v, ref in zip(found, (math.sqrt(2.0), 1.0, 0.5), strict=True)
         ):
             return "an Erf pattern with quantized steps whose constants are not GELU's (sqrt(2), 1, 1/2)"
-        for quantize, dequantize in self.inner(y):
-            q, why = _quantizer(quantize)
-            dq, why_d = _quantizer(dequantize)
-            if q is None or dq is None:
-                return why or why_d
-            if q != dq:
-                return "a DequantizeLinear's scale or zero point differs from its QuantizeLinear's"
-        return ""
+        return next((why for pair in self.inner(y) if (why := _pair(*pair)[1])), "")
 
     def rewrite(self, op: RewriterContext, y: ir.Value, **bindings: ir.Value) -> ir.Value:
         kernel = _producer(y)[1]
