@@ -213,6 +213,9 @@ def reference_session(model: onnx.ModelProto | str | Path) -> Any:
         # ORT's own levels differ by whole quantization steps there, 25% on MiniLM-L3 QDQ, and the compiled model
         # runs its quantized activations at the default level.)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    from .runtime.session import keep_float_weights
+
+    keep_float_weights(so)  # the weights the reference folds stay as folded, as in the compiled model's session
     try:
         return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     except Exception as e:

@@ -124,3 +124,23 @@ def test_bad_quantize_input_is_one_line(pruned: Path, tmp_path: Path, args: list
     )
     assert code == 2 and match in stderr and len(stderr.strip().splitlines()) == 1 and stdout == "", stderr
     assert not out.exists()
+
+
+def test_weights_in_constant_nodes_are_quantized(pruned: Path, tmp_path: Path) -> None:
+    # paddle2onnx writes every weight in a Constant node; onnxruntime.quantization quantizes initializers only
+    m = onnx.load(str(pruned))
+    as_constants = {t.name: t for t in m.graph.initializer if t.name in ("w1", "w2", "w3", "b1")}
+    kept = [t for t in m.graph.initializer if t.name not in as_constants]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(kept)
+    consts = [onnx.helper.make_node("Constant", [], [name], value=t) for name, t in as_constants.items()]
+    nodes = [*consts, *m.graph.node]
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    src = tmp_path / "constants.onnx"
+    onnx.save(m, str(src))
+    code, out, err = run("quantize", str(src), "-o", str(tmp_path / "q.onnx"), "--mode", "qdq")
+    assert code == 0, err
+    assert "3 weights and biases in Constant nodes made initializers" in err and "quantized 3 weights" in out
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    assert not [n for n in q.graph.node if n.op_type == "Constant" and n.output[0] in ("w1", "w2", "w3")]

