@@ -4,7 +4,9 @@ Each rule is a pattern ending in the sparsec node's output, a ``check`` that ret
 reach ``sparsec inspect``), and a rewrite that returns the grown sparsec node. Commuted operands of Add and Mul are
 the rewriter's (``RewriteRuleSet(commute=True)``). The order of an epilogue is bias Adds (summed), then one
 residual Add, then one activation; nothing is fused after the activation. An int8 kernel first takes its
-dequantization scale (a Mul by a run-time value). ``passes/fuse.py`` applies the rules.
+dequantization scale (a Mul by a run-time value). On targets that compute them, a QDQ model's QuantizeLinear ->
+DequantizeLinear pair may follow the product, the bias, the residual and the activation (one each), and a QDQ GELU
+brings its own three. ``passes/fuse.py`` applies the rules.
 """
 
 from __future__ import annotations
