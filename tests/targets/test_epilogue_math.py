@@ -21,17 +21,15 @@ REFERENCES = {
 }
 
 
-@pytest.fixture(scope="module")
-def library() -> Any:
+def elementwise(functions: dict[str, Any]) -> Any:
+    """One vectorized float32 kernel of POINTS values per function (name -> f(x) on a TIR expression), compiled
+    for this host."""
     import tvm
     from tvm.script import tirx as T
 
-    from sparsec.targets.simd.epilogue import activation
     from sparsec.targets.x86.target import X86Target
 
-    def apply(act: str) -> Any:
-        fn = activation(act, 0.0, 0.0)
-
+    def apply(name: str, fn: Any) -> Any:
         @T.prim_func
         def kernel(x: T.Buffer((POINTS,), "float32"), y: T.Buffer((POINTS,), "float32")) -> None:
             T.func_attr({"tirx.noalias": True})
@@ -39,10 +37,17 @@ def library() -> Any:
                 for j in T.vectorized(16):
                     y[i * 16 + j] = fn(x[i * 16 + j])
 
-        return kernel.with_attr("global_symbol", act)
+        return kernel.with_attr("global_symbol", name)
 
-    module = tvm.IRModule({act: apply(act) for act in REFERENCES})
+    module = tvm.IRModule({name: apply(name, fn) for name, fn in functions.items()})
     return tvm.compile(module, target=tvm.target.Target(X86Target().llvm_target()))
+
+
+@pytest.fixture(scope="module")
+def library() -> Any:
+    from sparsec.targets.simd.epilogue import activation
+
+    return elementwise({act: activation(act, 0.0, 0.0) for act in REFERENCES})
 
 
 @pytest.mark.parametrize("act", list(REFERENCES))
@@ -125,22 +130,10 @@ def test_erf_of_the_quantized_gelu_within_its_bound() -> None:
     """``erf_f32`` (a QDQ model's GELU quantizes its erf: an error near a rounding boundary moves a value a step) is
     within 4.3e-7 of erf on the whole line; A&S 7.1.28 alone is 1.7e-6 off near 0 (1 - 1/p^16 cancels there)."""
     import tvm
-    from tvm.script import tirx as T
 
     from sparsec.targets.simd.epilogue import erf_f32
-    from sparsec.targets.x86.target import X86Target
 
-    @T.prim_func
-    def kernel(x: T.Buffer((POINTS,), "float32"), y: T.Buffer((POINTS,), "float32")) -> None:
-        T.func_attr({"tirx.noalias": True})
-        for i in range(POINTS // 16):
-            for j in T.vectorized(16):
-                y[i * 16 + j] = erf_f32(x[i * 16 + j])
-
-    lib = tvm.compile(
-        tvm.IRModule({"erf": kernel.with_attr("global_symbol", "erf")}),
-        target=tvm.target.Target(X86Target().llvm_target()),
-    )
+    lib = elementwise({"erf": erf_f32})
     x = np.linspace(-8.0, 8.0, POINTS).astype(np.float32)
     y = tvm.runtime.tensor(np.full(POINTS, np.nan, np.float32))
     lib["erf"](tvm.runtime.tensor(x), y)
