@@ -22,7 +22,7 @@ import onnx
 import onnx_ir as ir
 
 from .dequantize_gather import gather_before_dequantize
-from .graph import attr, constant
+from .graph import attr, constant, quantization_constants
 from .state import Compilation
 
 SOURCE_DTYPE = "sparsec.weight_dtype"  # Value.meta key: the dtype a folded weight was stored in
@@ -116,15 +116,14 @@ def _dequantized_dtype(cone: list[ir.Node]) -> str:
 
 def _single_dequantize(cone: list[ir.Node]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
     """(integers, scale, zero point, axis) when ``cone`` is one DequantizeLinear of initializers, else None."""
-    if len(cone) != 1 or cone[0].op_type != "DequantizeLinear" or int(attr(cone[0], "block_size", 0)):
+    if len(cone) != 1 or cone[0].op_type != "DequantizeLinear":
         return None
     node = cone[0]
-    x, scale = constant(node.inputs[0]), constant(node.inputs[1] if len(node.inputs) > 1 else None)
-    zp_value = node.inputs[2] if len(node.inputs) > 2 else None
-    zp = np.zeros((), x.dtype) if x is not None and zp_value is None else constant(zp_value)
-    if x is None or scale is None or zp is None:
+    x, found = constant(node.inputs[0]), quantization_constants(node)
+    if x is None or found is None:
         return None
-    return x, scale, zp, int(attr(node, "axis", 1))
+    scale, zp = found
+    return x, scale, np.zeros((), x.dtype) if zp is None else zp, int(attr(node, "axis", 1))
 
 
 def fold_weight_subgraphs(graph: ir.Graph, opsets: dict[str, int], only: set[str] | None = None) -> list[str]:

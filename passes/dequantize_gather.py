@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .graph import constant, is_onnx
+from .graph import constant, is_onnx, quantization_constants
 
 
 def _per_tensor(node: ir.Node) -> bool:
     """A DequantizeLinear of a constant with one constant scale and zero point."""
-    table = constant(node.inputs[0])
-    scale = constant(node.inputs[1] if len(node.inputs) > 1 else None)
-    zp_value = node.inputs[2] if len(node.inputs) > 2 else None
-    zp = constant(zp_value) if zp_value is not None else None
+    found = quantization_constants(node)
     return (
-        table is not None
-        and scale is not None
-        and scale.size == 1
-        and (zp_value is None or (zp is not None and zp.size == 1))
-        and not int(node.attributes["block_size"].value if "block_size" in node.attributes else 0)
+        constant(node.inputs[0]) is not None
+        and found is not None
+        and found[0].size == 1
+        and (found[1] is None or found[1].size == 1)
     )
 
 

@@ -56,6 +56,19 @@ def constant(value: ir.Value | None) -> np.ndarray | None:
 F32_MAX = float(np.finfo(np.float32).max)
 
 
+def quantization_constants(node: ir.Node) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A QuantizeLinear's or DequantizeLinear's constant scale and zero point (None when it has none), or None: one
+    of them computed at run time, or blocked quantization."""
+    if int(attr(node, "block_size", 0)):
+        return None
+    scale = constant(node.inputs[1] if len(node.inputs) > 1 else None)
+    zp_value = node.inputs[2] if len(node.inputs) > 2 else None
+    zp = constant(zp_value) if zp_value is not None else None
+    if scale is None or (zp_value is not None and zp is None):
+        return None
+    return scale, zp
+
+
 def _quantized_constant(value: ir.Value | None) -> np.ndarray | None:
     """A constant, or a QuantizeLinear of a float32 constant with one scale and zero point computed as MLAS does
     (``rint(x / scale) + zero_point``, saturated; QDQ models quantize their constant operands so)."""
@@ -63,8 +76,11 @@ def _quantized_constant(value: ir.Value | None) -> np.ndarray | None:
     node = value.producer() if value is not None and c is None else None
     if node is None or not is_onnx(node, "QuantizeLinear") or len(node.inputs) < 3 or node.inputs[2] is None:
         return c
-    x, scale, zp = (constant(node.inputs[i]) for i in range(3))
-    if x is None or scale is None or zp is None or scale.size != 1 or zp.size != 1 or x.dtype != np.float32:
+    x, found = constant(node.inputs[0]), quantization_constants(node)
+    if x is None or found is None:
+        return None
+    scale, zp = found
+    if zp is None or scale.size != 1 or zp.size != 1 or x.dtype != np.float32:
         return None
     if scale.dtype != np.float32 or zp.dtype not in (np.int8, np.uint8):
         return None
@@ -80,11 +96,13 @@ def dequantized(value: ir.Value | None) -> np.ndarray | None:
     * scale`` (a QDQ model's quantized bias and constant operands); else None."""
     c = constant(value)
     node = value.producer() if value is not None and c is None else None
-    if node is None or not is_onnx(node, "DequantizeLinear") or int(attr(node, "block_size", 0)):
+    if node is None or not is_onnx(node, "DequantizeLinear"):
         return c
-    x, scale = _quantized_constant(node.inputs[0]), constant(node.inputs[1] if len(node.inputs) > 1 else None)
-    zp = constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else np.zeros((), np.int32)
-    if x is None or scale is None or zp is None or scale.dtype != np.float32 or not np.issubdtype(x.dtype, np.integer):
+    x, found = _quantized_constant(node.inputs[0]), quantization_constants(node)
+    if x is None or found is None:
+        return None
+    scale, zp = found[0], found[1] if found[1] is not None else np.zeros((), np.int32)
+    if scale.dtype != np.float32 or not np.issubdtype(x.dtype, np.integer):
         return None
     if scale.size != 1 and not (x.ndim == 1 and scale.shape == x.shape and zp.size in (1, x.size)):
         return None

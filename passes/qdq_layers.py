@@ -20,7 +20,7 @@ import onnx_ir as ir
 from sparsec.layer import Layer, QdqOperands
 
 from .constants import DEQUANTIZED
-from .graph import attr, constant, is_onnx
+from .graph import is_onnx, quantization_constants
 
 
 def qdq_operands(node: ir.Node) -> QdqOperands | None:
@@ -29,13 +29,12 @@ def qdq_operands(node: ir.Node) -> QdqOperands | None:
     x, w = node.inputs[0], node.inputs[1] if len(node.inputs) > 1 else None
     dq = x.producer() if x is not None else None
     stored = w.meta.get(DEQUANTIZED) if w is not None else None
-    if dq is None or stored is None or not is_onnx(dq, "DequantizeLinear") or int(attr(dq, "block_size", 0)):
+    found = quantization_constants(dq) if dq is not None and is_onnx(dq, "DequantizeLinear") else None
+    if dq is None or stored is None or found is None:
         return None
-    q = dq.inputs[0]
-    x_scale = constant(dq.inputs[1] if len(dq.inputs) > 1 else None)
-    zp_value = dq.inputs[2] if len(dq.inputs) > 2 else None
-    x_zp = constant(zp_value) if zp_value is not None else np.zeros((), np.uint8)
-    if q is None or q.dtype not in (ir.DataType.INT8, ir.DataType.UINT8) or x_scale is None or x_zp is None:
+    q, zp_value = dq.inputs[0], dq.inputs[2] if len(dq.inputs) > 2 else None
+    x_scale, x_zp = found[0], found[1] if found[1] is not None else np.zeros((), np.uint8)
+    if q is None or q.dtype not in (ir.DataType.INT8, ir.DataType.UINT8):
         return None
     if x_scale.size != 1 or x_zp.size != 1 or x_scale.dtype != np.float32:
         return None
@@ -63,11 +62,11 @@ def requantizable(q: ir.Value) -> tuple[ir.Value, ir.Value, int] | None:
     node = q.producer()
     if node is None or not is_onnx(node, "QuantizeLinear") or len(node.inputs) < 3:
         return None
-    x, scale_value, zp_value = node.inputs[0], node.inputs[1], node.inputs[2]
-    scale, zp = constant(scale_value), constant(zp_value)
-    if x is None or scale_value is None or scale is None or zp is None or scale.size != 1 or zp.size != 1:
+    x, scale_value, found = node.inputs[0], node.inputs[1], quantization_constants(node)
+    if x is None or scale_value is None or found is None:
         return None
-    if zp.dtype != np.int8 or int(attr(node, "block_size", 0)) or x.dtype != ir.DataType.FLOAT:
+    scale, zp = found
+    if zp is None or scale.size != 1 or zp.size != 1 or zp.dtype != np.int8 or x.dtype != ir.DataType.FLOAT:
         return None
     return x, scale_value, int(zp.reshape(()))
 
