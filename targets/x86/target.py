@@ -15,6 +15,12 @@ ACC_REGISTERS = 8  # vector accumulators per tile: enough independent FMA chains
 # split 1 / 2 / 4 (issue 14, csr 90%, M=128) the best where K is large (1536x384: 1.17x / 1.88x / 2.20x of ORT).
 # int8:1x4 (MatMulInteger layers): vpdpbusd on 16 int32 lanes, 4 vectors of tokens per tile (templates/int8.py); only
 # where the CPU has AVX-512 VNNI (X86Target.supports).
+# LLVM's SLP vectorizer packs the csr/bsr kernels' unrolled index loads into one vector load whose lanes are then
+# moved back to general registers (vpextrd, two uops each) to form addresses; without it each index is one scalar
+# load. Same-process A/B on AMD EPYC Zen 4 (issue 14): csr 90% M=1024 1758 -> 1491 us (384x1536), 1968 -> 1768 us
+# (1536x384); M=1 21 -> 16 and 20 -> 12 us; bsr 16x1 M=1024 638 -> 591, 916 -> 783 us. The templates vectorize
+# explicitly (T.vectorized), so nothing else depends on it. Per target: TVM sets and restores cl-opt around codegen.
+LLVM_OPTIONS = ("-vectorize-slp=false",)
 VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=2, rows_mu_cap=8, split=4) + (
     Variant("int8", "vnni", lambda f, vw: vw == 16, lambda f, vw: 4),
 )
@@ -86,7 +92,7 @@ class X86Target(SimdTarget):
         return name
 
     def llvm_target(self) -> dict[str, Any]:
-        return {"kind": "llvm", "mcpu": self.mcpu}
+        return {"kind": "llvm", "mcpu": self.mcpu, "cl-opt": list(LLVM_OPTIONS)}
 
     def describe(self) -> dict[str, Any]:
         return {

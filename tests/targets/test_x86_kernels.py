@@ -184,3 +184,16 @@ def test_library_is_deterministic(built: dict[str, Any], tmp_path: Path) -> None
     X86Target().build(subset, tmp_path / "a.so")
     X86Target().build(subset, tmp_path / "b.so")
     assert (tmp_path / "a.so").read_bytes() == (tmp_path / "b.so").read_bytes()
+
+
+@pytest.mark.skipif(X86Target().isa != "avx512", reason="the vpextrd pattern is AVX-512 code")
+def test_csr_indices_are_scalar_loads() -> None:
+    """Each csr index is one scalar load forming an address: with LLVM's SLP vectorizer on (the default), four went
+    through one vector load and back to general registers lane by lane (vpextrd, two uops each on Zen 4), which cost
+    5-15% of a csr kernel at M=1024 and 25-40% at M=1 (targets/x86/target.py, LLVM_OPTIONS)."""
+    rng = np.random.default_rng(0)
+    packed = get_format("csr").pack(random_weight("csr", 0.1, rng))
+    lib = X86Target().compile([kernel("k_csr", "csr", packed, "blocked")])
+    asm = "".join(m.inspect_source("asm") for m in (lib.mod, *lib.mod.imports) if m.kind == "llvm")
+    assert "vfmadd231ps" in asm  # the kernel's FMAs are in the text searched
+    assert "vpextrd" not in asm
