@@ -4,7 +4,8 @@ machine's roofs.
 Run: ``python -m benchmarks.kernel_grid [--ms 1,16,128,1024] [--patterns unstructured:0.9,block:4x4:0.9,...]``.
 
 Per (pattern, K x N): every x86 kernel variant of the pattern's format is built once (M is symbolic) and checked
-against float64 numpy; then, per M, ORT's MatMul (constant B, dynamic M, X and Y bound, 2 intra-op threads) and
+against float64 numpy; then, per M, ORT's MatMul (constant B, dynamic M, X and Y bound, 2 intra-op threads with
+ORT's default spinning: with it off, ORT ran up to 2x slow here, see passes/calibrate_measure.bound_session) and
 every variant are timed interleaved. Reported: the default variant (what ``--format`` without ``--tune`` builds),
 the best variant (what ``--tune`` would keep), their speedups over ORT, and the best one's useful GFLOP/s
 (2 * M * nonzeros) and GB/s (X, Y and the packed weight once), each beside its roof: ORT's own best GFLOP/s in the

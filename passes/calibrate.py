@@ -9,8 +9,9 @@ AVX-512 VNNI: their kernels take a uint8 X and its zero point) joined a table ca
 For the host ISA, every format preset the x86 target has a kernel for (csr, bsr:RxC, nm:N:M; the kernel variant the
 compiler picks by default) is built over a grid of layer shapes and densities (N:M at its own pattern density) --
 all kernels of one shape in ONE library, compiling is the slow part -- and timed through tvm-ffi calls at M = 1, 16
-and 128, interleaved with ORT's dense MatMul (same threads, ORT's intra-op spinning off so its idle workers do not
-slow the TVM kernels timed next to it, pre-bound inputs and outputs). Each point is the fastest of a few pass
+and 128, interleaved with ORT's dense MatMul (same threads, ORT's default spinning as in a model, a pause after
+it so its idle workers do not slow the TVM kernels timed next, pre-bound inputs and outputs; with spinning off, as
+until 2026-12-07, dense ran up to 2x slow: calibrate_measure.bound_session). Each point is the fastest of a few pass
 medians taken minutes apart (whole groups of functions run 1.3-1.5x slower for a while on this VM, other processes
 or not; a pass during which other processes were busy is re-timed). Dense times are reduced by the per-call overhead
 ORT's Python ``run`` has beyond a tvm-ffi call, so both sides carry the same call overhead.
@@ -122,7 +123,7 @@ def calibrate(
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     source = (
         f"{command}; {when}; {cpu_model()} ({target.mcpu}, {target.isa}); {threads} threads "
-        f"(TVM_NUM_THREADS={threads}, ORT intra-op {threads}, spinning off); {len(shapes)} shapes; "
+        f"(TVM_NUM_THREADS={threads}, ORT intra-op {threads}, spinning); {len(shapes)} shapes; "
         f"per point the fastest of {passes} pass median(s) of {rounds} interleaved samples (passes differ by "
         f"median {pass_spread(groups):.1%}); dense times less {extra:.2f} us (ORT run overhead beyond a tvm-ffi call: "
         f"{overhead['ort']:.2f} vs {overhead['tvm']:.2f} us); other processes used median "

@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sparsec.timing import TVM_GAP_S
+from sparsec.timing import GAP_S, TVM_GAP_S
 
 if TYPE_CHECKING:
     import onnx
 
     from sparsec.targets.base import Target
 
-SPIN_KEY = "session.intra_op.allow_spinning"
 INT8_ZERO_POINT = 128  # the activation zero point int8 kernels are timed with
 QUIET = 0.25  # timing waits (a while) until other processes use less than this share of the CPUs, and re-times if not
 
@@ -108,14 +107,19 @@ def int8_dense_runner(w: np.ndarray, m: int, threads: int) -> Callable[[], objec
 def bound_session(
     model: onnx.ModelProto, x: np.ndarray, y_shape: tuple[int, ...], threads: int, y_dtype: Any = np.float32
 ) -> tuple[Callable[[], object], Any]:
-    """A one-layer ORT session (CPU EP, ``threads`` intra-op threads, spinning off: the TVM kernels timed next to it
-    run on TVM's own pool here, which idle spinning ORT workers would slow) with input ``X`` bound to ``x`` and
-    output ``Y`` to a buffer of ``y_shape``: (one call runs it once, the output OrtValue)."""
+    """A one-layer ORT session (CPU EP, ``threads`` intra-op threads, ORT's default spinning: how a model's dense
+    layers run) with input ``X`` bound to ``x`` and output ``Y`` to a buffer of ``y_shape``: (one call runs it once,
+    the output OrtValue). Whoever times TVM kernels next to it pauses ``timing.GAP_S`` after it so that
+    its spinning workers are idle by then.
+
+    Not spinning off (as until 2026-12-07): with blocking workers ORT's MatMul ran at about half speed whenever the
+    process had paused before it, i.e. in every interleaved sample (AMD EPYC Zen 4 VM, 2 threads, 384x1536,
+    interleaved with a csr kernel: M=128 1327-1356 vs 691-771 us spinning, M=16 191 vs 90-100, M=1024 11192 vs
+    5753-6129), which made dense look up to 2x slower than it runs in a model."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
-    so.add_session_config_entry(SPIN_KEY, "0")
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     binding = sess.io_binding()
     xv = ort.OrtValue.ortvalue_from_numpy(x)
@@ -177,7 +181,8 @@ def call_overheads(folder: Path, target: Target, threads: int) -> dict[str, floa
     out = {name: math.inf for name in fns}
     for _ in range(3):  # the fastest of 3 medians: a disturbed block only makes calls slower
         wait_quiet(5.0)
-        res = interleaved(fns, budget_s=0.0, min_samples=11, max_samples=11, gap_s=0.0, gaps={"tvm": TVM_GAP_S})
+        gaps = {"ort": GAP_S, "tvm": TVM_GAP_S}
+        res = interleaved(fns, budget_s=0.0, min_samples=11, max_samples=11, gap_s=0.0, gaps=gaps)
         out = {name: min(out[name], r["median_ms"] * 1e3) for name, r in res.items()}
     return out
 
@@ -225,14 +230,15 @@ def make_group(lib: Any, cases: list[Case], m: int, threads: int) -> Group:
 def time_group(g: Group, rounds: int, quiet_s: float, retries: int = 2) -> None:
     """One pass over the group: ``rounds`` interleaved samples per function, medians appended to ``g.passes``.
 
-    Dense first in each round, then every kernel (one TVM pool: no pause between them), then a pause so TVM's
-    spinning workers sleep before ORT runs again. A pass during which other processes took more than ``QUIET`` of
-    the CPUs is repeated (up to ``retries`` times; the least disturbed attempt is kept).
+    Dense first in each round, a pause so ORT's spinning workers are idle, then every kernel (one TVM pool: no
+    pause between them), then a pause so TVM's spinning workers sleep before ORT runs again. A pass during which
+    other processes took more than ``QUIET`` of the CPUs is repeated (up to ``retries`` times; the least disturbed
+    attempt is kept).
     """
     from sparsec.timing import interleaved
 
     best: tuple[dict[str, float], float] | None = None
-    gaps = {g.cases[-1].symbol: TVM_GAP_S}
+    gaps = {"dense": GAP_S, g.cases[-1].symbol: TVM_GAP_S}
     for _ in range(retries + 1):
         wait_quiet(quiet_s)
         before = cpu_snapshot()

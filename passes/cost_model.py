@@ -32,6 +32,18 @@ DATA_DIR = Path(__file__).with_name("cost_data")
 # 0.051-0.060 ms vs ORT 0.033-0.037 ms: about 2.4 us per sparse node against ORT's 1.7 us per Conv, of which the
 # kernel's table intercept is 0.4 us.
 EP_NODE_US = 2.0
+# ORT's Add of a bias after a MatMul whose activation has more than 2 dims (no Gemm fusion), which a sparse kernel's
+# epilogue absorbs: MatMul + Add against the MatMul alone, one-node sessions, 2 threads spinning, interleaved (AMD
+# EPYC Zen 4, ORT 1.32, 2026-12-07): M x N = 128x96 4.6 us, 128x48 4.1, 1x1536 3.2, 16x384 9.7, 128x384 27.5,
+# 128x1536 65.4, 1024x1536 916 us (13-15% of the MatMul from 128x384 up). The tables time ORT's MatMul alone. Applied
+# on every target; measured on x86 only (beside the wasm, ARM and CUDA tables' slower dense times it is small).
+ORT_BIAS_ADD_US = 3.0
+ORT_BIAS_ADD_NS = 0.45  # per output element
+
+
+def bias_add_us(rows: int, n: int) -> float:
+    """The time of ORT's separate bias Add over an [rows, n] output (ORT_BIAS_ADD_US / ORT_BIAS_ADD_NS)."""
+    return ORT_BIAS_ADD_US + rows * n * ORT_BIAS_ADD_NS / 1000
 
 
 # ORT's int8 MatMul (DynamicQuantizeLinear + MatMulInteger + scale, which ORT fuses into DynamicQuantizeMatMul)

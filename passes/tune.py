@@ -27,7 +27,7 @@ from sparsec.options import CompileOptions, toolchain_versions
 from sparsec.targets.base import Progress, Target
 
 from .choose import fits, floats_dense, integer_us, predicted_speedup
-from .cost_model import EP_NODE_US, CostModel, reorder_us
+from .cost_model import EP_NODE_US, CostModel, bias_add_us, reorder_us
 from .layout import settle_layout
 from .tune_qlinear import activation_dtype, qlinear_dense_runner
 
@@ -63,7 +63,7 @@ def _measure(
     import tvm
 
     from sparsec.formats import get_format
-    from sparsec.timing import TVM_GAP_S, interleaved
+    from sparsec.timing import GAP_S, TVM_GAP_S, interleaved
 
     from .calibrate_measure import INT8_ZERO_POINT, dense_runner, int8_dense_runner
     from .tune_conv import conv_io, dense_conv_runner
@@ -116,10 +116,14 @@ def _measure(
             if not err < 1e-4:
                 raise SparsecError(f"internal error: tuning kernel {entry} for {layer.name} is wrong (error {err:.1e})")
             fns[entry] = functools.partial(f, *args)
-        res = interleaved(
-            fns, budget_s=0.0, min_samples=ROUNDS, max_samples=ROUNDS, gap_s=0.0, gaps={entries[-1]: TVM_GAP_S}
-        )
+        gaps = {"dense": GAP_S, entries[-1]: TVM_GAP_S}
+        res = interleaved(fns, budget_s=0.0, min_samples=ROUNDS, max_samples=ROUNDS, gap_s=0.0, gaps=gaps)
     return {name: r["median_ms"] * 1e3 for name, r in res.items()}
+
+
+# How the timings of a cached entry were taken: 2 = ORT's dense layer with its workers spinning, as in a model
+# (entries of 1, with blocking workers, timed dense up to 2x slow; calibrate_measure.bound_session).
+TIMING = 2
 
 
 def tune_layer(
@@ -152,6 +156,8 @@ def tune_layer(
             "entries": entries,
             "cpu": desc.get("cpu"),
             "isa": desc.get("isa"),
+            "llvm_target": desc.get("llvm_target"),  # codegen options change the kernels timed
+            "timing": TIMING,
             "versions": versions,
             "threads": _threads(),
             "conv": dataclasses.asdict(layer.geom) if conv and layer.geom is not None else None,
@@ -179,7 +185,8 @@ def tune_layer(
     fmt, variant = best.split("|")
     # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added.
     floated_us = integer_us(layer, rows, int8_kernel=False) if floated else 0.0  # its conversions, as a float kernel's
-    dense_us, best_us = max(times["dense"] - extra + floated_us, 1e-3), total_us(best) + extra + node_us
+    absorbed = bias_add_us(rows, layer.n) if layer.bias_add else 0.0  # ORT's own bias Add node (fused when sparse)
+    dense_us, best_us = max(times["dense"] - extra + floated_us + absorbed, 1e-3), total_us(best) + extra + node_us
     layout = f", {extra:.1f} us of layout conversions moved from dense to sparse" if extra else ""
     if best_us >= dense_us:
         why = f"stays dense: measured {dense_us:.1f} us dense vs {best_us:.1f} us {fmt} at M={rows}{layout}"
