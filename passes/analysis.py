@@ -23,8 +23,9 @@ from sparsec.conv import ConvGeometry, runtime_geometry, same_pads
 from sparsec.formats.sparsity import profile_weight
 from sparsec.layer import INTEGER_OPS, Layer
 
+from .absorbed import absorbed_nodes
 from .constants import SOURCE_DTYPE
-from .graph import attr, constant, dims, is_onnx, rank, sole_consumer
+from .graph import attr, constant, dims, rank
 from .integer import integer_layer, weight_input
 from .layout import image_sizes, reorder_elements
 from .qdq_layers import qdq_operands, share
@@ -161,19 +162,6 @@ BUILDERS: dict[str, Callable[[ir.Node, str, np.ndarray], Layer]] = {
 }
 
 
-def bias_add_follows(node: ir.Node, n: int) -> bool:
-    """Whether a float MatMul's only reader is an Add of a constant [N] bias that ORT runs as a node of its own: its
-    activation has more than 2 dims (ORT folds a 2-D MatMul + Add into one Gemm), known. The epilogue fusion takes
-    such an Add into the sparse kernel, so a dense layer also pays for it (passes/choose.py)."""
-    out = node.outputs[0]
-    add = sole_consumer(out)
-    if add is None or not is_onnx(add, "Add"):
-        return False
-    bias = constant(add.inputs[1] if add.inputs[0] is out else add.inputs[0])
-    x_rank = rank(node.inputs[0])
-    return bias is not None and bias.size == n and bias.shape[-1:] == (n,) and x_rank is not None and x_rank > 2
-
-
 def find_layers(graph: ir.Graph) -> list[Layer]:
     """Every MatMul/Gemm/Conv whose weight is a constant, in graph order, with its weight profiled."""
     names: set[str] = set()
@@ -225,6 +213,6 @@ def find_layers(graph: ir.Graph) -> list[Layer]:
             if qdq is not None and np.array_equal(qdq.w_int != 0, layer.w != 0):  # the weight as folded (not shrunk)
                 layer = replace(layer, qdq=qdq)
         elif node.op_type == "MatMul" and not layer.skip:
-            layer = replace(layer, bias_add=bias_add_follows(node, layer.n))
+            layer = replace(layer, absorbed=absorbed_nodes(node, layer.n))
         layers.append(layer)
     return share(layers)

@@ -24,7 +24,7 @@ from .cost_model import (
     INT8_CONVERT_NS,
     ORT_CONV_FASTER,
     CostModel,
-    bias_add_us,
+    absorbed_us,
     im2col_us,
     integer_io_us,
     reorder_us,
@@ -135,8 +135,7 @@ def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str
     p = layer.profile
     assert p is not None
     dense_us = dense_time_us(layer, cost, rows)
-    if layer.bias_add:  # dense, ORT runs the bias Add as a node of its own; the sparse kernel absorbs it
-        dense_us += bias_add_us(rows, layer.n)
+    dense_us += absorbed_us(rows, layer.n, layer.absorbed)  # ORT's nodes that the sparse kernel's epilogue takes in
     g = layer.geom
     extra_us = cost.node_us  # sparse-side extra microseconds: the node around the kernel
     if g is not None:  # conv: ORT's Conv beats its MatMul; a kxk sparse conv also pays for its im2col

@@ -32,18 +32,20 @@ DATA_DIR = Path(__file__).with_name("cost_data")
 # 0.051-0.060 ms vs ORT 0.033-0.037 ms: about 2.4 us per sparse node against ORT's 1.7 us per Conv, of which the
 # kernel's table intercept is 0.4 us.
 EP_NODE_US = 2.0
-# ORT's Add of a bias after a MatMul whose activation has more than 2 dims (no Gemm fusion), which a sparse kernel's
-# epilogue absorbs: MatMul + Add against the MatMul alone, one-node sessions, 2 threads spinning, interleaved (AMD
-# EPYC Zen 4, ORT 1.32, 2026-12-07): M x N = 128x96 4.6 us, 128x48 4.1, 1x1536 3.2, 16x384 9.7, 128x384 27.5,
-# 128x1536 65.4, 1024x1536 916 us (13-15% of the MatMul from 128x384 up). The tables time ORT's MatMul alone. Applied
-# on every target; measured on x86 only (beside the wasm, ARM and CUDA tables' slower dense times it is small).
-ORT_BIAS_ADD_US = 3.0
-ORT_BIAS_ADD_NS = 0.45  # per output element
+# ORT's nodes after a MatMul that a sparse kernel's epilogue takes in (passes/absorbed.py): (us, ns per output
+# element), as each node costs in a model (the tables time ORT's MatMul alone). Measured alone, one-node sessions over
+# a [1, M, N] input with symbolic dims (as ORT runs them after a MatMul), 2 threads spinning, interleaved, the fastest
+# of 3 medians (AMD EPYC Zen 4, ORT 1.32, 2026-12-07), less ORT's 2.7 us run overhead (a Relu of 384 elements):
+# bias Add 12.3 / 22.9 / 47.6 / 143.5 us at 128x384 / 128x1536 / 1024x384 / 1024x1536, a residual Add 10.6 / 23.6
+# / 36.8 / 138.2 us; BiasGelu (bias Add + erf GELU) 24.8 / 99.4 / 176.0 / 766.7 us. A Gemm's own Gelu is taken at
+# BiasGelu's cost. Until 2026-12-07 the bias Add was charged 3 us + 0.45 ns per element, from MatMul + Add against
+# MatMul with all dims known, where ORT had made the pair a Gemm. Applied on every target, measured on x86 only.
+ORT_EPILOGUE_COST = {"Add": (1.5, 0.09), "BiasGelu": (1.5, 0.48), "Gelu": (1.5, 0.48)}
 
 
-def bias_add_us(rows: int, n: int) -> float:
-    """The time of ORT's separate bias Add over an [rows, n] output (ORT_BIAS_ADD_US / ORT_BIAS_ADD_NS)."""
-    return ORT_BIAS_ADD_US + rows * n * ORT_BIAS_ADD_NS / 1000
+def absorbed_us(rows: int, n: int, ops: tuple[str, ...]) -> float:
+    """The time ORT spends on the nodes ``ops`` over an [rows, n] output, which a sparse kernel absorbs."""
+    return sum(ORT_EPILOGUE_COST[op][0] + rows * n * ORT_EPILOGUE_COST[op][1] / 1000 for op in ops)
 
 
 # ORT's int8 MatMul (DynamicQuantizeLinear + MatMulInteger + scale, which ORT fuses into DynamicQuantizeMatMul)

@@ -27,7 +27,7 @@ from sparsec.options import CompileOptions, toolchain_versions
 from sparsec.targets.base import Progress, Target
 
 from .choose import fits, floats_dense, integer_us, predicted_speedup
-from .cost_model import EP_NODE_US, CostModel, bias_add_us, reorder_us
+from .cost_model import EP_NODE_US, CostModel, absorbed_us, reorder_us
 from .layout import settle_layout
 from .tune_qlinear import activation_dtype, qlinear_dense_runner
 
@@ -185,7 +185,7 @@ def tune_layer(
     fmt, variant = best.split("|")
     # The kernel was timed alone, ORT's op as a one-node session: the sparse node's own cost is added.
     floated_us = integer_us(layer, rows, int8_kernel=False) if floated else 0.0  # its conversions, as a float kernel's
-    absorbed = bias_add_us(rows, layer.n) if layer.bias_add else 0.0  # ORT's own bias Add node (fused when sparse)
+    absorbed = absorbed_us(rows, layer.n, layer.absorbed)  # ORT's epilogue nodes (fused into the sparse kernel)
     dense_us, best_us = max(times["dense"] - extra + floated_us + absorbed, 1e-3), total_us(best) + extra + node_us
     layout = f", {extra:.1f} us of layout conversions moved from dense to sparse" if extra else ""
     if best_us >= dense_us:

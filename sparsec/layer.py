@@ -226,7 +226,7 @@ class Layer:
     profile: WeightProfile | None = field(default=None, repr=False)
     geom: ConvGeometry | None = None
     reorder: int = 0  # conv: elements ORT would convert to/from NCHWc around it if it became sparse (passes/layout)
-    bias_add: bool = False  # a MatMul whose bias is an Add that ORT runs as its own node and the kernel would absorb
+    absorbed: tuple[str, ...] = ()  # op types of ORT's nodes after the MatMul its kernel takes in (passes/absorbed)
     choice: Choice | None = None
     tuning: Tuning | None = None
     qdq: QdqOperands | None = field(default=None, compare=False, repr=False)  # a QDQ MatMul's integers (int8 kernels)

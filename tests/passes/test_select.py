@@ -164,49 +164,102 @@ def test_conv_im2col_is_charged_to_sparse() -> None:
     assert k3.format == "dense" and k3.speedup is not None and k3.speedup < MARGIN < pw.speedup
 
 
-def _bias_model(w: np.ndarray, x_dims: list[int | str], const_bias: bool = True) -> onnx.ModelProto:
-    """x @ W^T followed by an Add of a constant [N] bias (or of a second input)."""
+def _epilogue_model(w: np.ndarray, x_dims: list[int | str], tail: str, const_bias: bool = True) -> onnx.ModelProto:
+    """x @ W^T, then an Add of a constant [N] bias (or of a second input), then ``tail``: "" (nothing), "residual"
+    (an Add of the input ``r``), "gelu" (the erf GELU as PyTorch exports it), "gelu_op" (ONNX's Gelu) or "relu"."""
     n = w.shape[0]
-    other = "b" if const_bias else "x2"
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"], name="fc"), helper.make_node("Add", ["mm", other], ["y"])]
-    inits = {"w": np.ascontiguousarray(w.T), **({"b": np.ones(n, np.float32)} if const_bias else {})}
     out = [*x_dims[:-1], n]
+    other = "b" if const_bias else "x2"
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"], name="fc"), helper.make_node("Add", ["mm", other], ["yb"])]
+    inits = {"w": np.ascontiguousarray(w.T), **({"b": np.ones(n, np.float32)} if const_bias else {})}
     inputs = {"x": x_dims, **({} if const_bias else {"x2": out})}
-    return model(nodes, inits, inputs, {"y": out})
+    if tail == "residual":
+        nodes.append(helper.make_node("Add", ["yb", "r"], ["y"]))
+        inputs["r"] = out
+    elif tail == "gelu":
+        inits.update(s2=np.array(np.sqrt(2.0), np.float32), one=np.array(1.0, np.float32))
+        inits["half"] = np.array(0.5, np.float32)
+        nodes += [
+            helper.make_node("Div", ["yb", "s2"], ["d"]),
+            helper.make_node("Erf", ["d"], ["e"]),
+            helper.make_node("Add", ["e", "one"], ["e1"]),
+            helper.make_node("Mul", ["yb", "e1"], ["p"]),
+            helper.make_node("Mul", ["p", "half"], ["y"]),
+        ]
+    elif tail == "relu":
+        nodes.append(helper.make_node("Relu", ["yb"], ["y"]))
+    elif tail == "gelu_op":
+        nodes.append(helper.make_node("Gelu", ["yb"], ["y"]))
+    else:
+        nodes.append(helper.make_node("Identity", ["yb"], ["y"]))
+    return model(nodes, inits, inputs, {"y": out}, opset=20 if tail == "gelu_op" else 17)
 
 
-def test_bias_add_of_a_batched_matmul_is_found() -> None:
-    """ORT runs a bias Add after a MatMul with a >2-D activation as its own node (a 2-D one it folds into Gemm);
-    only a constant [N] bias counts."""
+def _ort_ops(m: onnx.ModelProto, tmp_path: Path) -> list[str]:
+    """The op types ORT's CPU EP runs for ``m`` (its optimized graph), less the MatMul/Gemm, Reshapes and Identity."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    return sorted(op for op in ops if op not in ("MatMul", "Gemm", "Reshape", "Identity"))
+
+
+@pytest.mark.parametrize(
+    ("x_dims", "tail", "const_bias", "absorbed"),
+    [
+        (["batch", "seq", "K"], "", True, ("Add",)),  # a symbolic dim: ORT runs MatMul, then the Add
+        (["batch", "K"], "", True, ()),  # 2-D: ORT's Gemm takes the bias
+        ([2, 7, "K"], "", True, ()),  # every dim known: ORT reshapes to 2-D and takes the bias into a Gemm
+        (["batch", "seq", "K"], "", False, ()),  # not a constant bias: the kernel takes no such Add
+        (["batch", "seq", "K"], "residual", True, ("Add", "Add")),
+        ([2, 7, "K"], "residual", True, ("Add",)),  # the Gemm has the bias, the residual Add stays
+        (["batch", "seq", "K"], "gelu", True, ("BiasGelu",)),  # ORT fuses the bias Add and the GELU
+        ([2, 7, "K"], "gelu", True, ("Gelu",)),
+        (["batch", "seq", "K"], "gelu_op", True, ("BiasGelu",)),  # ONNX's Gelu (opset 20) as well
+        (["batch", "seq", "K"], "relu", True, ("Add",)),  # a Relu is not counted (it costs ORT little)
+    ],
+)
+def test_absorbed_nodes_are_what_ort_runs(
+    tmp_path: Path, x_dims: list[int | str], tail: str, const_bias: bool, absorbed: tuple[str, ...]
+) -> None:
+    """The nodes a sparse kernel's epilogue takes in, as ORT runs them after a dense MatMul: checked against ORT's
+    own optimized graph, so a future ORT that fuses differently fails here (the remaining ops beside them are the
+    ones the kernel does not absorb)."""
     w = weight(np.random.default_rng(5), density=0.1)
-    k = w.shape[1]
-    assert find_layers(_bias_model(w, ["batch", "seq", k]))[0].bias_add
-    assert not find_layers(_bias_model(w, ["batch", k]))[0].bias_add  # ORT: Gemm
-    assert not find_layers(_bias_model(w, ["batch", "seq", k], const_bias=False))[0].bias_add
-    assert not find_layers(matmul_model(w))[0].bias_add
+    m = _epilogue_model(w, [w.shape[1] if d == "K" else d for d in x_dims], tail, const_bias)
+    assert find_layers(m)[0].absorbed == absorbed
+    ort_ops = _ort_ops(m, tmp_path)
+    expected = sorted([*absorbed, *(["Relu"] if tail == "relu" else []), *([] if const_bias else ["Add"])])
+    assert ort_ops == expected
 
 
-def test_bias_add_is_credited_to_dense() -> None:
-    """The dense side of the prediction pays ORT's bias Add node (cost_model.bias_add_us), which the sparse kernel
-    absorbs: the same layer is predicted that much faster sparse."""
+def test_absorbed_nodes_are_credited_to_dense() -> None:
+    """The dense side of the prediction pays ORT's epilogue nodes (cost_model.absorbed_us), which the sparse kernel
+    takes in: the same layer is predicted that much faster sparse, a BiasGelu more than an Add."""
     import dataclasses
 
     from sparsec.passes.choose import predicted_speedup
-    from sparsec.passes.cost_model import bias_add_us
+    from sparsec.passes.cost_model import absorbed_us
 
     w = weight(np.random.default_rng(6), density=0.1)
-    la = find_layers(_bias_model(w, ["batch", "seq", w.shape[1]]))[0]
-    with_add = predicted_speedup(la, COST, 128)("csr")
-    without = predicted_speedup(dataclasses.replace(la, bias_add=False), COST, 128)("csr")
+    la = find_layers(_epilogue_model(w, ["batch", "seq", w.shape[1]], "gelu"))[0]
+    assert la.absorbed == ("BiasGelu",)
+    with_gelu = predicted_speedup(la, COST, 128)("csr")
+    without = predicted_speedup(dataclasses.replace(la, absorbed=()), COST, 128)("csr")
+    with_add = predicted_speedup(dataclasses.replace(la, absorbed=("Add",)), COST, 128)("csr")
     dense_us = COST.predict_us("dense", la.k, la.n, la.k * la.n, 128)
-    assert with_add == pytest.approx(without * (dense_us + bias_add_us(128, la.n)) / dense_us)
-    assert with_add > without
+    assert with_gelu == pytest.approx(without * (dense_us + absorbed_us(128, la.n, ("BiasGelu",))) / dense_us)
+    assert with_gelu > with_add > without
+    assert absorbed_us(128, la.n, ("Add", "Add")) == pytest.approx(2 * absorbed_us(128, la.n, ("Add",)))
 
 
 def test_small_ffn_goes_sparse_with_its_bias_fused(tmp_path: Path) -> None:
-    """48 -> 96 -> 48 at 85% (each MatMul's bias an Add of its own in ORT): predicted below 1x without the bias
-    credit, sparse with it (its all-csr artifact measured 1.21x ORT dense in the model), and the artifact matches ORT
-    on fresh random inputs."""
+    """48 -> 96 -> 48 at 85%: fc1's bias Add and GELU are one BiasGelu in ORT, fc2's bias and residual two Adds.
+    Predicted below 1x without crediting them to dense, sparse with it (the all-csr artifact measured 1.21x ORT dense
+    in the model); the artifact matches ORT on fresh random inputs."""
     import json
 
     from models.synthetic import transformer_ffn

@@ -15,7 +15,7 @@ from sparsec.cli import main
 from sparsec.layer import Layer
 from sparsec.passes import tune
 from sparsec.passes.analysis import find_layers
-from sparsec.passes.cost_model import EP_NODE_US, bias_add_us
+from sparsec.passes.cost_model import EP_NODE_US, absorbed_us
 from sparsec.targets.registry import get_target
 from sparsec.verify import compare_artifact, random_feeds
 
@@ -111,10 +111,10 @@ def test_fastest_entry_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         lambda la, entries, rows, t, th, fl: {"dense": 10.0, **{e: 5.0 for e in entries}, "csr|xt": 2.0},
     )
     layer = _layer()
-    assert layer.bias_add  # its bias is an Add of its own in ORT: the dense side pays for it
+    assert layer.absorbed == ("BiasGelu",)  # ORT runs its bias and GELU as one node: the dense side pays for it
     choice, variant, times, _ = tune.tune_layer(layer, 1, ["csr"], lambda f: 1.0, get_target("x86"), {})  # type: ignore[arg-type]
-    # the kernel timed alone gets the sparse node's own cost (EP_NODE_US) on top, ORT's MatMul its bias Add
-    dense_us = 10.0 + bias_add_us(1, layer.n)
+    # the kernel timed alone gets the sparse node's own cost (EP_NODE_US) on top, ORT's MatMul its BiasGelu
+    dense_us = 10.0 + absorbed_us(1, layer.n, layer.absorbed)
     assert (choice.format, variant) == ("csr", "xt") and choice.speedup == pytest.approx(dense_us / (2.0 + EP_NODE_US))
 
 
