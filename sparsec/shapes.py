@@ -84,20 +84,39 @@ def measured_where_unknown(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def _unrelated_dims(model: onnx.ModelProto) -> int:
+    """Symbolic dims of the graph's values that are not one of its inputs' dims by name: ONNX's inference names each
+    size it cannot relate to them ``unk__N`` (a Reshape to a shape computed with Shape/Gather/Concat), and a later
+    pass then cannot tell two of them equal (an attention block's output and its residual input)."""
+    g = model.graph
+    names = {d.dim_param for i in g.input if i.type.HasField("tensor_type") for d in i.type.tensor_type.shape.dim}
+    count = 0
+    for v in g.value_info:
+        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+            count += sum(bool(d.dim_param) and d.dim_param not in names for d in v.type.tensor_type.shape.dim)
+    return count
+
+
 def symbolic_where_unknown(model: onnx.ModelProto) -> onnx.ModelProto:
     """Where ONNX's shape inference leaves a layer's activation without rank (Reshape to a computed shape,
-    exporters' loops), ORT's symbolic shape inference (onnxruntime.tools.symbolic_shape_infer) usually knows more:
-    use its value shapes when they know more, with the graph's inputs and outputs declared as before (it names
-    unnamed dims). Models ONNX's inference fully covers are left as they are (their artifacts keep the same bytes)."""
-    before = len(_unknown_activations(model))
-    if not before:
+    exporters' loops) or sizes it could not relate to the inputs' dims, ORT's symbolic shape inference
+    (onnxruntime.tools.symbolic_shape_infer) usually knows more: use its value shapes when they know more (fewer
+    activations without rank; as many, and fewer unrelated dims), with the graph's inputs and outputs declared as
+    before (it names unnamed dims). Models ONNX's inference fully covers are left as they are.
+
+    Its sizes may rest on merges it assumed (two symbolic sizes broadcast against each other taken as equal: MiniLM-L3
+    merges min(512, sequence_length) into sequence_length); a fused residual that relies on one is checked at run time
+    by the EP (its shape must equal the output's), and ``--verify`` runs the artifact at two sizes per dim."""
+    before, unrelated = len(_unknown_activations(model)), _unrelated_dims(model)
+    if not before and not unrelated:
         return model
     try:
         ssi, complete = symbolic_inference(model)
     except Exception:  # an op it does not know: ONNX's result stands
         return model
     better = ssi.out_mp_
-    if not complete or len(_unknown_activations(better)) >= before:
+    after, unrelated_after = len(_unknown_activations(better)), _unrelated_dims(better)
+    if not complete or (after, unrelated_after) >= (before, unrelated):  # fewer unknown activations first
         return model
     for mine, theirs in ((better.graph.input, model.graph.input), (better.graph.output, model.graph.output)):
         del mine[:]

@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 from models.layout import fetch_layout
+from models.minilm import fetch_minilm
 from models.paddleocr import SHAPES, fetch_paddleocr
 from sparsec.compiler import compile_model
 from sparsec.options import CompileOptions
@@ -82,6 +83,25 @@ def test_picodet_detector_from_a_wheel_compiles_every_conv_sparse(tmp_path: Path
     res = compile_model(src, tmp_path / "csr.sparsec", CompileOptions(format="csr"))
     assert sum(la["format"] == "csr" for la in res.layers) == _sparse_capable(src) == 65
     assert res.checked == "65/65 sparse layers checked" and max(res.errors.values()) <= 1e-4
+
+
+def test_minilm_attention_outputs_take_their_residual(tmp_path: Path) -> None:
+    """paraphrase-MiniLM-L3 as exported (a PyPI wheel), pruned 90%: ONNX's shape inference loses the batch dim
+    through the attention block (its output projection gets [unk__12, unk__9, 384], the residual beside it
+    [unk__8, unk__9, 384]), so the residual Add could not be shown to match the output's shape and stayed on ORT. ORT's
+    symbolic shape inference relates both to [batch_size, sequence_length, 384] (sparsec.shapes): every output
+    projection takes its residual, and the artifact matches ORT on fresh random inputs."""
+    m, stats = prune_model(onnx.load(str(fetch_minilm())), parse_pattern("unstructured:0.9"))
+    assert len(stats) == 18
+    src = tmp_path / "minilm90.onnx"
+    onnx.save(m, str(src))
+    res = compile_model(src, tmp_path / "minilm90.sparsec", CompileOptions(format="csr"))
+    assert res.errors and max(res.errors.values()) <= 1e-4 and not res.unverified
+    outputs = [la for la in res.layers if la["name"].endswith("attention_output_dense_MatMul")]
+    assert len(outputs) == 3
+    assert all(la["epilogue"] == ["bias", "residual"] for la in outputs), [la["epilogue"] for la in outputs]
+    rewritten = onnx.load(str(res.artifact / "model.onnx"))
+    assert sum(n.op_type == "Add" for n in rewritten.graph.node) == 5  # 2 embedding sums, 3 attention-mask Adds
 
 
 @pytest.mark.parametrize("target", [pytest.param("wasm", marks=needs_wasm), pytest.param("arm", marks=needs_qemu)])
