@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .graph import attr, constant, consumers, dims, is_float, is_onnx, sole_consumer
-
-
-def _other(node: ir.Node, value: ir.Value) -> ir.Value | None:
-    return node.inputs[1] if node.inputs[0] is value else node.inputs[0]
+from .epilogue_base import residual_problem
+from .graph import attr, constant, consumers, dims, is_onnx, other_operand, sole_consumer
 
 
 def _gelu_reads(y: ir.Value) -> bool:
@@ -29,19 +26,15 @@ def _gelu_reads(y: ir.Value) -> bool:
     readers = consumers(y)
     if len(readers) == 1 and readers[0].op_type == "Gelu":
         return attr(readers[0], "approximate", "none") == "none"  # the tanh form stays ORT's
-    scaled = [n for n in readers if (is_onnx(n, "Div") or is_onnx(n, "Mul")) and constant(_other(n, y)) is not None]
+    div_or_mul = [n for n in readers if is_onnx(n, "Div") or is_onnx(n, "Mul")]
+    scaled = [n for n in div_or_mul if constant(other_operand(n, y)) is not None]
     erf = [s for s in scaled if is_onnx(sole_consumer(s.outputs[0]), "Erf")]
     return len(readers) == 2 and len(erf) == 1 and any(is_onnx(n, "Mul") and n is not erf[0] for n in readers)
 
 
 def _residual(add: ir.Node | None, y: ir.Value) -> bool:
-    """``add`` adds a residual to ``y`` as FuseResidual takes it: a float tensor of y's known shape."""
-    if add is None or not is_onnx(add, "Add"):
-        return False
-    r, ys = _other(add, y), dims(y)
-    if r is None or r is y or constant(r) is not None or not is_float(r) or ys is None:
-        return False
-    return dims(r) == ys and all(d is not None for d in ys)
+    """``add`` adds a residual to ``y`` that FuseResidual takes in."""
+    return add is not None and is_onnx(add, "Add") and not residual_problem(y, other_operand(add, y))
 
 
 def absorbed_nodes(node: ir.Node, n: int) -> tuple[str, ...]:
@@ -50,7 +43,7 @@ def absorbed_nodes(node: ir.Node, n: int) -> tuple[str, ...]:
     add = sole_consumer(out)
     if add is None or not is_onnx(add, "Add"):
         return ()
-    bias = constant(_other(add, out))
+    bias = constant(other_operand(add, out))
     if bias is None or bias.size != n or bias.shape[-1:] != (n,):
         return ()
     x_dims = dims(node.inputs[0])

@@ -15,13 +15,24 @@ from sparsec import node as sparse_node
 from sparsec.formats import family
 from sparsec.layer import Epilogue, Kernel
 
-from .graph import attr
+from .graph import attr, constant, dims, is_float
 
 EPILOGUE_NOTE = " + epilogue: "
 INT8_INEXACT = (
     "kept on ONNX Runtime after an int8 layer: rounded another way (ORT fuses a residual into SkipLayerNormalization, "
     "its GELU differs by ulps), the next quantizer would turn that into whole steps"
 )
+
+
+def residual_problem(y: ir.Value, r: ir.Value | None) -> str:
+    """Why ``Add(y, r)`` is not a residual a kernel can take in ("" when it is): r must be a float32 tensor of
+    exactly y's known shape (the kernel reads it as [M, N]; the EP checks the shapes again at run time)."""
+    if r is None or r is y or constant(r) is not None:
+        return "not a residual (a constant, or the layer's own output)"
+    ys, rs = dims(y), dims(r)
+    if ys is None or rs != ys or any(d is None for d in ys) or not is_float(r):
+        return f"not a residual: shape {rs} against the layer's {ys} (must be equal and known, float32)"
+    return ""
 
 
 @dataclass

@@ -30,6 +30,7 @@ from .epilogue_base import (
     Fusion,
     Pattern,
     after_note,
+    residual_problem,
     sparse_pattern,
     sparse_producer,
     where,
@@ -139,16 +140,10 @@ class FuseResidual(EpilogueRule):
         return op.Add(sparse_pattern(op), r)
 
     def accept(self, kernel: Kernel, y: ir.Value, bindings: Bindings) -> str:
-        r = bindings["r"]
         e = kernel.epilogue
         if e.act != "none" or e.residual:
             return after_note(e)
-        if r is y or constant(r) is not None:
-            return "not a residual (a constant, or the layer's own output)"
-        ys, rs = dims(y), dims(r)
-        if ys is None or rs != ys or any(d is None for d in ys) or not is_float(r):
-            return f"not a residual: shape {rs} against the layer's {ys} (must be equal and known, float32)"
-        return ""
+        return residual_problem(y, bindings["r"])
 
     def rewrite(self, op: RewriterContext, y: ir.Value, r: ir.Value) -> ir.Value:
         return self.rebuild(op, y, "residual", residual_value=r, residual=True)

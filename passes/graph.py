@@ -155,6 +155,11 @@ def sole_consumer(value: ir.Value) -> ir.Node | None:
     return user if user.graph is value.graph else None
 
 
+def other_operand(node: ir.Node, value: ir.Value) -> ir.Value | None:
+    """The input of a two-input node (Add, Mul, ...) that is not ``value``."""
+    return node.inputs[1] if node.inputs[0] is value else node.inputs[0]
+
+
 def consumers(value: ir.Value) -> list[ir.Node]:
     """The nodes reading ``value`` (a node reading it twice is listed twice; subgraph reads name the inner node)."""
     return [u.node for u in value.uses()]

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from .graph import attr, clip_bounds, constant, sole_consumer, to_proto
+from .graph import attr, clip_bounds, constant, other_operand, sole_consumer, to_proto
 from .state import Compilation
 
 UNARY = ("Relu", "Sigmoid", "HardSwish", "Clip")
@@ -65,10 +65,6 @@ def _owned(value: ir.Value | None, node: ir.Node) -> bool:
     )
 
 
-def _other(node: ir.Node, value: ir.Value) -> ir.Value | None:
-    return node.inputs[1] if node.inputs[0] is value else node.inputs[0]
-
-
 def _chain(p: ir.Node) -> tuple[list[ir.Node], ir.Node] | None:
     """(activations between P and C, C) when P's output reaches a same-kind layer as described above."""
     acts: list[ir.Node] = []
@@ -78,7 +74,7 @@ def _chain(p: ir.Node) -> tuple[list[ir.Node], ir.Node] | None:
         if nxt is None:
             return None
         ours = nxt.domain in ("", "ai.onnx") and len(acts) < 3
-        bias_add = nxt.op_type == "Add" and constant(_other(nxt, cur)) is not None
+        bias_add = nxt.op_type == "Add" and constant(other_operand(nxt, cur)) is not None
         if ours and (nxt.op_type in UNARY and nxt.inputs[0] is cur or bias_add):
             acts.append(nxt)
             cur = nxt.outputs[0]
@@ -138,7 +134,7 @@ def _shrink_pair(p: ir.Node, changed: dict[str, tuple[int, tuple[int, ...]]]) ->
         if a.op_type != "Add":
             value = None if value is None else _act(a, value)
             continue
-        other = _other(a, into)
+        other = other_operand(a, into)
         const = constant(other)
         assert const is not None and other is not None
         if const.size == 1:
