@@ -183,4 +183,5 @@ def check_forced(fmt_option: str, target: Target) -> None:
     if fmt_option in ("auto", "dense"):
         return
     if not target.supports(fmt_option):
-        raise SparsecError(f"--format {fmt_option}: no {target.name} kernel for this format")
+        note = target.unsupported_note(fmt_option)
+        raise SparsecError(f"--format {fmt_option}: no {target.name} kernel for this format{note}")

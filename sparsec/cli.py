@@ -11,7 +11,10 @@ from typing import Any
 
 import click
 
-FORMAT_HELP = "auto | dense | csr | bsr:RxC | nm:N:M | int8:1x4 (MatMulInteger layers, x86 with AVX-512 VNNI)"
+FORMAT_HELP = (
+    "auto | dense | csr | bsr:RxC | nm:N:M | int8:1x4 (integer layers; x86 with AVX-512 VNNI, arm with a --cpu that has"
+    " dot products)"
+)
 
 
 def _fail(msg: str) -> None:

@@ -53,6 +53,9 @@ class Target:
     isa: str = "generic"  # the cost model's table (passes/cost_data/<name>.json)
     int8_dot: bool = False  # the CPU has int8 dot products ORT's int8 MatMul uses (VNNI): the cost model ranks by it
     fuses_quantization: ClassVar[bool] = False  # its epilogues compute a QDQ model's Quantize/DequantizeLinear pairs
+    # The ORT build that runs the artifact's other ops where it is not the x86 one verification compares with
+    # ("ORT for aarch64"): its float ops round in their own way, which a quantizer after them can make a whole step.
+    foreign_ort: ClassVar[str] = ""
 
     @classmethod
     def from_options(cls, cpu: str = "", arch: str = "") -> Target:
@@ -85,6 +88,11 @@ class Target:
     def supports(self, fmt: str) -> bool:
         """Whether this target has a kernel template for the format name (e.g. ``bsr:16x1``)."""
         raise NotImplementedError
+
+    def unsupported_note(self, fmt: str) -> str:
+        """What a format this target lacks would need (" (needs ...)"), for the error of a forced one; "" when
+        nothing would help."""
+        return ""
 
     def variants(self, fmt: str) -> list[str]:
         """The kernel variants (schedules) of the format, default first (``--tune`` times them)."""

@@ -21,7 +21,7 @@ from sparsec.errors import SparsecError
 from sparsec.layer import Kernel
 
 from ..base import Progress, Target, quiet
-from ..simd.table import Table, variant_table
+from ..simd.table import Table, Variant, variant_table
 from ..simd.target import SimdTarget
 from .toolchain import cross_cxx, qemu_missing
 
@@ -31,10 +31,24 @@ ACC_REGISTERS = 16  # vector accumulators per tile (of 32 registers)
 # Block rows as vector lanes: up to 4 registers per block row (16x1), mu rows of X share each weight load.
 # split 2: csr / nm blocked tiles of 8 vectors in 2 partial sums (16 FMA chains, 32 rows of X): chosen by
 # instruction count and register budget, not timed (no ARM hardware here).
-VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=16, split=2)
+# int8:1x4 (integer layers): sdot on 4 int32 lanes, 8 vectors of tokens per tile (templates/int8.py); only for a
+# --cpu with Armv8.2 dot products (ArmTarget.supports): the generic aarch64 build runs on cores without them.
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=16, split=2) + (
+    Variant("int8", "sdot", lambda f, vw: vw == VECTOR_WIDTH, lambda f, vw: 8),
+)
 # The files an app adds, besides model.onnx and kernels.so (internals.md, "ARM artifact").
 EP_FILE = "libsparsec_ep.so"
 RUNTIME_FILES = ("libtvm_runtime.so", "libtvm_ffi.so")
+
+
+@cache
+def cpu_features(cpu: str) -> frozenset[str]:
+    """The LLVM features of an aarch64 core ("" = generic)."""
+    import tvm
+    from tvm.target import codegen
+
+    target: dict[str, Any] = {"kind": "llvm", "mtriple": TRIPLE} | ({"mcpu": cpu} if cpu else {})
+    return frozenset(str(f) for f in codegen.llvm_get_cpu_features(tvm.target.Target(target)))
 
 
 @cache
@@ -58,6 +72,7 @@ class ArmTarget(SimdTarget):
     runner_hint = "`sparsec run` runs ARM artifacts under qemu-aarch64"
     schedule_note = " (NEON schedules)"
     compile_note = ", aarch64"
+    foreign_ort = "ORT for aarch64"
 
     def __init__(self, cpu: str = "") -> None:
         self.cpu = cpu
@@ -83,6 +98,27 @@ class ArmTarget(SimdTarget):
             close = [c for c in known_cpus() if c.split("-")[0] == self.cpu.split("-")[0]][:8]
             hint = f" (e.g. {', '.join(close)})" if close else " (e.g. cortex-a76, neoverse-n1, apple-m4)"
             raise SparsecError(f"unknown --cpu {self.cpu!r} for --target arm{hint}")
+
+    def supports(self, fmt: str) -> bool:
+        """The table's formats; int8 ones only for a --cpu with dot products (``sdot``)."""
+        if fmt.startswith("int8:") and not self.dot_products:
+            return False
+        return super().supports(fmt)
+
+    def unsupported_note(self, fmt: str) -> str:
+        if fmt.startswith("int8:") and super().supports(fmt):
+            return " (needs a --cpu with int8 dot products, e.g. cortex-a76 or neoverse-n1)"
+        return ""
+
+    @property
+    def dot_products(self) -> bool:
+        """The --cpu has Armv8.2 int8 dot products (sdot/udot); the generic build assumes none."""
+        return bool(self.cpu) and self.cpu in known_cpus() and "dotprod" in cpu_features(self.cpu)
+
+    @property
+    def int8_dot(self) -> bool:  # type: ignore[override]
+        """ORT's aarch64 int8 GEMM uses udot/sdot on such a core (MLAS's dot-product kernels) as on x86 VNNI."""
+        return self.dot_products
 
     def llvm_target(self) -> dict[str, Any]:
         t: dict[str, Any] = {"kind": "llvm", "mtriple": TRIPLE, "mattr": ["+neon"]}

@@ -67,6 +67,11 @@ class X86Target(SimdTarget):
             return False
         return super().supports(fmt)
 
+    def unsupported_note(self, fmt: str) -> str:
+        if fmt.startswith("int8:") and super().supports(fmt):
+            return " (needs AVX-512 VNNI and a CPU LLVM names)"
+        return ""
+
     @cached_property
     def vnni_kernels(self) -> bool:
         """AVX-512 VNNI on this CPU and a named LLVM cpu (the generic x86-64-v4 level has no VNNI)."""

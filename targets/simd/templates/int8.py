@@ -1,14 +1,19 @@
-"""``int8:1x4`` on x86 AVX-512 VNNI: Y = float32((X - x_zero_point) @ W^T), exactly, for a uint8 X[M, K] and an int8
-W in 1x4 blocks (sparsec/formats/int8.py).
+"""``int8:1x4`` on int8 dot-product instructions: Y = float32((X - x_zero_point) @ W^T), exactly, for a uint8
+X[M, K] and an int8 W in 1x4 blocks (sparsec/formats/int8.py). One template, two instructions (``Dot``):
+
+- x86 AVX-512 VNNI ``vpdpbusd`` (``VNNI``): 16 int32 lanes, each adding four uint8 x int8 products, 64
+  multiply-adds per instruction (an fp32 FMA does 16), with no int16 saturation.
+- ARM ``sdot`` (``SDOT``, Armv8.2 dot products: Cortex-A55/A76 and later, Neoverse N1): 4 int32 lanes of four
+  int8 x int8 products. The uint8 activation is made int8 by flipping each byte's top bit (x ^ 0x80 = x - 128, in the
+  transpose), and the zero point comes off as ``x_zero_point - 128``: the same exact integer sum.
 
 The activation is read as 32-bit words (four consecutive k of one token) and transposed into XT[word, token]
-(tokens in the lanes): with many token tiles each parallel task owns one tile (``mu`` vectors of 16 tokens) and its
-own L2-resident XT; with few (M < 64, or fewer tiles than tasks) X is transposed once and the tasks split the output
-rows. Per (block, 16 tokens) one ``vpdpbusd`` adds four uint8 x int8 products into each int32 lane, 64
-multiply-adds per instruction (an fp32 FMA does 16), with no int16 saturation. The zero point comes off once per
-output row (``x_zero_point * sums[n]``) and the int32 sum is converted to float32 as ORT's Cast does (round to
-nearest), so the output equals MatMulInteger followed by a Cast bit for bit. benchmarks/int8_kernels.py times it
-against ORT's int8 MatMul.
+(tokens in the lanes): with many token tiles each parallel task owns one tile (``mu`` vectors of tokens) and its own
+L2-resident XT; with few (fewer than one tile, or fewer tiles than tasks) X is transposed once and the tasks split
+the output rows. Per (block, vector of tokens) one dot-product instruction. The zero point comes off once per output
+row (``x_zero_point * sums[n]``) and the int32 sum is converted to float32 as ORT's Cast does (round to nearest), so
+the output equals MatMulInteger followed by a Cast bit for bit. benchmarks/int8_kernels.py times it against ORT's
+int8 MatMul (x86).
 
 The epilogue (``epi``, targets/simd/epilogue.py ``make_int8_epilogue``) takes the int32 sum: with a run-time
 ``scale`` (``x_scale * w_scale``, one value or one per output) it multiplies the converted sum, then adds the bias
@@ -21,14 +26,30 @@ epilogue); ``indices`` are word positions (columns 4w..4w+3; w = K//4 is the shi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ...tir import ScaledEpilogueFn
 from .common import TASKS
 
-LANES = 16  # int32 lanes of a zmm register
-VNNI = "llvm.x86.avx512.vpdpbusd.512"
-SMALL_TILE_M = 64  # below this many tokens the tiles are one vector of 16 (else ``mu`` vectors)
+
+@dataclass(frozen=True)
+class Dot:
+    """An int8 dot-product instruction: ``lanes`` int32 accumulators, each adding four products of a byte of the
+    activation (``activation``: its LLVM type, ``uint8`` or ``int8``) and a byte of the weight (int8)."""
+
+    intrinsic: str
+    lanes: int
+    activation: str  # "uint8": X as it is; "int8": X's bytes flipped to x - 128 in the transpose
+
+    @property
+    def flips(self) -> bool:
+        return self.activation == "int8"
+
+
+VNNI = Dot("llvm.x86.avx512.vpdpbusd.512", 16, "uint8")
+SDOT = Dot("llvm.aarch64.neon.sdot", 4, "int8")
+FLIP = -0x7F7F7F80  # 0x80808080 as int32: the top bit of each byte
 
 
 def word_count(K: int) -> int:  # noqa: N803
@@ -36,59 +57,70 @@ def word_count(K: int) -> int:  # noqa: N803
     return K // 4 + (1 if K % 4 else 0)
 
 
-def _transpose_macro(K: int) -> Any:  # noqa: N803
+def _transpose_macro(K: int, dot: Dot) -> Any:  # noqa: N803
     """``transpose(X, XT, M, m_lo, col, cols)``: XT[w, col + i] = the word w (columns 4w..4w+3, the last one
-    K-4..K-1) of token m_lo + i for i < ``cols``, a multiple of 16 (tokens past M repeat the last one; their outputs
-    are never stored). From K >= 64: blocks of 16 tokens x 16 words, each 16 vector loads of a token's 64 bytes and
-    ``transpose_vectors`` (the last block shifted back to end at word K//4 - 1), then the shifted last word alone."""
+    K-4..K-1) of token m_lo + i for i < ``cols``, a multiple of the lanes (tokens past M repeat the last one; their
+    outputs are never stored), each byte flipped where ``dot`` takes int8. From K >= 4 * lanes: blocks of lanes
+    tokens x lanes words, each lanes vector loads of a token's 4 * lanes bytes and ``transpose_vectors`` (the last
+    block shifted back to end at word K//4 - 1), then the shifted last word alone."""
     from tvm import tirx
     from tvm.script import tirx as T
 
     from .common import transpose_vectors
 
-    words_k = word_count(K)
+    lanes, words_k = dot.lanes, word_count(K)
     full = K // 4  # whole words; word K // 4 (K % 4 != 0) is the shifted one
+
+    def flip(v: Any, n: int) -> Any:  # n int32 lanes
+        return tirx.bitwise_xor(v, tirx.Broadcast(tirx.const(FLIP, "int32"), n) if n > 1 else FLIP) if dot.flips else v
 
     def block(X: Any, XT: Any, M: Any, m_lo: Any, col: Any, i0: Any, w0: Any) -> None:  # noqa: N803
         rows = [
-            tirx.reinterpret("int32x16", X[tirx.min(m_lo + i0 + i, M - 1), tirx.Ramp(w0 * 4, 1, 64)])
-            for i in range(LANES)
+            flip(
+                tirx.reinterpret(f"int32x{lanes}", X[tirx.min(m_lo + i0 + i, M - 1), tirx.Ramp(w0 * 4, 1, 4 * lanes)]),
+                lanes,
+            )
+            for i in range(lanes)
         ]
         for j, column in enumerate(transpose_vectors(rows)):
-            T.buffer_store(XT, column, [w0 + j, tirx.Ramp(col + i0, 1, LANES)])
+            T.buffer_store(XT, column, [w0 + j, tirx.Ramp(col + i0, 1, lanes)])
 
-    if full < LANES:
+    def word(X: Any, M: Any, m: Any, k0: Any) -> Any:  # noqa: N803
+        return flip(tirx.reinterpret("int32", X[tirx.min(m, M - 1), tirx.Ramp(k0, 1, 4)]), 1)
+
+    if full < lanes:
 
         @T.macro
         def transpose_words(X, XT, M, m_lo, col, cols):  # noqa: N803
             for i in range(cols):
                 for w in range(words_k):
-                    XT[w, col + i] = T.reinterpret(
-                        "int32", X[T.min(m_lo + i, M - 1), T.ramp(T.min(w * 4, K - 4), 1, 4)]
-                    )
+                    XT[w, col + i] = word(X, M, m_lo + i, T.min(w * 4, K - 4))
 
         return transpose_words
 
     @T.macro
     def transpose(X, XT, M, m_lo, col, cols):  # noqa: N803
-        for ib in range(cols // LANES):
-            for wb in range((full + LANES - 1) // LANES):
-                block(X, XT, M, m_lo, col, ib * LANES, T.min(wb * LANES, full - LANES))
+        for ib in range(cols // lanes):
+            for wb in range((full + lanes - 1) // lanes):
+                block(X, XT, M, m_lo, col, ib * lanes, T.min(wb * lanes, full - lanes))
         if words_k > full:
             for i in range(cols):
-                XT[full, col + i] = T.reinterpret("int32", X[T.min(m_lo + i, M - 1), T.ramp(K - 4, 1, 4)])
+                XT[full, col + i] = word(X, M, m_lo + i, K - 4)
 
     return transpose
 
 
-def _rows_macro(N: int, rg: int, mu: int, epi: ScaledEpilogueFn) -> Any:  # noqa: N803
+def _rows_macro(N: int, rg: int, mu: int, epi: ScaledEpilogueFn, dot: Dot) -> Any:  # noqa: N803
     """``rows(XT, col, Y, words, indices, indptr, sums, zp, S, B, R, M, m_lo, part, per)``: the ``mu`` vectors of
     tokens from m_lo (XT's columns from ``col``) against one task's share of the output row groups (S, B, R: the
     epilogue's scale, bias and residual)."""
     from tvm.script import tirx as T
 
-    mt = LANES * mu
+    lanes = dot.lanes
+    mt = lanes * mu
     groups = -(-N // rg)
+    bytes_ = f"{dot.activation}x{4 * lanes}"
+    offset = 128 if dot.flips else 0  # flipped bytes are x - 128: the zero point moves with them
 
     @T.macro
     def rows(XT, col, Y, words, indices, indptr, sums, zp, S, B, R, M, m_lo, part, per):  # noqa: N803
@@ -99,18 +131,18 @@ def _rows_macro(N: int, rg: int, mu: int, epi: ScaledEpilogueFn) -> Any:  # noqa
             for r in range(rg):
                 acc = T.alloc_buffer((mt,), "int32", scope="global")
                 for u in T.unroll(mu):
-                    acc[T.ramp(u * LANES, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                    acc[T.ramp(u * lanes, 1, lanes)] = T.broadcast(T.int32(0), lanes)
                 for j in range(indptr[n0 + r], indptr[n0 + r + 1]):
                     for u in T.unroll(mu):
-                        acc[T.ramp(u * LANES, 1, LANES)] = T.call_llvm_pure_intrin(
-                            "int32x16",
-                            VNNI,
-                            acc[T.ramp(u * LANES, 1, LANES)],
-                            T.reinterpret("uint8x64", XT[indices[j], T.ramp(col + u * LANES, 1, LANES)]),
-                            T.reinterpret("int8x64", T.broadcast(words[j], LANES)),
+                        acc[T.ramp(u * lanes, 1, lanes)] = T.call_llvm_pure_intrin(
+                            f"int32x{lanes}",
+                            dot.intrinsic,
+                            acc[T.ramp(u * lanes, 1, lanes)],
+                            T.reinterpret(bytes_, XT[indices[j], T.ramp(col + u * lanes, 1, lanes)]),
+                            T.reinterpret(f"int8x{4 * lanes}", T.broadcast(words[j], lanes)),
                         )
                 for i in T.vectorized(mt):
-                    L[r, i] = acc[i] - T.Cast("int32", zp[0]) * sums[n0 + r]
+                    L[r, i] = acc[i] - (T.Cast("int32", zp[0]) - offset) * sums[n0 + r]
             for mm in range(T.min(mt, M - m_lo)):
                 for r in T.vectorized(rg):
                     Y[m_lo + mm, n0 + r] = epi(L[r, mm], S, B, R, m_lo + mm, n0 + r)
@@ -118,16 +150,16 @@ def _rows_macro(N: int, rg: int, mu: int, epi: ScaledEpilogueFn) -> Any:  # noqa
     return rows
 
 
-def _shared_macro(K: int, N: int, rg: int, mu: int, epi: ScaledEpilogueFn) -> Any:  # noqa: N803
+def _shared_macro(K: int, N: int, rg: int, mu: int, epi: ScaledEpilogueFn, dot: Dot) -> Any:  # noqa: N803
     """``shared(X, Y, words, indices, indptr, sums, zp, S, B, R, M)``: X transposed once (tiles of ``mu`` vectors
     of tokens), then the tasks split the output row groups of each tile among them (few tiles: every core busy)."""
     from tvm.script import tirx as T
 
-    mt = LANES * mu
+    mt = dot.lanes * mu
     groups = -(-N // rg)
     words_k = word_count(K)
-    transpose = _transpose_macro(K)
-    rows = _rows_macro(N, rg, mu, epi)
+    transpose = _transpose_macro(K, dot)
+    rows = _rows_macro(N, rg, mu, epi, dot)
 
     @T.macro
     def shared(X, Y, words, indices, indptr, sums, zp, S, B, R, M):  # noqa: N803
@@ -144,21 +176,30 @@ def _shared_macro(K: int, N: int, rg: int, mu: int, epi: ScaledEpilogueFn) -> An
     return shared
 
 
-def vnni(K: int, N: int, nb: int, epi: ScaledEpilogueFn, scales: int = 1, mu: int = 4) -> Any:  # noqa: N803
-    """The kernel (its ABI in the module docstring, every optional buffer present: ``tir.finish`` drops the unused
-    ones); ``scales`` values of the scale; ``mu`` vectors of 16 tokens per tile from 64 tokens up."""
+def kernel(  # noqa: N803
+    K: int,
+    N: int,
+    nb: int,
+    epi: ScaledEpilogueFn,
+    dot: Dot,
+    scales: int = 1,
+    mu: int = 4,  # noqa: N803
+) -> Any:
+    """The kernel on ``dot`` (its ABI in the module docstring, every optional buffer present: ``tir.finish`` drops
+    the unused ones); ``scales`` values of the scale; ``mu`` vectors of tokens per tile from one whole tile of
+    tokens up (below it, tiles of one vector)."""
     from tvm.script import tirx as T
 
-    rg = min(LANES, N)
+    rg = min(dot.lanes, N)
     groups = -(-N // rg)
     words_k = word_count(K)
-    mt = LANES * mu  # tokens per tile from SMALL_TILE_M up
-    transpose = _transpose_macro(K)
-    rows = _rows_macro(N, rg, mu, epi)
-    shared_small, shared_big = _shared_macro(K, N, rg, 1, epi), _shared_macro(K, N, rg, mu, epi)
+    mt = dot.lanes * mu  # tokens per tile from one whole tile up
+    transpose = _transpose_macro(K, dot)
+    rows = _rows_macro(N, rg, mu, epi, dot)
+    shared_small, shared_big = _shared_macro(K, N, rg, 1, epi, dot), _shared_macro(K, N, rg, mu, epi, dot)
 
     @T.prim_func
-    def kernel(
+    def func(
         x: T.handle,
         words: T.Buffer((nb,), "int32"),
         indices: T.Buffer((nb,), "int32"),
@@ -175,7 +216,7 @@ def vnni(K: int, N: int, nb: int, epi: ScaledEpilogueFn, scales: int = 1, mu: in
         X = T.match_buffer(x, (M, K), "uint8")
         R = T.match_buffer(r, (M, N), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
-        if M < SMALL_TILE_M:  # tiles of one vector
+        if M < mt:  # tiles of one vector
             shared_small(X, Y, words, indices, indptr, sums, zp, scale, bias, R, M)
         elif groups > 1 and (M + mt - 1) // mt < TASKS:  # fewer tiles than tasks: the tasks split the output rows
             shared_big(X, Y, words, indices, indptr, sums, zp, scale, bias, R, M)
@@ -185,4 +226,4 @@ def vnni(K: int, N: int, nb: int, epi: ScaledEpilogueFn, scales: int = 1, mu: in
                 transpose(X, XT, M, task * mt, 0, mt)
                 rows(XT, 0, Y, words, indices, indptr, sums, zp, scale, bias, R, M, task * mt, 0, groups)
 
-    return kernel
+    return func
