@@ -8,8 +8,8 @@ AVX-512 VNNI: their kernels take a uint8 X and its zero point) joined a table ca
 
 For the host ISA, every format preset the x86 target has a kernel for (csr, bsr:RxC, nm:N:M; the kernel variant the
 compiler picks by default) is built over a grid of layer shapes and densities (N:M at its own pattern density) --
-all kernels of one shape in ONE library, compiling is the slow part -- and timed through tvm-ffi calls at M = 1, 16
-and 128, interleaved with ORT's dense MatMul (same threads, ORT's default spinning as in a model, a pause after
+all kernels of one shape in ONE library, compiling is the slow part -- and timed through tvm-ffi calls at M = 1, 16,
+128 and 1024, interleaved with ORT's dense MatMul (same threads, ORT's default spinning as in a model, a pause after
 it so its idle workers do not slow the TVM kernels timed next, pre-bound inputs and outputs; with spinning off, as
 until 2026-12-07, dense ran up to 2x slow: calibrate_measure.bound_session). Each point is the fastest of a few pass
 medians taken minutes apart (whole groups of functions run 1.3-1.5x slower for a while on this VM, other processes

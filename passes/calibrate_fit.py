@@ -13,7 +13,7 @@ import numpy as np
 
 from sparsec.formats import family
 
-BUCKETS = (1, 16, 128)
+BUCKETS = (1, 16, 128, 1024)  # M of the calibrated points; 1024: a batch of 8 sequences of 128 tokens
 
 
 def nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Cost model: predicted latency of one layer in each format on a target, from measured constants.
 
-Per (ISA, format) and per representative batch size ``m`` in the table (1, 16, 128), the time of one layer is
+Per (ISA, format) and per representative batch size ``m`` in the table (1, 16, 128 and, in tables calibrated since
+2026-12-07, 1024), the time of one layer is
 ``t_us = M * (a * stored + b * N) / 1000 + c`` with ``stored`` the number of stored weight values (explicit zeros in
 blocks and N:M slots included) and, for ``dense`` (ORT's MatMul), ``stored = K * N``. The bucket nearest to M (in
 log scale) is used. A conv layer is predicted as the product W[N, K] x col[K, pixels] with M = batch * output

@@ -28,7 +28,8 @@ def test_table_loads_with_every_bucket() -> None:
         assert model.isa == isa and model.source
         assert "dense" in model.table
         for key, buckets in model.table.items():
-            assert sorted(int(m) for m in buckets) == list(BUCKETS), (isa, key)
+            # tables calibrated before the 1024 bucket (other machines' ISAs) have the first three
+            assert sorted(int(m) for m in buckets) in (list(BUCKETS), list(BUCKETS[:3])), (isa, key)
             for consts in buckets.values():
                 assert len(consts) == 3 and all(math.isfinite(v) and v >= 0 for v in consts), (isa, key, consts)
 
@@ -48,7 +49,8 @@ def test_measured_tables_fit_every_key() -> None:
         table = DATA["isa"][isa]
         assert set(fit) == set(table), isa
         for key, errors in fit.items():
-            assert set(errors) == {str(m) for m in BUCKETS} | {"all", "max"}, (isa, key)
+            measured = {str(m) for m in BUCKETS if str(m) in table[key]}
+            assert len(measured) >= 3 and set(errors) == measured | {"all", "max"}, (isa, key)
             assert all(0 <= e <= errors["max"] for e in errors.values()), (isa, key, errors)
         assert set(supported_presets(VW[isa], VARIANTS)) <= set(table), isa
 
@@ -71,7 +73,7 @@ def test_nearest_bucket_in_log_scale() -> None:
     """Each bucket predicts its own m (c = m, no per-value cost): the bucket chosen for M is the nearest in log."""
     table = {"dense": {str(b): [0.0, 0.0, float(b)] for b in BUCKETS}}
     model = CostModel("x86", "test", table, "test")
-    expect = {0: 1, 1: 1, 3: 1, 5: 16, 16: 16, 40: 16, 50: 128, 128: 128, 10_000: 128}
+    expect = {0: 1, 1: 1, 3: 1, 5: 16, 16: 16, 40: 16, 50: 128, 128: 128, 300: 128, 400: 1024, 10_000: 1024}
     for m, bucket in expect.items():
         assert model.predict_us("dense", 8, 8, 64, m) == bucket, m
 
@@ -106,7 +108,7 @@ def test_nnls_is_exact_and_non_negative() -> None:
 
 def test_fit_recovers_known_constants() -> None:
     """Rows generated from t = M (a stored + b N) / 1000 + c give back a, b, c with zero error, per bucket."""
-    consts = {1: (0.2, 5.0, 1.0), 16: (0.03, 1.0, 3.0), 128: (0.01, 0.5, 0.0)}
+    consts = {1: (0.2, 5.0, 1.0), 16: (0.03, 1.0, 3.0), 128: (0.01, 0.5, 0.0), 1024: (0.008, 0.4, 2.0)}
     rows = []
     for (k, n), d, m in ((s, d, m) for s in SHAPES for d in (0.05, 0.1, 0.4) for m in BUCKETS):
         a, b, c = consts[m]
