@@ -5,7 +5,8 @@ epilogue as nodes of its own, which the epilogue fusion (passes/epilogue_rules.p
 
 - a bias Add (an Add of a constant [N]): its own node where the activation has a symbolic dim; a 2-D activation or one
   whose dims are all known makes ORT fold MatMul + Add into a Gemm (with Reshapes around it), which takes the bias in;
-- an erf GELU after the bias: ORT's BiasGelu (with the bias Add), or its Gelu where the bias went into a Gemm;
+- an erf GELU after the bias: ORT's BiasGelu (with the bias Add), or its Gelu where the bias went into a Gemm; a
+  GELU whose 0.5 multiplies ``1 + erf`` first ORT does not fuse, and runs as its five nodes;
 - a residual Add after the bias (ORT 1.32's CPU EP forms no SkipLayerNormalization: MiniLM-L3 keeps its Adds).
 
 Checked with ORT's optimized model (``SessionOptions.optimized_model_filepath``) on one-MatMul models, 2026-12-07.
@@ -14,22 +15,54 @@ The dense side of a prediction pays for these nodes (cost_model.absorbed_us).
 
 from __future__ import annotations
 
+import math
+
 import onnx_ir as ir
 
 from .epilogue_base import residual_problem
-from .graph import attr, constant, consumers, dims, is_onnx, other_operand, sole_consumer
+from .graph import attr, constant, consumers, dims, is_onnx, is_scalar, other_operand, sole_consumer
 
 
-def _gelu_reads(y: ir.Value) -> bool:
-    """``y`` is read by a GELU: the Gelu op, or an erf GELU as exported (``y / sqrt 2`` or ``y * (1 / sqrt 2)`` into
-    an Erf, and ``y`` multiplied by the result)."""
+def _gelu_nodes(y: ir.Value) -> tuple[str, ...] | None:
+    """The GELU reading ``y`` as ORT runs it: ("Gelu",) for the Gelu op and for an erf GELU ORT fuses, the exported
+    nodes themselves where ORT does not fuse it; None when no GELU reads ``y``. An erf GELU must have GELU's
+    constants (those FuseErfGelu takes in, ORT's fusion as well): ``y / sqrt 2`` or ``y * (1 / sqrt 2)`` into an
+    Erf, 1 added to it (``a``), and ``y * a * 0.5`` with the 0.5 applied last or first (ORT 1.32 fuses these) or to
+    ``a`` (``y * (a * 0.5)``: ORT runs the five nodes)."""
     readers = consumers(y)
     if len(readers) == 1 and readers[0].op_type == "Gelu":
-        return attr(readers[0], "approximate", "none") == "none"  # the tanh form stays ORT's
-    div_or_mul = [n for n in readers if is_onnx(n, "Div") or is_onnx(n, "Mul")]
-    scaled = [n for n in div_or_mul if constant(other_operand(n, y)) is not None]
-    erf = [s for s in scaled if is_onnx(sole_consumer(s.outputs[0]), "Erf")]
-    return len(readers) == 2 and len(erf) == 1 and any(is_onnx(n, "Mul") and n is not erf[0] for n in readers)
+        return ("Gelu",) if attr(readers[0], "approximate", "none") == "none" else None  # tanh: stays ORT's
+    if len(readers) != 2:
+        return None
+    scaled = [
+        n
+        for n in readers
+        if (is_onnx(n, "Div") and is_scalar(other_operand(n, y), math.sqrt(2.0)))
+        or (is_onnx(n, "Mul") and is_scalar(other_operand(n, y), 1 / math.sqrt(2.0)))
+    ]
+    erf = sole_consumer(scaled[0].outputs[0]) if len(scaled) == 1 else None
+    if not is_onnx(erf, "Erf"):
+        return None
+    plus = sole_consumer(erf.outputs[0])
+    if not is_onnx(plus, "Add") or not is_scalar(other_operand(plus, erf.outputs[0]), 1.0):
+        return None
+    mul = next(n for n in readers if n is not scaled[0])
+    form = _halved(mul, y, plus.outputs[0]) if is_onnx(mul, "Mul") else ""
+    if form == "inner":
+        return (scaled[0].op_type, "Erf", "Add", "Mul", "Mul")
+    return ("Gelu",) if form else None
+
+
+def _halved(mul: ir.Node, y: ir.Value, a: ir.Value) -> str:
+    """Where ``mul`` (a Mul reading ``y``) applies the 0.5 of ``y * a * 0.5``: "last", "first", "inner" or ""."""
+    other, out = other_operand(mul, y), mul.outputs[0]
+    after = sole_consumer(out)
+    if other is a:  # (y * a) * 0.5
+        return "last" if is_onnx(after, "Mul") and is_scalar(other_operand(after, out), 0.5) else ""
+    if is_scalar(other, 0.5):  # (y * 0.5) * a
+        return "first" if is_onnx(after, "Mul") and other_operand(after, out) is a else ""
+    inner = other.producer() if other is not None else None  # y * (a * 0.5)
+    return "inner" if is_onnx(inner, "Mul") and a in inner.inputs and is_scalar(other_operand(inner, a), 0.5) else ""
 
 
 def _residual(add: ir.Node | None, y: ir.Value) -> bool:
@@ -51,7 +84,10 @@ def absorbed_nodes(node: ir.Node, n: int) -> tuple[str, ...]:
         return ()
     gemm = len(x_dims) <= 2 or all(isinstance(d, int) for d in x_dims)  # ORT: Gemm with the bias
     y = add.outputs[0]
-    if _gelu_reads(y):
-        return ("Gelu",) if gemm else ("BiasGelu",)
     bias_node = () if gemm else ("Add",)
+    gelu = _gelu_nodes(y)
+    if gelu == ("Gelu",):  # ORT's Gelu, with the bias Add: its BiasGelu
+        return ("Gelu",) if gemm else ("BiasGelu",)
+    if gelu is not None:
+        return (*bias_node, *gelu)
     return (*bias_node, "Add") if _residual(sole_consumer(y), y) else bias_node

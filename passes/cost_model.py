@@ -41,7 +41,14 @@ EP_NODE_US = 2.0
 # / 36.8 / 138.2 us; BiasGelu (bias Add + erf GELU) 24.8 / 99.4 / 176.0 / 766.7 us. A Gemm's own Gelu is taken at
 # BiasGelu's cost. Until 2026-12-07 the bias Add was charged 3 us + 0.45 ns per element, from MatMul + Add against
 # MatMul with all dims known, where ORT had made the pair a Gemm. Applied on every target, measured on x86 only.
-ORT_EPILOGUE_COST = {"Add": (1.5, 0.09), "BiasGelu": (1.5, 0.48), "Gelu": (1.5, 0.48)}
+# The nodes of an erf GELU ORT does not fuse (passes/absorbed.py) are charged an Add's cost each (not measured one
+# by one: an elementwise pass over the output at least).
+ORT_EPILOGUE_COST = {
+    "Add": (1.5, 0.09),
+    "BiasGelu": (1.5, 0.48),
+    "Gelu": (1.5, 0.48),
+    **{op: (1.5, 0.09) for op in ("Div", "Mul", "Erf")},
+}
 
 
 def absorbed_us(rows: int, n: int, ops: tuple[str, ...]) -> float:

@@ -36,14 +36,9 @@ from .epilogue_base import (
     where,
 )
 from .epilogue_quantize import FuseQuantize, FuseQuantizedGelu
-from .graph import attr, clip_bounds, constant, dequantized, dims, is_float
+from .graph import attr, clip_bounds, dequantized, dims, is_float, is_scalar
 
 __all__ = ["EPILOGUE_NOTE", "INT8_INEXACT", "Fusion", "rules", "where"]
-
-
-def _scalar(value: ir.Value | None, expected: float) -> bool:
-    c = constant(value)
-    return c is not None and c.size == 1 and math.isclose(float(c.reshape(-1)[0]), expected, rel_tol=1e-5)
 
 
 class FuseScale(EpilogueRule):
@@ -241,7 +236,7 @@ class FuseErfGelu(EpilogueRule):
         if kernel.epilogue.act != "none":
             return "nothing is fused after the activation"
         scale = math.sqrt(2.0) if self.divide else 1 / math.sqrt(2.0)
-        if not (_scalar(s, scale) and _scalar(one, 1.0) and _scalar(half, 0.5)):
+        if not (is_scalar(s, scale) and is_scalar(one, 1.0) and is_scalar(half, 0.5)):
             return "an Erf pattern whose constants are not GELU's"
         return ""
 

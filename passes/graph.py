@@ -8,7 +8,8 @@ the model as the protobuf pipeline always wrote it (so equal inputs keep giving 
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, TypeGuard
 
 import numpy as np
 import onnx
@@ -17,7 +18,7 @@ import onnx_ir as ir
 Dim = int | str | None
 
 
-def is_onnx(node: ir.Node | None, op: str) -> bool:
+def is_onnx(node: ir.Node | None, op: str) -> TypeGuard[ir.Node]:
     """``node`` is the default-domain op ``op``."""
     return node is not None and node.op_type == op and node.domain in ("", "ai.onnx")
 
@@ -51,6 +52,12 @@ def constant(value: ir.Value | None) -> np.ndarray | None:
             if name == "value_floats":
                 return np.array(list(a.value), np.float32)
     return None
+
+
+def is_scalar(value: ir.Value | None, expected: float) -> bool:
+    """``value`` is a constant with one element equal to ``expected`` (relative tolerance 1e-5)."""
+    c = constant(value)
+    return c is not None and c.size == 1 and math.isclose(float(c.reshape(-1)[0]), expected, rel_tol=1e-5)
 
 
 F32_MAX = float(np.finfo(np.float32).max)

@@ -166,7 +166,9 @@ def test_conv_im2col_is_charged_to_sparse() -> None:
 
 def _epilogue_model(w: np.ndarray, x_dims: list[int | str], tail: str, const_bias: bool = True) -> onnx.ModelProto:
     """x @ W^T, then an Add of a constant [N] bias (or of a second input), then ``tail``: "" (nothing), "residual"
-    (an Add of the input ``r``), "gelu" (the erf GELU as PyTorch exports it), "gelu_op" (ONNX's Gelu) or "relu"."""
+    (an Add of the input ``r``), "gelu_last" (the erf GELU as PyTorch exports it, its 0.5 last; "gelu_first",
+    "gelu_inner": the 0.5 elsewhere; "gelu_wrong": y / 2 into the Erf, not a GELU), "gelu_op" (ONNX's Gelu) or
+    "relu"."""
     n = w.shape[0]
     out = [*x_dims[:-1], n]
     other = "b" if const_bias else "x2"
@@ -176,16 +178,22 @@ def _epilogue_model(w: np.ndarray, x_dims: list[int | str], tail: str, const_bia
     if tail == "residual":
         nodes.append(helper.make_node("Add", ["yb", "r"], ["y"]))
         inputs["r"] = out
-    elif tail == "gelu":
+    elif tail.startswith("gelu_"):
         inits.update(s2=np.array(np.sqrt(2.0), np.float32), one=np.array(1.0, np.float32))
         inits["half"] = np.array(0.5, np.float32)
+        if tail == "gelu_wrong":  # not GELU: y / 2 into the Erf
+            inits["s2"] = np.array(2.0, np.float32)
         nodes += [
             helper.make_node("Div", ["yb", "s2"], ["d"]),
             helper.make_node("Erf", ["d"], ["e"]),
             helper.make_node("Add", ["e", "one"], ["e1"]),
-            helper.make_node("Mul", ["yb", "e1"], ["p"]),
-            helper.make_node("Mul", ["p", "half"], ["y"]),
         ]
+        if tail == "gelu_first":  # (y * 0.5) * (1 + erf)
+            nodes += [helper.make_node("Mul", ["yb", "half"], ["p"]), helper.make_node("Mul", ["p", "e1"], ["y"])]
+        elif tail == "gelu_inner":  # y * ((1 + erf) * 0.5)
+            nodes += [helper.make_node("Mul", ["e1", "half"], ["p"]), helper.make_node("Mul", ["yb", "p"], ["y"])]
+        else:  # (y * (1 + erf)) * 0.5, as PyTorch exports it
+            nodes += [helper.make_node("Mul", ["yb", "e1"], ["p"]), helper.make_node("Mul", ["p", "half"], ["y"])]
     elif tail == "relu":
         nodes.append(helper.make_node("Relu", ["yb"], ["y"]))
     elif tail == "gelu_op":
@@ -216,8 +224,11 @@ def _ort_ops(m: onnx.ModelProto, tmp_path: Path) -> list[str]:
         (["batch", "seq", "K"], "", False, ()),  # not a constant bias: the kernel takes no such Add
         (["batch", "seq", "K"], "residual", True, ("Add", "Add")),
         ([2, 7, "K"], "residual", True, ("Add",)),  # the Gemm has the bias, the residual Add stays
-        (["batch", "seq", "K"], "gelu", True, ("BiasGelu",)),  # ORT fuses the bias Add and the GELU
-        ([2, 7, "K"], "gelu", True, ("Gelu",)),
+        (["batch", "seq", "K"], "gelu_last", True, ("BiasGelu",)),  # ORT fuses the bias Add and the GELU
+        (["batch", "seq", "K"], "gelu_first", True, ("BiasGelu",)),
+        (["batch", "seq", "K"], "gelu_inner", True, ("Add", "Div", "Erf", "Add", "Mul", "Mul")),  # not fused
+        (["batch", "seq", "K"], "gelu_wrong", True, ("Add",)),  # not GELU's constants: neither fuses it
+        ([2, 7, "K"], "gelu_last", True, ("Gelu",)),
         (["batch", "seq", "K"], "gelu_op", True, ("BiasGelu",)),  # ONNX's Gelu (opset 20) as well
         (["batch", "seq", "K"], "relu", True, ("Add",)),  # a Relu is not counted (it costs ORT little)
     ],
@@ -232,7 +243,8 @@ def test_absorbed_nodes_are_what_ort_runs(
     m = _epilogue_model(w, [w.shape[1] if d == "K" else d for d in x_dims], tail, const_bias)
     assert find_layers(m)[0].absorbed == absorbed
     ort_ops = _ort_ops(m, tmp_path)
-    expected = sorted([*absorbed, *(["Relu"] if tail == "relu" else []), *([] if const_bias else ["Add"])])
+    rest = {"relu": ["Relu"], "gelu_wrong": ["Add", "Div", "Erf", "Mul", "Mul"]}.get(tail, [])
+    expected = sorted([*absorbed, *rest, *([] if const_bias else ["Add"])])  # the kernel takes in every one
     assert ort_ops == expected
 
 
@@ -245,7 +257,7 @@ def test_absorbed_nodes_are_credited_to_dense() -> None:
     from sparsec.passes.cost_model import absorbed_us
 
     w = weight(np.random.default_rng(6), density=0.1)
-    la = find_layers(_epilogue_model(w, ["batch", "seq", w.shape[1]], "gelu"))[0]
+    la = find_layers(_epilogue_model(w, ["batch", "seq", w.shape[1]], "gelu_last"))[0]
     assert la.absorbed == ("BiasGelu",)
     with_gelu = predicted_speedup(la, COST, 128)("csr")
     without = predicted_speedup(dataclasses.replace(la, absorbed=()), COST, 128)("csr")
