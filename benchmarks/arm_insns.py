@@ -57,21 +57,9 @@ def layer_model(w: np.ndarray) -> onnx.ModelProto:
 
 def int8_layer_model(w: np.ndarray) -> onnx.ModelProto:
     """y[batch, N] = float(MatMulInteger(q(x), W^T)) * (x_scale * 0.01), an int8-valued W[N, K]."""
-    from tests.passes.graphs import model
+    from tests.targets.arm_models import dynamic_int8_layer
 
-    nodes = [
-        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
-        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["acc"], name="fc"),
-        helper.make_node("Cast", ["acc"], ["accf"], to=onnx.TensorProto.FLOAT),
-        helper.make_node("Mul", ["xs", "ws"], ["s"]),
-        helper.make_node("Mul", ["accf", "s"], ["y"]),
-    ]
-    inits = {
-        "ws": np.array(0.01, np.float32),
-        "w": np.ascontiguousarray(w.T).astype(np.int8),
-        "wz": np.array(0, np.int8),
-    }
-    return model(nodes, inits, {"x": ["batch", w.shape[1]]}, {"y": ["batch", w.shape[0]]})
+    return dynamic_int8_layer(np.ascontiguousarray(w.T), np.array(0.01))
 
 
 def int8_weight(rng: np.random.Generator, n: int, k: int, pattern: str) -> np.ndarray:
@@ -114,6 +102,13 @@ def compile_arm(m: onnx.ModelProto, folder: Path, fmt: str, cpu: str = "") -> Pa
     return res.artifact
 
 
+def _header(lead: list[str], formats: tuple[str, ...] | list[str]) -> None:
+    """A Markdown table's header: the ``lead`` columns, then one per format."""
+    cols = [*lead, *formats]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + " --- |" * len(cols))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--density", type=float, default=0.1, help="kept fraction for csr/bsr (N:M: its own)")
@@ -130,8 +125,7 @@ def main() -> None:
         folder = Path(tmp)
         plugin = build_plugin(folder)
         print(f"aarch64 instructions per inference, sparse / dense (ORT MLAS), density {args.density}, 1 thread")
-        print("| M | K x N | dense insns | " + " | ".join(formats) + " |")
-        print("| --- | --- | --- | " + " | ".join("---" for _ in formats) + " |")
+        _header(["M", "K x N", "dense insns"], formats)
         for m, k, n in LAYERS:
             x = rng.standard_normal((m, k)).astype(np.float32)
             ratios = []
@@ -157,8 +151,7 @@ def int8_main(repeat: int) -> None:
         folder = Path(tmp)
         plugin = build_plugin(folder)
         print(f"aarch64 instructions per inference of an int8 layer, sparse / ORT's int8 MatMul, 90% sparse, {cpu}")
-        print("| weights | M | K x N | ORT int8 insns | " + " | ".join(formats) + " |")
-        print("| --- | --- | --- | --- | " + " | ".join("---" for _ in formats) + " |")
+        _header(["weights", "M", "K x N", "ORT int8 insns"], formats)
         for pattern in ("unstructured", "block:1x4"):
             for m, k, n in LAYERS:
                 x = rng.standard_normal((m, k)).astype(np.float32)

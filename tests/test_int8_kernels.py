@@ -49,7 +49,7 @@ def test_format_takes_int8_integers_only() -> None:
 
 def test_only_x86_with_vnni_has_int8_kernels() -> None:
     assert not get_target("arm").supports("int8:1x4") and not get_target("wasm").supports("int8:1x4")
-    assert X86.supports("int8:1x4") == X86.vnni_kernels
+    assert X86.supports("int8:1x4") == X86.int8_kernels
 
 
 @needs_vnni

@@ -73,6 +73,7 @@ class ArmTarget(SimdTarget):
     schedule_note = " (NEON schedules)"
     compile_note = ", aarch64"
     foreign_ort = "ORT for aarch64"
+    int8_needs = "a --cpu with int8 dot products, e.g. cortex-a76 or neoverse-n1"
 
     def __init__(self, cpu: str = "") -> None:
         self.cpu = cpu
@@ -99,26 +100,15 @@ class ArmTarget(SimdTarget):
             hint = f" (e.g. {', '.join(close)})" if close else " (e.g. cortex-a76, neoverse-n1, apple-m4)"
             raise SparsecError(f"unknown --cpu {self.cpu!r} for --target arm{hint}")
 
-    def supports(self, fmt: str) -> bool:
-        """The table's formats; int8 ones only for a --cpu with dot products (``sdot``)."""
-        if fmt.startswith("int8:") and not self.dot_products:
-            return False
-        return super().supports(fmt)
-
-    def unsupported_note(self, fmt: str) -> str:
-        if fmt.startswith("int8:") and super().supports(fmt):
-            return " (needs a --cpu with int8 dot products, e.g. cortex-a76 or neoverse-n1)"
-        return ""
-
     @property
-    def dot_products(self) -> bool:
+    def int8_kernels(self) -> bool:
         """The --cpu has Armv8.2 int8 dot products (sdot/udot); the generic build assumes none."""
         return bool(self.cpu) and self.cpu in known_cpus() and "dotprod" in cpu_features(self.cpu)
 
     @property
     def int8_dot(self) -> bool:  # type: ignore[override]
         """ORT's aarch64 int8 GEMM uses udot/sdot on such a core (MLAS's dot-product kernels) as on x86 VNNI."""
-        return self.dot_products
+        return self.int8_kernels
 
     def llvm_target(self) -> dict[str, Any]:
         t: dict[str, Any] = {"kind": "llvm", "mtriple": TRIPLE, "mattr": ["+neon"]}

@@ -29,8 +29,23 @@ class SimdTarget(Target):
         """The TVM target as a JSON dict (string flags are rejected by TVM 0.27)."""
         raise NotImplementedError
 
+    int8_needs: ClassVar[str] = ""  # what the int8 kernels need, for the error of a forced int8 format
+
+    @property
+    def int8_kernels(self) -> bool:
+        """The CPU the kernels are built for has the int8 dot-product instruction of the table's int8 variant."""
+        return False
+
     def supports(self, fmt: str) -> bool:
+        """The table's formats; int8 ones only where ``int8_kernels``."""
+        if fmt.startswith("int8:") and not self.int8_kernels:
+            return False
         return bool(variants_for(fmt, self.vector_width, self.table))
+
+    def unsupported_note(self, fmt: str) -> str:
+        if fmt.startswith("int8:") and variants_for(fmt, self.vector_width, self.table):
+            return f" (needs {self.int8_needs})"
+        return ""
 
     def variants(self, fmt: str) -> list[str]:
         return [v.name for v in variants_for(fmt, self.vector_width, self.table)]

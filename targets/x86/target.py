@@ -13,8 +13,8 @@ from ..simd.target import SimdTarget
 ACC_REGISTERS = 8  # vector accumulators per tile: enough independent FMA chains, leaves registers for operands
 # split 4: four partial sums of 2 vectors per output row (8 FMA chains, tiles of 32 rows of X): of
 # split 1 / 2 / 4 (issue 14, csr 90%, M=128) the best where K is large (1536x384: 1.17x / 1.88x / 2.20x of ORT).
-# int8:1x4 (MatMulInteger layers): vpdpbusd on 16 int32 lanes, 4 vectors of tokens per tile (templates/int8.py); only
-# where the CPU has AVX-512 VNNI (X86Target.supports).
+# int8:1x4 (integer layers): vpdpbusd on 16 int32 lanes, 4 vectors of tokens per tile (templates/int8.py); only
+# where the CPU has AVX-512 VNNI (X86Target.int8_kernels).
 # LLVM's SLP vectorizer packs the csr/bsr kernels' unrolled index loads into one vector load whose lanes are then
 # moved back to general registers (vpextrd, two uops each) to form addresses; without it each index is one scalar
 # load. Same-process A/B on AMD EPYC Zen 4 (issue 14): csr 90% M=1024 1758 -> 1491 us (384x1536), 1968 -> 1768 us
@@ -45,6 +45,7 @@ class X86Target(SimdTarget):
     sparse_conv = True
     acc_registers = ACC_REGISTERS
     table: ClassVar[Table] = VARIANTS
+    int8_needs = "AVX-512 VNNI and a CPU LLVM names"
 
     @classmethod
     def cpu_note(cls) -> str:
@@ -60,20 +61,8 @@ class X86Target(SimdTarget):
             return "avx2"
         return "sse"
 
-    def supports(self, fmt: str) -> bool:
-        """The table's formats; int8 ones only where the CPU (and the LLVM cpu the kernels are built for) has
-        AVX-512 VNNI."""
-        if fmt.startswith("int8:") and not self.vnni_kernels:
-            return False
-        return super().supports(fmt)
-
-    def unsupported_note(self, fmt: str) -> str:
-        if fmt.startswith("int8:") and super().supports(fmt):
-            return " (needs AVX-512 VNNI and a CPU LLVM names)"
-        return ""
-
     @cached_property
-    def vnni_kernels(self) -> bool:
+    def int8_kernels(self) -> bool:
         """AVX-512 VNNI on this CPU and a named LLVM cpu (the generic x86-64-v4 level has no VNNI)."""
         return "avx512_vnni" in cpu_flags() and self.isa == "avx512" and not self.mcpu.startswith("x86-64")
 

@@ -57,3 +57,29 @@ def for_format(m: onnx.ModelProto, fmt: str) -> onnx.ModelProto:
 
 
 MODELS = {"mlp": mlp, "ffn": lambda: transformer_ffn(d=48, hidden=96, out=20, density=0.2, seed=2)}
+
+
+def dynamic_int8_layer(
+    w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = None, relu: bool = False
+) -> onnx.ModelProto:
+    """One layer as quantize_dynamic writes it: ``y = float(MatMulInteger(q(x), W)) * (x_scale * w_scale)``, then
+    ``+ bias`` and Relu when given; ``w`` an int8-valued W[K, N], ``w_scale`` one value or one per output."""
+    k, n = w.shape
+    inits = {"w": w.astype(np.int8), "wz": np.array(0, np.int8), "ws": np.asarray(w_scale, np.float32)}
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["acc"], name="layer"),
+        helper.make_node("Cast", ["acc"], ["accf"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Mul", ["xs", "ws"], ["s"]),
+        helper.make_node("Mul", ["accf", "s"], ["sc"]),
+    ]
+    last = "sc"
+    if bias is not None:
+        inits["b"] = bias.astype(np.float32)
+        nodes.append(helper.make_node("Add", [last, "b"], ["yb"]))
+        last = "yb"
+    if relu:
+        nodes.append(helper.make_node("Relu", [last], ["yr"]))
+        last = "yr"
+    nodes.append(helper.make_node("Identity", [last], ["y"]))
+    return model(nodes, inits, {"x": ["batch", k]}, {"y": ["batch", n]})

@@ -22,7 +22,7 @@ from sparsec.compiler import compile_model
 from sparsec.errors import SparsecError
 from sparsec.options import CompileOptions
 from sparsec.targets.registry import get_target
-from tests.targets.arm_models import needs_cross, needs_qemu
+from tests.targets.arm_models import dynamic_int8_layer, needs_cross, needs_qemu
 
 CPU = "cortex-a76"  # Armv8.2 with dot products; qemu emulates it
 # (K, N, density): odd K (a shifted last word) and N (a shifted last row group), K below one transpose block (4 words)
@@ -60,31 +60,8 @@ def epilogue_model() -> onnx.ModelProto:
     k, n = 96, 80
     w = rng.integers(-127, 128, (k, n))
     w[rng.random((k, n)) >= 0.2] = 0
-    inits = [
-        numpy_helper.from_array(w.astype(np.int8), "w"),
-        numpy_helper.from_array(np.int8(0), "wz"),
-        numpy_helper.from_array((rng.random(n) * 0.02 + 0.001).astype(np.float32), "ws"),
-        numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b"),
-    ]
-    nodes = [
-        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
-        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["acc"], name="layer"),
-        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["xs", "ws"], ["s"]),
-        helper.make_node("Mul", ["accf", "s"], ["sc"]),
-        helper.make_node("Add", ["sc", "b"], ["yb"]),
-        helper.make_node("Relu", ["yb"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "epilogue",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])],
-        inits,
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    return m
+    w_scale = rng.random(n) * 0.02 + 0.001
+    return dynamic_int8_layer(w, w_scale, rng.standard_normal(n), relu=True)
 
 
 def _compile(tmp_path: Path, model: onnx.ModelProto, **options: object) -> Path:
@@ -196,29 +173,7 @@ def block_model(k: int = 384, n: int = 1536) -> onnx.ModelProto:
     w = rng.integers(-127, 128, (k, n))
     w[w == 0] = 1
     keep = rng.random((k // 4, n)) < 0.1
-    w = w * np.repeat(keep, 4, axis=0)
-    inits = [
-        numpy_helper.from_array(w.astype(np.int8), "w"),
-        numpy_helper.from_array(np.int8(0), "wz"),
-        numpy_helper.from_array(np.float32(0.01), "ws"),
-    ]
-    nodes = [
-        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
-        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["acc"], name="layer"),
-        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["xs", "ws"], ["s"]),
-        helper.make_node("Mul", ["accf", "s"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "block",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])],
-        inits,
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    return m
+    return dynamic_int8_layer(w * np.repeat(keep, 4, axis=0), np.array(0.01))
 
 
 @needs_cross
