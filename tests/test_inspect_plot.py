@@ -71,7 +71,8 @@ def test_conv_dense_time_includes_orts_conv_factor(tmp_path: Path) -> None:
         n, k = r["shape"]
         pointwise = r["name"] == "pw"  # the only 1x1, stride-1, unpadded geometry
         plain = cost.predict_us("dense", k, n, n * k, r["rows"])
-        assert r["dense_us"] == pytest.approx(plain / ORT_CONV_FASTER[pointwise], rel=1e-3), r["name"]
+        expected = plain / ORT_CONV_FASTER[pointwise]  # the report rounds to 3 decimals
+        assert r["dense_us"] == pytest.approx(expected, rel=1e-3, abs=5e-4), r["name"]
 
 
 def test_svg_names_every_layer_and_format_and_is_stable(mixed: Path, tmp_path: Path) -> None:

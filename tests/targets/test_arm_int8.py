@@ -121,14 +121,15 @@ def test_kernel_library_uses_sdot(tmp_path: Path) -> None:
 
 @needs_qemu
 def test_sdot_kernels_equal_int64_numpy(tmp_path: Path) -> None:
-    """Every layer, batch 1 (one token), 3, 32 (one tile of 8 vectors) and 70 (tiles split among tasks), symbolic
-    batch: bit for bit the int64 sums (zero points 0, 128 and 255 included)."""
+    """Every layer, batch 1 (one token), 3, 17 (tiles of 4 vectors, the last one partly past M), 32 (one tile of 8
+    vectors) and 70 (tiles split among tasks), symbolic batch: bit for bit the int64 sums (zero points 0, 128 and 255
+    included)."""
     from sparsec.targets.arm.qemu import run_artifact
 
     model, weights = layers_model()
     art = _compile(tmp_path, model, verify=False)
     rng = np.random.default_rng(11)
-    for batch, zp in ((1, 0), (3, 128), (32, 255), (70, 37)):
+    for batch, zp in ((1, 0), (3, 128), (17, 200), (32, 255), (70, 37)):
         feeds: dict[str, np.ndarray] = {}
         for i, (k, _, _) in enumerate(LAYERS):
             feeds[f"x{i}"] = rng.integers(0, 256, (batch, k)).astype(np.uint8)

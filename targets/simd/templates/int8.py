@@ -50,6 +50,7 @@ class Dot:
 VNNI = Dot("llvm.x86.avx512.vpdpbusd.512", 16, "uint8")
 SDOT = Dot("llvm.aarch64.neon.sdot", 4, "int8")
 FLIP = -0x7F7F7F80  # 0x80808080 as int32: the top bit of each byte
+MID_TOKENS = 16  # below a whole tile, from this many tokens on, tiles of this many (where that is several vectors)
 
 
 def word_count(K: int) -> int:  # noqa: N803
@@ -197,6 +198,17 @@ def kernel(  # noqa: N803
     transpose = _transpose_macro(K, dot)
     rows = _rows_macro(N, rg, mu, epi, dot)
     shared_small, shared_big = _shared_macro(K, N, rg, 1, epi, dot), _shared_macro(K, N, rg, mu, epi, dot)
+    small = shared_small
+    mid_mu = min(mu, MID_TOKENS // dot.lanes)  # x86: 1 (no middle path); ARM: 4 vectors
+    if mid_mu > 1:  # from MID_TOKENS tokens, tiles of that many (ARM: each block's loads serve 4 vectors, not 1)
+        shared_mid = _shared_macro(K, N, rg, mid_mu, epi, dot)
+
+        @T.macro
+        def small(X, Y, words, indices, indptr, sums, zp, S, B, R, M):  # noqa: N803
+            if M < MID_TOKENS:
+                shared_small(X, Y, words, indices, indptr, sums, zp, S, B, R, M)
+            else:
+                shared_mid(X, Y, words, indices, indptr, sums, zp, S, B, R, M)
 
     @T.prim_func
     def func(
@@ -216,8 +228,8 @@ def kernel(  # noqa: N803
         X = T.match_buffer(x, (M, K), "uint8")
         R = T.match_buffer(r, (M, N), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
-        if M < mt:  # tiles of one vector
-            shared_small(X, Y, words, indices, indptr, sums, zp, scale, bias, R, M)
+        if M < mt:  # tiles of one vector (ARM: of 4 vectors from MID_TOKENS tokens)
+            small(X, Y, words, indices, indptr, sums, zp, scale, bias, R, M)
         elif groups > 1 and (M + mt - 1) // mt < TASKS:  # fewer tiles than tasks: the tasks split the output rows
             shared_big(X, Y, words, indices, indptr, sums, zp, scale, bias, R, M)
         else:  # one task per token tile, its own L2-resident transposed tile
