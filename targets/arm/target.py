@@ -31,8 +31,9 @@ ACC_REGISTERS = 16  # vector accumulators per tile (of 32 registers)
 # Block rows as vector lanes: up to 4 registers per block row (16x1), mu rows of X share each weight load.
 # split 2: csr / nm blocked tiles of 8 vectors in 2 partial sums (16 FMA chains, 32 rows of X): chosen by
 # instruction count and register budget, not timed (no ARM hardware here).
-# int8:1x4 (integer layers): sdot on 4 int32 lanes, 8 vectors of tokens per tile (templates/int8.py); only for a
-# --cpu with Armv8.2 dot products (ArmTarget.supports): the generic aarch64 build runs on cores without them.
+# int8:1x4 (integer layers): sdot on 4 int32 lanes, 8 vectors of tokens per tile (4 from 16 tokens, 1 below;
+# templates/int8.py); only for a --cpu with Armv8.2 dot products (ArmTarget.int8_kernels): the generic aarch64
+# build runs on cores without them.
 VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=16, split=2) + (
     Variant("int8", "sdot", lambda f, vw: vw == VECTOR_WIDTH, lambda f, vw: 8),
 )

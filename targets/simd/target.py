@@ -24,12 +24,11 @@ class SimdTarget(Target):
     schedule_note: ClassVar[str] = ""  # progress messages: " (NEON schedules)", ", aarch64"
     compile_note: ClassVar[str] = ""
     fuses_quantization: ClassVar[bool] = True
+    int8_needs: ClassVar[str] = ""  # what the int8 kernels need, for the error of a forced int8 format
 
     def llvm_target(self) -> dict[str, Any]:
         """The TVM target as a JSON dict (string flags are rejected by TVM 0.27)."""
         raise NotImplementedError
-
-    int8_needs: ClassVar[str] = ""  # what the int8 kernels need, for the error of a forced int8 format
 
     @property
     def int8_kernels(self) -> bool:
