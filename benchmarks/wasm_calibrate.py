@@ -7,10 +7,17 @@ step's JS cost included: copies in and out of wasm memory), per format family at
 shapes at 90% sparsity (N:M at its own 50%). Fitted per (format, M): ``t_us = M * a * stored / 1000 + c``
 (least squares, a, c >= 0; b = 0). Dense gets c = 0: inside a model a MatMul runs in a segment that runs anyway,
 whereas a sparse step pays its JS overhead and splits a segment.
+
+``--int8`` measures the int8 layers only and merges them into the existing table: layers as quantize_dynamic writes
+them (DynamicQuantizeLinear, MatMulInteger, Cast, scale Mul) with int8 weights 90% sparse in 1x4 blocks, on the same
+shapes and 384x384, same M. sparsec's int8:1x4 gives the ``int8:1x4`` row and onnxruntime-web's float32 MatMul over
+its int8 layer gives ``ort_int8_faster`` (per M, the median over the shapes; the cost model divides the dense table
+by it for an int8 layer left dense), both less the DynamicQuantizeLinear's own time, which a model runs either way.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import tempfile
@@ -32,6 +39,9 @@ from .wasm_node import OUT, SCRIPT
 SHAPES = ((384, 1536), (1536, 384), (1024, 1024))  # K x N
 FORMATS = {"csr": "unstructured:0.9", "bsr:4x4": "block:4x4:0.9", "bsr:16x1": "block:16x1:0.9", "nm:2:4": "nm:2:4"}
 MS = (1, 16, 128)
+# and a small layer (MiniLM's Q/K/V/O): with the three large ones only, the int8 fit put the per-step overhead in
+# an intercept of 0.28 ms at M = 128, and auto kept MiniLM's 384x384 layers on float kernels that ran slower
+INT8_SHAPES = (*SHAPES, (384, 384))
 DATA = Path(__file__).resolve().parent.parent / "passes" / "cost_data" / "wasm.json"
 
 
@@ -74,7 +84,99 @@ def fit(points: list[tuple[int, int, float]], with_c: bool) -> list[float]:
     return [round(max(float(a), 1e-6), 6), 0.0, round(float(c), 3)]
 
 
+def int8_layer(k: int, n: int, seed: int) -> onnx.ModelProto:
+    """y[m, N] = float(MatMulInteger(q(x), W)) * (x_scale * 0.01), an int8 W[K, N] 90% sparse in 1x4 blocks (1
+    output x 4 inputs); y is the last Mul's output (no node after the layer, as in wasm_node's float layers)."""
+    from .arm_insns import int8_weight
+
+    w = int8_weight(np.random.default_rng(seed), n, k, "block:1x4").T
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["acc"], name="layer"),
+        helper.make_node("Cast", ["acc"], ["accf"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Mul", ["xs", "ws"], ["s"]),
+        helper.make_node("Mul", ["accf", "s"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(w).astype(np.int8), "w"),
+        numpy_helper.from_array(np.array(0, np.int8), "wz"),
+        numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "int8_layer",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["m", k])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["m", n])],
+        inits,
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def quantize_only(k: int) -> onnx.ModelProto:
+    """The DynamicQuantizeLinear of ``int8_layer`` alone (its three outputs)."""
+    graph = helper.make_graph(
+        [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"])],
+        "quantize",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["m", k])],
+        [
+            helper.make_tensor_value_info("xq", onnx.TensorProto.UINT8, ["m", k]),
+            helper.make_tensor_value_info("xs", onnx.TensorProto.FLOAT, []),
+            helper.make_tensor_value_info("xz", onnx.TensorProto.UINT8, []),
+        ],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def int8_main() -> None:
+    """Measure the int8 layers and merge them into the existing table."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    points_by_m: dict[int, list[tuple[int, int, float]]] = {}
+    ratios: dict[int, list[float]] = {}
+    for i, (k, n) in enumerate(INT8_SHAPES):
+        model = int8_layer(k, n, seed=i)
+        path = OUT / f"cal_{k}x{n}_int8.onnx"
+        onnx.save(model, str(path))
+        dense_path = OUT / f"cal_{k}x{n}_float.onnx"
+        onnx.save(layer(k, n, "unstructured:0.0", seed=i), str(dense_path))
+        opts = CompileOptions(target="wasm", format="int8:1x4", verify=False)
+        art = compile_model(path, path.with_suffix(".sparsec"), opts).artifact
+        w = numpy_helper.to_array(model.graph.initializer[0])  # W[K, N]
+        stored = 4 * int(np.count_nonzero(w.T.reshape(n, k // 4, 4).any(axis=2)))  # values in 1x4 blocks
+        quantize_path = OUT / f"cal_{k}_quantize.onnx"
+        onnx.save(quantize_only(k), str(quantize_path))
+        for m in MS:
+            int8_us, sparse_us = time_pair(path, art, m, k)
+            float_us, _ = time_pair(dense_path, art, m, k)
+            quantize_us, _ = time_pair(quantize_path, art, m, k)
+            # the DynamicQuantizeLinear runs in a model whether the layer is dense or sparse: both sides less it
+            ratios.setdefault(m, []).append(float_us / max(int8_us - quantize_us, 1.0))
+            points_by_m.setdefault(m, []).append((m, stored, max(sparse_us - quantize_us, 1.0)))
+            print(
+                f"{k}x{n} int8:1x4 M={m:3d}: onnxruntime-web float32 {float_us:8.1f} us, int8 {int8_us:8.1f} us, "
+                f"DynamicQuantizeLinear {quantize_us:8.1f} us; sparsec {sparse_us:8.1f} us",
+                flush=True,
+            )
+    doc = json.loads(DATA.read_text())
+    # no intercept from M = 16, as the float rows' fits ended (measured by the same harness, they carry the sparse
+    # step's own overhead in their slope): an int8 intercept charged it to int8 alone (0.32 ms at M = 128), and auto
+    # kept MiniLM's layers on float kernels that ran slower in the same session (1.10x / 1.23x of onnxruntime-web
+    # at batch 1 / 8 against 1.21x / 1.58x all int8:1x4)
+    doc["isa"]["simd128"]["int8:1x4"] = {str(m): fit(pts, with_c=m == 1) for m, pts in points_by_m.items()}
+    doc["ort_int8_faster"] = {"simd128": {str(m): round(float(np.median(r)), 2) for m, r in ratios.items()}}
+    DATA.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    print(f"onnxruntime-web int8 over float32 by M: {doc['ort_int8_faster']['simd128']}; wrote {DATA}")
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--int8", action="store_true", help="measure the int8 layers only, merged into the table")
+    if ap.parse_args().int8:
+        int8_main()
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     points: dict[str, dict[int, list[tuple[int, int, float]]]] = {}
     for i, (k, n) in enumerate(SHAPES):

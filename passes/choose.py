@@ -126,7 +126,7 @@ def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
     if floats_dense(layer, cost):  # ORT's float32 kernel, with the same conversions around it as a float kernel's
         return dense_us + integer_us(layer, rows, int8_kernel=False)
     if layer.op in INT8_MATMULS or layer.op == "QLinearConv":
-        return dense_us / (cost.s8s8_faster if signed_activation(layer) else cost.int8_faster)
+        return dense_us / cost.int8_speed(rows, signed_activation(layer))
     return dense_us
 
 

@@ -85,6 +85,7 @@ class CostModel:
     node_us: float = EP_NODE_US  # added to every sparse prediction: the node around the kernel
     int8_faster: float = ORT_INT8_FASTER[False]  # ORT's int8 MatMul against its float32 one on this CPU
     s8s8_faster: float = ORT_INT8_FASTER[False]  # the same with a signed int8 activation
+    int8_measured: tuple[tuple[int, float], ...] = ()  # (M, int8_faster) measured with the table, by bucket
 
     def buckets(self, fmt: str) -> dict[int, list[float]]:
         key = fmt if fmt in self.table else family(fmt)
@@ -98,6 +99,15 @@ class CostModel:
         except KeyError:
             return False
         return True
+
+    def int8_speed(self, m: int, signed: bool = False) -> float:
+        """ORT's int8 MatMul against its float32 one at M = ``m`` (``signed``: an int8 activation, which has its
+        own factor where ORT's kernels for it are the slower ones, x86)."""
+        if signed and self.s8s8_faster < 1:
+            return self.s8s8_faster
+        if not self.int8_measured:
+            return self.int8_faster
+        return min(self.int8_measured, key=lambda mf: abs(math.log(mf[0]) - math.log(max(m, 1))))[1]
 
     def predict_us(self, fmt: str, k: int, n: int, stored: int, m: int) -> float:
         """Predicted microseconds for Y[m, n] = X[m, k] @ W^T with ``stored`` weight values in ``fmt``."""
@@ -179,4 +189,9 @@ def cost_model(target: str, isa: str, int8_dot: bool = False) -> CostModel:
     source = data.get("sources", {}).get(chosen, data.get("source", ""))  # per-ISA source when tables were merged
     int8 = ORT_INT8_FASTER[int8_dot]
     s8s8 = ORT_S8S8_FASTER_X86 if target == "x86" else int8
-    return CostModel(target, chosen, tables[chosen], str(source), int8_faster=int8, s8s8_faster=s8s8)
+    # a table measured against the target's own ORT build says, per M, how much faster its int8 MatMul is (wasm:
+    # onnxruntime-web, benchmarks/wasm_calibrate.py --int8); signed activations are ranked as unsigned there
+    measured = tuple(sorted((int(m), float(f)) for m, f in data.get("ort_int8_faster", {}).get(chosen, {}).items()))
+    return CostModel(
+        target, chosen, tables[chosen], str(source), int8_faster=int8, s8s8_faster=s8s8, int8_measured=measured
+    )

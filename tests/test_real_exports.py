@@ -178,3 +178,21 @@ def test_minilm_quantized_runs_on_arm_sdot_kernels(minilm90: Path, tmp_path: Pat
     assert [la["format"] for la in res.layers] == ["int8:1x4"] * 18 and res.checked == "18/18 sparse layers checked"
     assert 1e-4 < max(res.errors.values()) < 1e-2, res.errors
     assert any("ORT for aarch64 rounds the model's other float ops its own way" in msg for msg in messages)
+
+
+@needs_wasm
+def test_minilm_quantized_runs_on_wasm_int8_kernels(minilm90: Path, tmp_path: Path) -> None:
+    """The same dynamically quantized MiniLM-L3 for WebAssembly on i32x4.dot_i16x8_s kernels, run in node: the zero
+    points and scales come from onnxruntime-web's DynamicQuantizeLinear segments at run time; each segment is
+    optimized alone (ORT's fusions across a sparse step are left unfused), so the check is the per-layer one on
+    ORT's inputs where the end outputs move by quantization steps."""
+    from sparsec.quantize import quantize_file
+
+    quantize_file(minilm90, tmp_path / "dyn.onnx", mode="dynamic")
+    dims = {"batch_size": 1, "sequence_length": 128}
+    opts = CompileOptions(target="wasm", format="int8:1x4", dims=dims)
+    res = compile_model(tmp_path / "dyn.onnx", tmp_path / "dyn.sparsec", opts)
+    assert [la["format"] for la in res.layers] == ["int8:1x4"] * 18 and res.checked == "18/18 sparse layers checked"
+    assert max(res.errors.values()) < 1e-2, res.errors
+    steps = json.loads((res.artifact / "plan.json").read_text())["steps"]
+    assert sum(len(s.get("runtime_args", {})) == 2 for s in steps) == 18  # zero point and scale, both at run time

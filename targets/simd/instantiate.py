@@ -68,7 +68,7 @@ def instantiate(k: Kernel, vw: int, table: Table, acc: int) -> Any:
         from .templates import int8
 
         variant = choose(k, vw, table)
-        dot = {"vnni": int8.VNNI, "sdot": int8.SDOT}[variant.name]
+        dot = {"vnni": int8.VNNI, "sdot": int8.SDOT, "dot16": int8.WASM_DOT}[variant.name]
         words = k.array("words")[0][0]
         func = int8.kernel(k.K, k.N, words, make_int8_epilogue(e), dot, scales=max(e.scale, 1), mu=variant.mu(None, vw))
         return finish(func, k.symbol, e.bias, e.residual, scale=e.scale > 0)

@@ -28,7 +28,7 @@ def write_tensors(folder: Path, tensors: dict[str, np.ndarray]) -> None:
     """``index.json`` + one raw file per tensor."""
     index = {}
     for i, (name, value) in enumerate(tensors.items()):
-        a = np.ascontiguousarray(value)
+        a: np.ndarray = np.ascontiguousarray(value).reshape(np.shape(value))  # (ascontiguousarray makes 0-d 1-d)
         if str(a.dtype) not in DTYPES:
             raise SparsecError(f"input {name!r}: dtype {a.dtype} is not supported by the wasm runner")
         file = f"t{i}.bin"

@@ -32,7 +32,7 @@ PLAN = "plan.json"
 WEIGHTS = "weights.bin"
 ALIGN = 64  # byte alignment of every array in weights.bin
 DLPACK = {"float32": (2, 32), "int32": (0, 32), "uint8": (1, 8)}  # numpy dtype -> (DLDataTypeCode, bits)
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: sparse steps list "args" (run-time ones in "runtime_args") and "x_dtype"
 
 
 @dataclass
@@ -125,14 +125,27 @@ def _segment(
 
 
 def _sparse_step(node: onnx.NodeProto, info: Kernel, index: _Graph, plan: Plan) -> dict[str, Any]:
-    names = get_format(info.format).array_names
+    """A sparsec node's step: its kernel arguments between X and the residual (``args``, internals.md "Kernel
+    ABI") are constants stored in weights.bin, except an int8 kernel's zero point and scale, which may be run-time
+    values (a DynamicQuantizeLinear's outputs)."""
+    fmt = get_format(info.format)
     e = info.epilogue
-    consts = list(node.input[1 : 1 + len(names)]) + ([node.input[1 + len(names)]] if e.bias else [])
-    for name in consts:
+    int8 = fmt.family == "int8"
+    # (dtype, may be computed at run time) of each argument between X and the residual
+    kinds = (
+        [("", False)] * len(fmt.array_names) + [("uint8", True)] * int(int8) + [("float32", True)] * int(e.scale > 0)
+    )
+    kinds += [("float32", False)] * int(e.bias)
+    args = list(node.input[1 : 1 + len(kinds)])
+    runtime: dict[str, str] = {}
+    for name, (dtype, may_vary) in zip(args, kinds, strict=True):
         value = index.constant(name)
-        if value is None:
+        if value is not None:  # a scalar zero point or scale as the kernel's [1] buffer
+            plan.add_weight(name, np.atleast_1d(value))
+        elif may_vary:
+            runtime[name] = dtype
+        else:
             raise SparsecError(f"wasm target: {node.name}: packed input {name} is not a constant")
-        plan.add_weight(name, value)
     step: dict[str, Any] = {
         "kind": "sparse",
         "name": node.name,
@@ -142,8 +155,10 @@ def _sparse_step(node: onnx.NodeProto, info: Kernel, index: _Graph, plan: Plan) 
         "K": info.K,
         "N": info.N,
         "x": node.input[0],
-        "weights": consts,
-        "residual": node.input[1 + len(names) + int(e.bias)] if e.residual else None,
+        "x_dtype": "uint8" if int8 else "float32",
+        "args": args,
+        "runtime_args": runtime,
+        "residual": node.input[1 + len(kinds)] if e.residual else None,
         "output": node.output[0],
     }
     if info.conv is not None:
@@ -206,6 +221,15 @@ def make_plan(model: onnx.ModelProto) -> Plan:
         later_reads.append(set(needed))
         needed |= {str(v.name) for n, _ in pairs for v in reads(n)}
     later_reads.reverse()
+    # Constant nodes' values are copied into each segment that reads them rather than passed between segments
+    # (every tensor crossing a segment boundary costs a copy out of onnxruntime-web and back in: a MiniLM's first
+    # segment returned 90 such constants, read again by each attention segment)
+    constants = {
+        str(n.outputs[0].name): p for n, p in index.nodes if n.op_type == "Constant" and n.domain in ("", "ai.onnx")
+    }
+    as_tensors = graph_outputs | {
+        str(v.name) for kind, pairs in runs if kind != "dense" for n, _ in pairs for v in reads(n)
+    }
     plan = Plan()
     available = set(graph_inputs)
     for i, (kind, pairs) in enumerate(runs):
@@ -220,7 +244,7 @@ def make_plan(model: onnx.ModelProto) -> Plan:
             info = sparse_node.read(pairs[0][0])
             assert info is not None
             step = _sparse_step(nodes[0], info, index, plan)
-            for name in (step["x"], step["residual"]):
+            for name in (step["x"], *step["runtime_args"], step["residual"]):
                 if name is not None and name not in available:
                     raise SparsecError(f"wasm target: {nodes[0].name}: input {name} is not computed at run time")
             plan.steps.append(step)
@@ -228,9 +252,12 @@ def make_plan(model: onnx.ModelProto) -> Plan:
             continue
         produced = [o for n in nodes for o in n.output if o]
         ins = sorted({str(v.name) for n, _ in pairs for v in reads(n)} & available - set(produced))
-        outs = [o for o in produced if o in after]
+        nodes = [constants[name] for name in ins if name in constants] + nodes
+        ins = [name for name in ins if name not in constants]
+        outs = [o for o in produced if o in after and (o not in constants or o in as_tensors)]
+        available.update(o for o in produced if o in constants)
         if not outs:
-            continue  # dead nodes
+            continue  # dead nodes, or constants only
         file = f"dense_{len(plan.segments)}.onnx"
         plan.segments[file] = _segment(model, nodes, ins, outs, index)
         plan.steps.append({"kind": "dense", "file": file, "inputs": ins, "outputs": outs})

@@ -18,7 +18,7 @@ import numpy as np
 from sparsec.layer import Kernel
 
 from ..base import Progress, quiet
-from ..simd.table import Table, variant_table
+from ..simd.table import Table, Variant, variant_table
 from ..simd.target import SimdTarget
 from .toolchain import node_missing
 
@@ -29,7 +29,11 @@ ACC_REGISTERS = 8  # vector accumulators per tile (leaves room for operands on a
 # split 1: the csr / nm blocked tiles keep 8 vectors (32 rows of X) and no partial sums; wasm has no fused
 # multiply-add to wait on, and the larger tile reads each weight for more rows (MiniLM-L3 90% in node, batch 1:
 # 2.69-2.84x onnxruntime-web with it, 2.56-2.62x with 4 partial sums).
-VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=8, split=1)
+# int8:1x4 (integer layers): i32x4.dot_i16x8_s on the activation's bytes widened to int16 pairs in the transpose,
+# 8 vectors of tokens per tile (4 from 16 tokens, 1 below; templates/int8.py, WASM_DOT). SIMD128 always has it.
+VARIANTS = variant_table(ACC_REGISTERS, rows_vectors=4, rows_mu_cap=8, split=1) + (
+    Variant("int8", "dot16", lambda f, vw: vw == VECTOR_WIDTH, lambda f, vw: 8),
+)
 JS_DIR = Path(__file__).with_name("js")
 ENTRY = "sparsec.mjs"
 # onnxruntime-web's wasm-only build: the ES module, its emscripten glue and the wasm binary it loads (same folder).
@@ -57,9 +61,18 @@ class WasmTarget(SimdTarget):
     runner_hint = "`sparsec run` runs wasm artifacts in node; time them with `python -m benchmarks.wasm_node`"
     schedule_note = " (SIMD128 schedules)"
     compile_note = ", wasm32 + simd128"
+    # Each onnxruntime-web segment is optimized alone, so ORT's fusions across a sparse step (LayerNorm and its
+    # Add, an attention's MatMuls) are left unfused and rounded their own way: a dynamically quantized MiniLM-L3 90%
+    # with int8:1x4 layers ended 0.014 off ORT x86 at batch 8, each layer exact on ORT's inputs.
+    foreign_ort = "onnxruntime-web, run in segments between the sparse steps,"
 
     def __init__(self) -> None:
         self._progress: Progress = quiet
+
+    @property
+    def int8_kernels(self) -> bool:
+        """i32x4.dot_i16x8_s is part of SIMD128: every engine that runs these kernels has it."""
+        return True
 
     @classmethod
     def cpu_note(cls) -> str:

@@ -77,7 +77,6 @@ def test_only_cpus_with_dot_products_get_int8_kernels() -> None:
     for cpu in (CPU, "neoverse-n1", "cortex-a78"):
         t = get_target("arm", cpu)
         assert t.supports("int8:1x4") and t.int8_dot and t.variants("int8:1x4") == ["sdot"]
-    assert not get_target("wasm").supports("int8:1x4")
 
 
 def test_forced_int8_without_dot_products_is_one_line(tmp_path: Path) -> None:

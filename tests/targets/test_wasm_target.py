@@ -127,3 +127,46 @@ def test_kernel_argument_errors_come_back_as_text(tmp_path: Path) -> None:
     cmd = ["node", "--input-type=module", "-e", KERNEL_ERROR_JS, str(art / "kernels.wasm")]
     out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     assert out["rc"] != 0 and "sparsec_k0" in out["error"] and out["bad_pack"] == 0
+
+
+def constant_between_sparse_steps() -> onnx.ModelProto:
+    """x -> Mul(c) -> sparse fc1 -> Mul(c) -> sparse fc2, ``c`` one Constant node read by both dense segments."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from models.synthetic import sparse_matrix
+    from tests.passes.graphs import model
+
+    rng = np.random.default_rng(4)
+    c = numpy_helper.from_array(rng.standard_normal(32).astype(np.float32), "c_value")
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=c),
+        helper.make_node("Mul", ["x", "c"], ["a"]),
+        helper.make_node("MatMul", ["a", "w1"], ["h"], name="fc1"),
+        helper.make_node("Mul", ["h", "c"], ["b"]),
+        helper.make_node("MatMul", ["b", "w2"], ["y"], name="fc2"),
+    ]
+    weights = {"w1": sparse_matrix(rng, (32, 32), 0.2), "w2": sparse_matrix(rng, (32, 16), 0.2)}
+    return model(nodes, weights, {"x": ["batch", 32]}, {"y": ["batch", 16]})
+
+
+def test_constant_nodes_are_copied_into_segments_not_passed(tmp_path: Path) -> None:
+    """A Constant node's value read by two segments is computed in each (a tensor crossing a segment boundary is
+    copied out of onnxruntime-web and back in), never a segment output or input."""
+    from sparsec.frontend import load_model
+    from sparsec.pipeline import compile_graph
+
+    onnx.save(constant_between_sparse_steps(), str(tmp_path / "m.onnx"))
+    rewritten, _ = compile_graph(load_model(tmp_path / "m.onnx"), get_target("wasm"), CompileOptions(target="wasm"))
+    plan = make_plan(rewritten)
+    assert [s["kind"] for s in plan.steps] == ["dense", "sparse", "dense", "sparse"]
+    dense = [s for s in plan.steps if s["kind"] == "dense"]
+    assert [s["inputs"] for s in dense] == [["x"], ["h"]] and [s["outputs"] for s in dense] == [["a"], ["b"]]
+    for seg in plan.segments.values():
+        assert [n.op_type for n in seg.graph.node] == ["Constant", "Mul"]
+
+
+@needs_wasm
+def test_constant_copied_into_segments_runs_as_ort(tmp_path: Path) -> None:
+    art = compile_wasm(constant_between_sparse_steps(), tmp_path, "csr")  # verified in node against ORT
+    assert len(json.loads((art / "plan.json").read_text())["steps"]) == 4

@@ -36,19 +36,28 @@ from .common import TASKS
 @dataclass(frozen=True)
 class Dot:
     """An int8 dot-product instruction: ``lanes`` int32 accumulators, each adding four products of a byte of the
-    activation (``activation``: its LLVM type, ``uint8`` or ``int8``) and a byte of the weight (int8)."""
+    activation (``activation``: its LLVM type, ``uint8`` or ``int8``) and a byte of the weight (int8); or, with
+    ``activation`` "int16", two products of int16 values (wasm's ``i32x4.dot_i16x8_s``, which returns the sums
+    rather than adding them to an accumulator): the activation's bytes are widened to int16 pairs in the transpose
+    (two rows of XT per word) and each block's weight to two int16 pairs, two instructions per block."""
 
     intrinsic: str
     lanes: int
-    activation: str  # "uint8": X as it is; "int8": X's bytes flipped to x - 128 in the transpose
+    activation: str  # "uint8": X as it is; "int8": X's bytes flipped to x - 128; "int16": widened, in pairs
 
     @property
     def flips(self) -> bool:
         return self.activation == "int8"
 
+    @property
+    def widens(self) -> bool:
+        return self.activation == "int16"
+
 
 VNNI = Dot("llvm.x86.avx512.vpdpbusd.512", 16, "uint8")
 SDOT = Dot("llvm.aarch64.neon.sdot", 4, "int8")
+# WebAssembly SIMD128 has no 8-bit dot product (relaxed SIMD's i8x16 one takes 7-bit operands, and node 20 lacks it)
+WASM_DOT = Dot("llvm.wasm.dot", 4, "int16")
 FLIP = -0x7F7F7F80  # 0x80808080 as int32: the top bit of each byte
 MID_TOKENS = 16  # below a whole tile, from this many tokens on, tiles of this many (where that is several vectors)
 
@@ -58,12 +67,31 @@ def word_count(K: int) -> int:  # noqa: N803
     return K // 4 + (1 if K % 4 else 0)
 
 
+def xt_rows(K: int, dot: Dot) -> int:  # noqa: N803
+    """XT's rows: one per word, two (its int16 pairs) where ``dot`` widens."""
+    return word_count(K) * (2 if dot.widens else 1)
+
+
+def _widen(v: Any, n: int, half: int) -> Any:
+    """Bytes 2 * half and 2 * half + 1 of each int32 lane of ``v`` (``n`` lanes) as the two uint16 halves of a lane."""
+    from tvm import tirx
+
+    def c(value: int) -> Any:
+        return tirx.Broadcast(tirx.const(value, "int32"), n) if n > 1 else tirx.const(value, "int32")
+
+    if half == 0:
+        return tirx.bitwise_or(tirx.bitwise_and(v, c(0xFF)), tirx.shift_left(tirx.bitwise_and(v, c(0xFF00)), c(8)))
+    low = tirx.bitwise_and(tirx.shift_right(v, c(16)), c(0xFF))
+    return tirx.bitwise_or(low, tirx.bitwise_and(tirx.shift_right(v, c(8)), c(0xFF0000)))
+
+
 def _transpose_macro(K: int, dot: Dot) -> Any:  # noqa: N803
     """``transpose(X, XT, M, m_lo, col, cols)``: XT[w, col + i] = the word w (columns 4w..4w+3, the last one
     K-4..K-1) of token m_lo + i for i < ``cols``, a multiple of the lanes (tokens past M repeat the last one; their
-    outputs are never stored), each byte flipped where ``dot`` takes int8. From K >= 4 * lanes: blocks of lanes
-    tokens x lanes words, each lanes vector loads of a token's 4 * lanes bytes and ``transpose_vectors`` (the last
-    block shifted back to end at word K//4 - 1), then the shifted last word alone."""
+    outputs are never stored), each byte flipped where ``dot`` takes int8, or its two halves widened to int16 pairs
+    in rows 2w and 2w + 1 where ``dot`` widens. From K >= 4 * lanes: blocks of lanes tokens x lanes words, each lanes
+    vector loads of a token's 4 * lanes bytes and ``transpose_vectors`` (the last block shifted back to end at word
+    K//4 - 1), then the shifted last word alone."""
     from tvm import tirx
     from tvm.script import tirx as T
 
@@ -75,6 +103,13 @@ def _transpose_macro(K: int, dot: Dot) -> Any:  # noqa: N803
     def flip(v: Any, n: int) -> Any:  # n int32 lanes
         return tirx.bitwise_xor(v, tirx.Broadcast(tirx.const(FLIP, "int32"), n) if n > 1 else FLIP) if dot.flips else v
 
+    def put(XT: Any, value: Any, w: Any, cols: Any, n: int) -> None:  # noqa: N803
+        if not dot.widens:
+            T.buffer_store(XT, value, [w, cols])
+            return
+        for half in (0, 1):
+            T.buffer_store(XT, _widen(value, n, half), [w * 2 + half, cols])
+
     def block(X: Any, XT: Any, M: Any, m_lo: Any, col: Any, i0: Any, w0: Any) -> None:  # noqa: N803
         rows = [
             flip(
@@ -84,10 +119,10 @@ def _transpose_macro(K: int, dot: Dot) -> Any:  # noqa: N803
             for i in range(lanes)
         ]
         for j, column in enumerate(transpose_vectors(rows)):
-            T.buffer_store(XT, column, [w0 + j, tirx.Ramp(col + i0, 1, lanes)])
+            put(XT, column, w0 + j, tirx.Ramp(col + i0, 1, lanes), lanes)
 
-    def word(X: Any, M: Any, m: Any, k0: Any) -> Any:  # noqa: N803
-        return flip(tirx.reinterpret("int32", X[tirx.min(m, M - 1), tirx.Ramp(k0, 1, 4)]), 1)
+    def word(X: Any, XT: Any, M: Any, m: Any, k0: Any, w: Any, c: Any) -> None:  # noqa: N803
+        put(XT, flip(tirx.reinterpret("int32", X[tirx.min(m, M - 1), tirx.Ramp(k0, 1, 4)]), 1), w, c, 1)
 
     if full < lanes:
 
@@ -95,7 +130,7 @@ def _transpose_macro(K: int, dot: Dot) -> Any:  # noqa: N803
         def transpose_words(X, XT, M, m_lo, col, cols):  # noqa: N803
             for i in range(cols):
                 for w in range(words_k):
-                    XT[w, col + i] = word(X, M, m_lo + i, T.min(w * 4, K - 4))
+                    word(X, XT, M, m_lo + i, T.min(w * 4, K - 4), w, col + i)
 
         return transpose_words
 
@@ -106,9 +141,59 @@ def _transpose_macro(K: int, dot: Dot) -> Any:  # noqa: N803
                 block(X, XT, M, m_lo, col, ib * lanes, T.min(wb * lanes, full - lanes))
         if words_k > full:
             for i in range(cols):
-                XT[full, col + i] = word(X, M, m_lo + i, K - 4)
+                word(X, XT, M, m_lo + i, K - 4, full, col + i)
 
     return transpose
+
+
+def _pair(word: Any, half: int) -> Any:
+    """Bytes 2 * half and 2 * half + 1 of the int32 ``word``, sign-extended, as the two int16 halves of an int32."""
+    from tvm import tirx
+
+    def byte(b: int) -> Any:
+        return tirx.shift_right(tirx.shift_left(word, tirx.const(24 - 8 * b, "int32")), tirx.const(24, "int32"))
+
+    low = tirx.bitwise_and(byte(2 * half), tirx.const(0xFFFF, "int32"))
+    return tirx.bitwise_or(low, tirx.shift_left(byte(2 * half + 1), tirx.const(16, "int32")))
+
+
+def _accumulate_macro(dot: Dot) -> Any:
+    """``accumulate(acc, XT, w, col, word, u)``: the ``u``-th vector of ``acc`` plus the products of the block
+    ``word`` (four int8 values) and XT's word ``w`` of the tokens from ``col``."""
+    from tvm.script import tirx as T
+
+    lanes = dot.lanes
+    bytes_ = f"{dot.activation}x{4 * lanes}"
+
+    @T.macro
+    def accumulate(acc, XT, w, col, word, u):  # noqa: N803
+        acc[T.ramp(u * lanes, 1, lanes)] = T.call_llvm_pure_intrin(
+            f"int32x{lanes}",
+            dot.intrinsic,
+            acc[T.ramp(u * lanes, 1, lanes)],
+            T.reinterpret(bytes_, XT[w, T.ramp(col + u * lanes, 1, lanes)]),
+            T.reinterpret(f"int8x{4 * lanes}", T.broadcast(word, lanes)),
+        )
+
+    @T.macro
+    def accumulate_pairs(acc, XT, w, col, word, u):  # noqa: N803
+        acc[T.ramp(u * lanes, 1, lanes)] = (
+            acc[T.ramp(u * lanes, 1, lanes)]
+            + T.call_llvm_pure_intrin(
+                f"int32x{lanes}",
+                dot.intrinsic,
+                T.reinterpret(f"int16x{2 * lanes}", XT[w * 2, T.ramp(col + u * lanes, 1, lanes)]),
+                T.reinterpret(f"int16x{2 * lanes}", T.broadcast(_pair(word, 0), lanes)),
+            )
+            + T.call_llvm_pure_intrin(
+                f"int32x{lanes}",
+                dot.intrinsic,
+                T.reinterpret(f"int16x{2 * lanes}", XT[w * 2 + 1, T.ramp(col + u * lanes, 1, lanes)]),
+                T.reinterpret(f"int16x{2 * lanes}", T.broadcast(_pair(word, 1), lanes)),
+            )
+        )
+
+    return accumulate_pairs if dot.widens else accumulate
 
 
 def _rows_macro(N: int, rg: int, mu: int, epi: ScaledEpilogueFn, dot: Dot) -> Any:  # noqa: N803
@@ -120,8 +205,8 @@ def _rows_macro(N: int, rg: int, mu: int, epi: ScaledEpilogueFn, dot: Dot) -> An
     lanes = dot.lanes
     mt = lanes * mu
     groups = -(-N // rg)
-    bytes_ = f"{dot.activation}x{4 * lanes}"
     offset = 128 if dot.flips else 0  # flipped bytes are x - 128: the zero point moves with them
+    accumulate = _accumulate_macro(dot)
 
     @T.macro
     def rows(XT, col, Y, words, indices, indptr, sums, zp, S, B, R, M, m_lo, part, per):  # noqa: N803
@@ -135,13 +220,7 @@ def _rows_macro(N: int, rg: int, mu: int, epi: ScaledEpilogueFn, dot: Dot) -> An
                     acc[T.ramp(u * lanes, 1, lanes)] = T.broadcast(T.int32(0), lanes)
                 for j in range(indptr[n0 + r], indptr[n0 + r + 1]):
                     for u in T.unroll(mu):
-                        acc[T.ramp(u * lanes, 1, lanes)] = T.call_llvm_pure_intrin(
-                            f"int32x{lanes}",
-                            dot.intrinsic,
-                            acc[T.ramp(u * lanes, 1, lanes)],
-                            T.reinterpret(bytes_, XT[indices[j], T.ramp(col + u * lanes, 1, lanes)]),
-                            T.reinterpret(f"int8x{4 * lanes}", T.broadcast(words[j], lanes)),
-                        )
+                        accumulate(acc, XT, indices[j], col, words[j], u)
                 for i in T.vectorized(mt):
                     L[r, i] = acc[i] - (T.Cast("int32", zp[0]) - offset) * sums[n0 + r]
             for mm in range(T.min(mt, M - m_lo)):
@@ -158,7 +237,7 @@ def _shared_macro(K: int, N: int, rg: int, mu: int, epi: ScaledEpilogueFn, dot: 
 
     mt = dot.lanes * mu
     groups = -(-N // rg)
-    words_k = word_count(K)
+    words_k = xt_rows(K, dot)
     transpose = _transpose_macro(K, dot)
     rows = _rows_macro(N, rg, mu, epi, dot)
 
@@ -193,7 +272,7 @@ def kernel(  # noqa: N803
 
     rg = min(dot.lanes, N)
     groups = -(-N // rg)
-    words_k = word_count(K)
+    words_k = xt_rows(K, dot)
     mt = dot.lanes * mu  # tokens per tile from one whole tile up
     transpose = _transpose_macro(K, dot)
     rows = _rows_macro(N, rg, mu, epi, dot)

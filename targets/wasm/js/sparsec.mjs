@@ -12,6 +12,8 @@
 
 const ORT_MODULE = 'ort.wasm.min.mjs';
 const DESC_INTS = 8; // per kernel argument: data pointer, ndim, dtype code, dtype bits, 4 dims (driver.c)
+const PLAN_VERSION = 2; // targets/wasm/plan.py
+const DLPACK = { float32: { code: 2, bits: 32 }, uint8: { code: 1, bits: 8 } }; // DLDataTypeCode, bits
 const TYPED = {
   float32: Float32Array, float64: Float64Array, int32: Int32Array, int64: BigInt64Array,
   int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
@@ -192,7 +194,9 @@ class SparsecModel {
   runSparse(step, env) {
     const x = env.get(step.x);
     const xd = Array.from(x.dims, Number);
-    if (x.type !== 'float32') throw new Error(`sparsec: ${step.name}: input '${step.x}' is ${x.type}, expected float32`);
+    if (x.type !== step.x_dtype) {
+      throw new Error(`sparsec: ${step.name}: input '${step.x}' is ${x.type}, expected ${step.x_dtype}`);
+    }
     let kx, ydims, ky;
     if (step.op === 'conv' && step.conv.H === 0) {
       // Sized at run time: the kernel takes X as [B, C, H, W] and derives OH, OW the same way.
@@ -239,10 +243,22 @@ class SparsecModel {
     const owned = [];
     try {
       const xp = k.alloc(x.data.byteLength); owned.push(xp); k.put(xp, x.data);
-      const args = [{ ptr: xp, dims: kx, code: 2, bits: 32 }];
-      for (const w of step.weights) {
-        const meta = this.plan.weights[w];
-        args.push({ ptr: this.weightPtrs.get(w), dims: meta.shape, code: meta.code, bits: meta.bits });
+      const args = [{ ptr: xp, dims: kx, ...DLPACK[step.x_dtype] }];
+      for (const name of step.args) {
+        const meta = this.plan.weights[name];
+        if (meta !== undefined) {
+          args.push({ ptr: this.weightPtrs.get(name), dims: meta.shape, code: meta.code, bits: meta.bits });
+          continue;
+        }
+        // An int8 kernel's zero point or scale computed at run time (a DynamicQuantizeLinear's): one value, or one
+        // per output for a scale; the kernel checks the count.
+        const v = env.get(name);
+        const want = step.runtime_args[name];
+        if (v === undefined || want === undefined || v.type !== want || v.data.length < 1) {
+          throw new Error(`sparsec: ${step.name}: input '${name}' is ${v?.type} [${v?.dims}], expected ${want}`);
+        }
+        const p = k.alloc(v.data.byteLength); owned.push(p); k.put(p, v.data);
+        args.push({ ptr: p, dims: [v.data.length], ...DLPACK[want] });
       }
       if (r !== null) {
         const rp = k.alloc(r.data.byteLength); owned.push(rp); k.put(rp, r.data);
@@ -284,6 +300,9 @@ export async function load(dirOrUrl, options = {}) {
     return bytes;
   };
   const plan = JSON.parse(new TextDecoder().decode(await checked('plan.json')));
+  if (plan.plan_version !== PLAN_VERSION) {
+    throw new Error(`sparsec: plan.json version ${plan.plan_version}, this runner reads ${PLAN_VERSION}`);
+  }
   const ort = await import(new URL(ORT_MODULE, base).href);
   ort.env.wasm.numThreads = options.numThreads ?? 1;
   const sessions = new Map();
