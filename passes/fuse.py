@@ -79,7 +79,8 @@ class FusePass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         qdq = frozenset(la.name for la in self.state.records() if la.qdq is not None)
-        fusion = Fusion(quantize=self.state.target.fuses_quantization, float_layers=qdq)
+        target = self.state.target
+        fusion = Fusion(quantize=target.fuses_quantization, float_layers=qdq, held_to_ort=not target.foreign_ort)
         ruleset = rules(fusion)
         modified = False
         for node in [n for n in graph if sparse_node.read(n) is not None]:

@@ -153,9 +153,13 @@ def verify_artifact(
     probe_names = [o.name for o in probe_model.graph.output]
 
     sessions: dict[tuple[str, ...], tuple[list[str], Any]] = {}  # the same names every round: one ORT session
+    # Every reference value, fed or compared, from one session: ORT fuses differently when asked for other outputs
+    # (an Add output requested keeps it out of SkipLayerNormalization), and a quantizer after that makes the values
+    # fed to a layer steps away from those its output is compared with (Q/K/V after a residual taken into a kernel)
+    wanted = sorted({t.value for t in found} | set(fed.values()))
 
     def reference(feeds: Feeds, names: list[str]) -> dict[str, np.ndarray]:
-        extra = tuple(n for n in names if n not in feeds)
+        extra = tuple(n for n in sorted({*wanted, *names}) if n not in feeds)
         if extra not in sessions:
             model = with_outputs(reference_model, list(extra))
             sessions[extra] = ([o.name for o in model.graph.output], reference_session(model))
