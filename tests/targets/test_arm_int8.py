@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -127,13 +129,19 @@ def test_sdot_kernels_equal_int64_numpy(tmp_path: Path) -> None:
 
     model, weights = layers_model()
     art = _compile(tmp_path, model, verify=False)
+    assert_layers_exact(lambda feeds: run_artifact(art, feeds, cpu=CPU), weights)
+
+
+def assert_layers_exact(run: Callable[[dict[str, np.ndarray]], list[Any]], weights: list[np.ndarray]) -> None:
+    """``run`` (feeds -> outputs) of a ``layers_model`` artifact at batches 1, 3, 17, 32 and 70 equals the int64 sums
+    bit for bit (zero points 0, 128, 200, 255, 37)."""
     rng = np.random.default_rng(11)
     for batch, zp in ((1, 0), (3, 128), (17, 200), (32, 255), (70, 37)):
         feeds: dict[str, np.ndarray] = {}
         for i, (k, _, _) in enumerate(LAYERS):
             feeds[f"x{i}"] = rng.integers(0, 256, (batch, k)).astype(np.uint8)
             feeds[f"z{i}"] = np.array(zp, np.uint8)
-        got = run_artifact(art, feeds, cpu=CPU)
+        got = run(feeds)
         for i, w in enumerate(weights):
             ref = ((feeds[f"x{i}"].astype(np.int64) - zp) @ w).astype(np.float32)
             np.testing.assert_array_equal(got[i], ref, err_msg=f"layer {i} {LAYERS[i]} batch {batch}")
@@ -143,8 +151,6 @@ def test_sdot_kernels_equal_int64_numpy(tmp_path: Path) -> None:
 def test_scale_bias_relu_epilogue_and_verification(tmp_path: Path) -> None:
     """The scale, bias and Relu run in the sdot kernel; compile's own verification (qemu against ORT x86) passes and
     the outputs equal the exact integer sums scaled, biased and clipped as ORT rounds them (Mul, then Add)."""
-    import onnxruntime as ort
-
     from sparsec.targets.arm.qemu import run_artifact
 
     model = epilogue_model()
@@ -154,6 +160,14 @@ def test_scale_bias_relu_epilogue_and_verification(tmp_path: Path) -> None:
     assert [la["format"] for la in res.layers] == ["int8:1x4"] and res.errors == {"y": 0.0}
     ops = [n.op_type for n in onnx.load(str(res.artifact / "model.onnx")).graph.node]
     assert "Relu" not in ops and "Add" not in ops and "MatMulInteger" not in ops  # in the kernel
+    assert_epilogue_exact(model, lambda x: run_artifact(res.artifact, {"x": x}, cpu=CPU)[0])
+
+
+def assert_epilogue_exact(model: onnx.ModelProto, run: Callable[[np.ndarray], np.ndarray]) -> None:
+    """``run`` (x -> y) of an ``epilogue_model`` artifact equals, at batches 2 and 45, the exact integer sums of
+    ORT's own quantized x, times ORT's scale, plus the bias (rounded apart), clipped at 0."""
+    import onnxruntime as ort
+
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.extend(helper.make_tensor_value_info(v, t, None) for v, t in (("xq", 2), ("s", 1), ("xz", 2)))
@@ -164,7 +178,7 @@ def test_scale_bias_relu_epilogue_and_verification(tmp_path: Path) -> None:
         xq, s, xz = sess.run(["xq", "s", "xz"], {"x": x})
         acc = ((xq.astype(np.int64) - int(xz)) @ inits["w"].astype(np.int64)).astype(np.float32)
         ref = np.maximum(acc * s + inits["b"], np.float32(0))
-        np.testing.assert_array_equal(run_artifact(res.artifact, {"x": x}, cpu=CPU)[0], ref)
+        np.testing.assert_array_equal(run(x), ref)
 
 
 def block_model(k: int = 384, n: int = 1536) -> onnx.ModelProto:

@@ -15,12 +15,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
 
 from sparsec.compiler import compile_model
 from sparsec.options import CompileOptions
 from sparsec.targets.registry import get_target
-from tests.targets.test_arm_int8 import LAYERS, block_model, epilogue_model, layers_model
+from tests.targets.test_arm_int8 import (
+    LAYERS,
+    assert_epilogue_exact,
+    assert_layers_exact,
+    block_model,
+    epilogue_model,
+    layers_model,
+)
 from tests.targets.wasm_helpers import needs_wasm
 
 
@@ -66,16 +72,7 @@ def test_dot_kernels_equal_int64_numpy(tmp_path: Path) -> None:
     assert text.count("i32x4.dot_i16x8_s") >= 2 * len(LAYERS)
     steps = [s for s in json.loads((art / "plan.json").read_text())["steps"] if s["kind"] == "sparse"]
     assert [(s["x_dtype"], s["runtime_args"]) for s in steps] == [("uint8", {f"z{i}": "uint8"}) for i in range(5)]
-    rng = np.random.default_rng(11)
-    for batch, zp in ((1, 0), (3, 128), (17, 200), (32, 255), (70, 37)):
-        feeds: dict[str, np.ndarray] = {}
-        for i, (k, _, _) in enumerate(LAYERS):
-            feeds[f"x{i}"] = rng.integers(0, 256, (batch, k)).astype(np.uint8)
-            feeds[f"z{i}"] = np.array(zp, np.uint8)
-        got = run_in_node(art, feeds)
-        for i, w in enumerate(weights):
-            ref = ((feeds[f"x{i}"].astype(np.int64) - zp) @ w).astype(np.float32)
-            np.testing.assert_array_equal(got[i], ref, err_msg=f"layer {i} {LAYERS[i]} batch {batch}")
+    assert_layers_exact(lambda feeds: run_in_node(art, feeds), weights)
 
 
 @needs_wasm
@@ -83,8 +80,6 @@ def test_scale_bias_relu_epilogue_and_verification(tmp_path: Path) -> None:
     """quantize_dynamic's layer: the zero point and the scale come from the DynamicQuantizeLinear at run time, the
     scale, bias and Relu run in the kernel; compile's verification (node against ORT x86) passes and the outputs
     equal the exact integer sums scaled, biased and clipped as ORT rounds them (Mul, then Add)."""
-    import onnxruntime as ort
-
     from sparsec.targets.wasm.node_runner import run_in_node
 
     model = epilogue_model()
@@ -97,17 +92,7 @@ def test_scale_bias_relu_epilogue_and_verification(tmp_path: Path) -> None:
     plan = json.loads((res.artifact / "plan.json").read_text())
     (step,) = [s for s in plan["steps"] if s["kind"] == "sparse"]
     assert step["runtime_args"] == {"xz": "uint8", "s": "float32"} and step["args"][-1] in plan["weights"]  # bias
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.extend(helper.make_tensor_value_info(v, t, None) for v, t in (("xq", 2), ("s", 1), ("xz", 2)))
-    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    for batch in (2, 45):
-        x = np.random.default_rng(batch).standard_normal((batch, 96)).astype(np.float32) * 3
-        xq, s, xz = sess.run(["xq", "s", "xz"], {"x": x})
-        acc = ((xq.astype(np.int64) - int(xz)) @ inits["w"].astype(np.int64)).astype(np.float32)
-        ref = np.maximum(acc * s + inits["b"], np.float32(0))
-        np.testing.assert_array_equal(run_in_node(res.artifact, {"x": x})[0], ref)
+    assert_epilogue_exact(model, lambda x: run_in_node(res.artifact, {"x": x})[0])
 
 
 @needs_wasm
