@@ -45,13 +45,7 @@ def candidates(
     layer: Layer, presets: list[str], predicted: Callable[[str], float], variants: Callable[[str], list[str]]
 ) -> list[str]:
     """``fmt|variant`` entries to measure: the ``TOP`` fitting presets by predicted speedup, every variant of each."""
-    # a QDQ MatMul's int8 kernels are ranked by the cost model only: the timing harness feeds int8 kernels the
-    # layer's weight as it packs it for float kernels (its dequantized values, not its integers)
-    fitting = sorted(
-        (f for f in presets if not fits(layer, f) and not (layer.qdq is not None and family(f) == "int8")),
-        key=predicted,
-        reverse=True,
-    )[:TOP]
+    fitting = sorted((f for f in presets if not fits(layer, f)), key=predicted, reverse=True)[:TOP]
     return [f"{fmt}|{v}" for fmt in fitting for v in variants(fmt)]
 
 
@@ -69,11 +63,13 @@ def _measure(
     from .tune_conv import conv_io, dense_conv_runner
 
     conv = layer.geom is not None  # Conv or ConvInteger
+    # int8 kernels take a QDQ MatMul's integers (its weight less the scale), as rewrite packs them
+    w8 = layer.qdq.w_int if layer.qdq is not None else layer.w
     specs, packed = [], {}
     for i, entry in enumerate(entries):
         fmt, variant = entry.split("|")
         if fmt not in packed:  # the variants of one format share its packed arrays
-            packed[fmt] = get_format(fmt).pack(layer.w)
+            packed[fmt] = get_format(fmt).pack(w8 if family(fmt) == "int8" else layer.w)
         shapes = tuple(get_format(fmt).array_specs(packed[fmt]))
         variant = "" if conv else variant  # one conv template per format family
         specs.append(
@@ -97,7 +93,7 @@ def _measure(
         ref = x.astype(np.float64) @ layer.w.T.astype(np.float64)
     # int8 kernels (MatMulInteger): a uint8 activation and its zero point, exact integer sums
     x8 = np.random.default_rng(rows).integers(0, 256, (rows, layer.k)).astype(np.uint8)
-    ref8 = (x8.astype(np.float64) - INT8_ZERO_POINT) @ layer.w.T.astype(np.float64)
+    ref8 = (x8.astype(np.float64) - INT8_ZERO_POINT) @ w8.T.astype(np.float64)
     with tempfile.TemporaryDirectory(prefix="sparsec-tune-") as tmp:
         path = Path(tmp) / "tune.so"
         target.build(specs, path)

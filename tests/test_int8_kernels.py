@@ -259,3 +259,20 @@ def test_tune_times_int8_kernels_on_the_uint8_activation(tmp_path: Path, monkeyp
     (layer,) = res.layers
     assert set(layer["tuning"]["measured_us"]) == {"int8:1x4|vnni", "dense"} and layer["format"] == "int8:1x4"
     assert res.errors == {"y": 0.0}
+
+
+@needs_vnni
+def test_tune_times_int8_kernels_of_a_qdq_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tune on a QDQ model times int8:1x4 on the MatMul's integers (checked exact first) beside the float kernels;
+    the compiled model verifies."""
+    from sparsec.quantize import quantize_file
+    from tests.targets.arm_models import mlp
+
+    monkeypatch.setenv("SPARSEC_CACHE_DIR", str(tmp_path / "cache"))
+    onnx.save(mlp(), str(tmp_path / "f.onnx"))
+    quantize_file(tmp_path / "f.onnx", tmp_path / "q.onnx", mode="qdq")
+    opts = CompileOptions(tune=True, dims={"batch": 16})
+    res = compile_model(tmp_path / "q.onnx", tmp_path / "q.sparsec", opts)
+    measured = [set(la["tuning"]["measured_us"]) for la in res.layers if la.get("tuning")]
+    assert measured and all("int8:1x4|vnni" in m and "dense" in m for m in measured), measured
+    assert max(res.errors.values()) <= 1e-4
