@@ -1,11 +1,15 @@
 """``int8:1x4`` on int8 dot-product instructions: Y = float32((X - x_zero_point) @ W^T), exactly, for a uint8
-X[M, K] and an int8 W in 1x4 blocks (sparsec/formats/int8.py). One template, two instructions (``Dot``):
+X[M, K] and an int8 W in 1x4 blocks (sparsec/formats/int8.py). One template, three instructions (``Dot``):
 
 - x86 AVX-512 VNNI ``vpdpbusd`` (``VNNI``): 16 int32 lanes, each adding four uint8 x int8 products, 64
   multiply-adds per instruction (an fp32 FMA does 16), with no int16 saturation.
 - ARM ``sdot`` (``SDOT``, Armv8.2 dot products: Cortex-A55/A76 and later, Neoverse N1): 4 int32 lanes of four
   int8 x int8 products. The uint8 activation is made int8 by flipping each byte's top bit (x ^ 0x80 = x - 128, in the
   transpose), and the zero point comes off as ``x_zero_point - 128``: the same exact integer sum.
+- WebAssembly SIMD128 ``i32x4.dot_i16x8_s`` (``WASM_DOT``, every engine with SIMD128): 4 int32 lanes of two int16 x
+  int16 products, returned rather than accumulated. The transpose widens each word's bytes to two int16 pairs (two
+  rows of XT), each block's weight bytes are sign-extended to the same pairs, and a block is two instructions and
+  two additions: |x * w| <= 255 * 128, the same exact integer sum.
 
 The activation is read as 32-bit words (four consecutive k of one token) and transposed into XT[word, token]
 (tokens in the lanes): with many token tiles each parallel task owns one tile (``mu`` vectors of tokens) and its own
