@@ -87,8 +87,9 @@ def instantiate(k: Kernel, vw: int, table: Table, acc: int) -> Any:
     return finish(func, k.symbol, k.epilogue.bias, k.epilogue.residual)
 
 
-def build_module(kernels: list[Kernel], vw: int, table: Table, acc: int) -> Any:
-    """The IRModule holding one PrimFunc per kernel, sorted by symbol (equal kernel sets give equal bytes)."""
+def build_module(kernels: list[Kernel], vw: int, table: Table, acc: int, extra: dict[str, Any] | None = None) -> Any:
+    """The IRModule holding one PrimFunc per kernel, sorted by symbol (equal kernel sets give equal bytes), then the
+    target's ``extra`` functions by name (wasm: templates/quantize.py)."""
     import tvm
 
     funcs: dict[str, Any] = {}
@@ -96,4 +97,8 @@ def build_module(kernels: list[Kernel], vw: int, table: Table, acc: int) -> Any:
         if k.symbol in funcs:
             raise SparsecError(f"duplicate kernel symbol {k.symbol!r}")
         funcs[k.symbol] = instantiate(k, vw, table, acc)
+    for name, func in sorted((extra or {}).items()):
+        if name in funcs:
+            raise SparsecError(f"duplicate kernel symbol {name!r}")
+        funcs[name] = func
     return tvm.IRModule(funcs)

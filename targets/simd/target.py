@@ -49,6 +49,10 @@ class SimdTarget(Target):
     def variants(self, fmt: str) -> list[str]:
         return [v.name for v in variants_for(fmt, self.vector_width, self.table)]
 
+    def runtime_functions(self) -> dict[str, Any]:
+        """Functions the target's runtime calls besides the kernels, built into every kernel library ({} here)."""
+        return {}
+
     def compile(self, kernels: list[Kernel], progress: Progress = quiet) -> Any:
         """Every kernel in ONE IRModule, compiled by ONE ``tvm.compile`` (the TVM runtime module)."""
         import tvm
@@ -56,7 +60,7 @@ class SimdTarget(Target):
         from .instantiate import build_module
 
         progress(f"instantiating {len(kernels)} kernel templates{self.schedule_note}")
-        mod = build_module(kernels, self.vector_width, self.table, self.acc_registers)
+        mod = build_module(kernels, self.vector_width, self.table, self.acc_registers, self.runtime_functions())
         progress(f"compiling kernels (llvm{self.compile_note})")
         return tvm.compile(mod, target=tvm.target.Target(self.llvm_target()))
 

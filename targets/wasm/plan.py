@@ -28,11 +28,13 @@ from sparsec.formats import get_format
 from sparsec.layer import Kernel
 from sparsec.passes.graph import constant, hide_map_types, reads, stable_topo_sort
 
+from ..simd.templates.quantize import SYMBOL as QUANTIZE_SYMBOL
+
 PLAN = "plan.json"
 WEIGHTS = "weights.bin"
 ALIGN = 64  # byte alignment of every array in weights.bin
 DLPACK = {"float32": (2, 32), "int32": (0, 32), "uint8": (1, 8)}  # numpy dtype -> (DLDataTypeCode, bits)
-PLAN_VERSION = 2  # 2: sparse steps list "args" (run-time ones in "runtime_args") and "x_dtype"
+PLAN_VERSION = 2  # 2: sparse steps list "args" (run-time ones in "runtime_args") and "x_dtype"; quantize steps
 
 
 @dataclass
@@ -199,6 +201,57 @@ def _zipmap_step(node: onnx.NodeProto) -> dict[str, Any]:
     }
 
 
+def _quantize_steps(index: _Graph, graph_outputs: set[str]) -> tuple[dict[int, dict[str, Any]], set[int]]:
+    """The DynamicQuantizeLinear nodes the runner computes itself (``quantize`` steps, on the kernel of
+    targets/simd/templates/quantize.py): those whose outputs only sparse steps read, the scale possibly through a
+    Mul by a constant (the int8 kernel's ``x_scale * w_scale``, which the step computes in float32 too).
+    {id(node proto): step}, and the ids of those Muls' protos."""
+    readers: dict[str, list[ir.Node]] = {}
+    for n, _ in index.nodes:
+        for v in reads(n):  # subgraphs' reads of outer values included
+            readers.setdefault(str(v.name), []).append(n)
+
+    def sparse_only(name: str) -> bool:
+        return name not in graph_outputs and all(sparse_node.read(r) is not None for r in readers.get(name, []))
+
+    steps: dict[int, dict[str, Any]] = {}
+    muls: set[int] = set()
+    protos = {id(n): p for n, p in index.nodes}
+    for n, p in index.nodes:
+        x = n.inputs[0] if n.inputs else None
+        if n.op_type != "DynamicQuantizeLinear" or n.domain not in ("", "ai.onnx") or len(p.output) != 3 or x is None:
+            continue
+        y, y_scale, y_zero = (str(o.name) for o in n.outputs)
+        if not readers.get(y) or not sparse_only(y) or not sparse_only(y_zero) or y_scale in graph_outputs:
+            continue
+        scales, taken = [], []
+        for r in readers.get(y_scale, []):
+            if sparse_node.read(r) is not None:
+                continue
+            if r.op_type != "Mul" or r.domain not in ("", "ai.onnx") or len(r.inputs) != 2:
+                break
+            other = r.inputs[1] if r.inputs[0] is not None and str(r.inputs[0].name) == y_scale else r.inputs[0]
+            value = index.constant(str(other.name)) if other is not None else None
+            out = str(r.outputs[0].name)
+            if value is None or value.dtype != np.float32:
+                break
+            if not readers.get(out) or not sparse_only(out):
+                break
+            scales.append({"output": out, "values": [float(v) for v in value.reshape(-1)], "dims": list(value.shape)})
+            taken.append(id(protos[id(r)]))
+        else:
+            steps[id(p)] = {
+                "kind": "quantize",
+                "name": p.name,
+                "kernel": f"__tvm_ffi_{QUANTIZE_SYMBOL}",
+                "x": str(x.name),
+                "outputs": [y, y_scale, y_zero],
+                "scales": scales,
+            }
+            muls.update(taken)
+    return steps, muls
+
+
 def make_plan(model: onnx.ModelProto) -> Plan:
     """The steps of ``model`` (a rewritten model; it is not modified)."""
     index = _read(model)
@@ -206,10 +259,15 @@ def make_plan(model: onnx.ModelProto) -> Plan:
     g = model.graph
     runs: list[tuple[str, list[tuple[ir.Node, onnx.NodeProto]]]] = []
     graph_outputs = {o.name for o in g.output}
+    quantize, quantize_muls = _quantize_steps(index, graph_outputs)
     for pair in index.nodes:
+        if id(pair[1]) in quantize_muls:  # computed by its quantize step
+            continue
         kind = "sparse" if sparse_node.read(pair[0]) is not None else "dense"
         if is_zipmap(pair[0]) and pair[1].output[0] in graph_outputs:
             kind = "zipmap"
+        if id(pair[1]) in quantize:
+            kind = "quantize"
         if runs and kind == "dense" and runs[-1][0] == "dense":
             runs[-1][1].append(pair)
         else:
@@ -239,6 +297,13 @@ def make_plan(model: onnx.ModelProto) -> Plan:
             step = _zipmap_step(nodes[0])
             plan.steps.append(step)
             available.add(step["output"])
+            continue
+        if kind == "quantize":
+            step = quantize[id(nodes[0])]
+            if step["x"] not in available:
+                raise SparsecError(f"wasm target: {step['name']}: input {step['x']} is not computed at run time")
+            plan.steps.append(step)
+            available.update([*step["outputs"], *(s["output"] for s in step["scales"])])
             continue
         if kind == "sparse":
             info = sparse_node.read(pairs[0][0])

@@ -20,6 +20,7 @@ from sparsec.layer import Kernel
 from ..base import Progress, quiet
 from ..simd.table import Table, Variant, variant_table
 from ..simd.target import SimdTarget
+from ..simd.templates.quantize import SYMBOL as QUANTIZE_SYMBOL
 from .toolchain import node_missing
 
 TRIPLE = "wasm32-unknown-unknown-wasm"
@@ -69,6 +70,12 @@ class WasmTarget(SimdTarget):
     def __init__(self) -> None:
         self._progress: Progress = quiet
 
+    def runtime_functions(self) -> dict[str, Any]:
+        """DynamicQuantizeLinear for the runner's quantize steps (targets/simd/templates/quantize.py)."""
+        from ..simd.templates.quantize import dynamic_quantize
+
+        return {QUANTIZE_SYMBOL: dynamic_quantize()}
+
     @property
     def int8_kernels(self) -> bool:
         """i32x4.dot_i16x8_s is part of SIMD128: every engine that runs these kernels has it."""
@@ -90,6 +97,7 @@ class WasmTarget(SimdTarget):
             "vector_width": self.vector_width,
             "acc_registers": ACC_REGISTERS,
             "features": ["simd128"],
+            "runtime_functions": [QUANTIZE_SYMBOL],  # in kernels.wasm beside the kernels
             "llvm_target": self.llvm_target(),
             "entry": ENTRY,
             "runtime": {"onnxruntime-web": _ort_version_or_unknown(), "files": list(ORT_FILES)},
@@ -103,7 +111,7 @@ class WasmTarget(SimdTarget):
             obj = Path(tmp) / "kernels.o"
             lib.mod.write_to_file(str(obj))
             progress("linking kernels.wasm (emcc)")
-            link(obj, [k.symbol for k in kernels], out_path)
+            link(obj, [k.symbol for k in kernels] + list(self.runtime_functions()), out_path)
         progress(f"wrote {out_path.name} (wasm32 + simd128)")
 
     def bundle(self, folder: Path, progress: Progress = quiet) -> None:

@@ -171,6 +171,7 @@ class SparsecModel {
     for (const step of this.plan.steps) {
       if (step.kind === 'dense') await this.runDense(step, env);
       else if (step.kind === 'zipmap') env.set(step.output, zipMap(step, env.get(step.input)));
+      else if (step.kind === 'quantize') this.runQuantize(step, env);
       else env.set(step.output, this.runSparse(step, env));
     }
     const out = {};
@@ -189,6 +190,44 @@ class SparsecModel {
     }
     const result = await this.sessions.get(step.file).run(feeds);
     for (const name of step.outputs) env.set(name, result[name]);
+  }
+
+  // DynamicQuantizeLinear on kernels.wasm (targets/simd/templates/quantize.py: ORT's bytes), then the int8 kernels' scales
+  // x_scale * w_scale, each product rounded to float32 as ORT's Mul.
+  runQuantize(step, env) {
+    const x = env.get(step.x);
+    if (x.type !== 'float32') throw new Error(`sparsec: ${step.name}: input '${step.x}' is ${x.type}, expected float32`);
+    const dims = Array.from(x.dims, Number);
+    const n = x.data.length;
+    const y = new Uint8Array(n);
+    const scale = new Float32Array([1]);
+    const zero = new Uint8Array([0]);
+    if (n > 0) {
+      const k = this.kernels;
+      const owned = [];
+      try {
+        const xp = k.alloc(x.data.byteLength); owned.push(xp); k.put(xp, x.data);
+        const yp = k.alloc(n); owned.push(yp);
+        const sp = k.alloc(4); owned.push(sp);
+        const zp = k.alloc(1); owned.push(zp);
+        k.call(step.kernel, [
+          { ptr: xp, dims: [n], ...DLPACK.float32 }, { ptr: yp, dims: [n], ...DLPACK.uint8 },
+          { ptr: sp, dims: [1], ...DLPACK.float32 }, { ptr: zp, dims: [1], ...DLPACK.uint8 },
+        ]);
+        y.set(new Uint8Array(k.x.memory.buffer, yp, n));
+        scale[0] = new Float32Array(k.x.memory.buffer, sp, 1)[0];
+        zero[0] = new Uint8Array(k.x.memory.buffer, zp, 1)[0];
+      } finally {
+        for (const p of owned) k.x.sc_free(p);
+      }
+    }
+    const [yName, scaleName, zeroName] = step.outputs;
+    env.set(yName, { type: 'uint8', data: y, dims });
+    env.set(scaleName, { type: 'float32', data: scale, dims: [] });
+    env.set(zeroName, { type: 'uint8', data: zero, dims: [] });
+    for (const s of step.scales) {
+      env.set(s.output, { type: 'float32', data: Float32Array.from(s.values, (v) => Math.fround(scale[0] * v)), dims: s.dims });
+    }
   }
 
   runSparse(step, env) {
