@@ -10,9 +10,11 @@ whereas a sparse step pays its JS overhead and splits a segment.
 
 ``--int8`` measures the int8 layers only and merges them into the existing table: layers as quantize_dynamic writes
 them (DynamicQuantizeLinear, MatMulInteger, Cast, scale Mul) with int8 weights 90% sparse in 1x4 blocks, on the same
-shapes and 384x384, same M. sparsec's int8:1x4 gives the ``int8:1x4`` row and onnxruntime-web's float32 MatMul over
-its int8 layer gives ``ort_int8_faster`` (per M, the median over the shapes; the cost model divides the dense table
-by it for an int8 layer left dense), both less the DynamicQuantizeLinear's own time, which a model runs either way.
+shapes and 384x384, same M. sparsec's int8:1x4 (its quantize step included, as onnxruntime-web's int8 layer
+includes its quantization) gives the ``int8:1x4`` row and onnxruntime-web's float32 MatMul over its int8 layer gives
+``ort_int8_faster`` (per M, the median over the shapes; the cost model divides the dense table by it for an int8
+layer left dense); and ``int8_convert_ns``, what an integer layer on a float kernel pays per activation value instead (onnxruntime-web's
+DynamicQuantizeLinear and DequantizeLinear, where the int8 kernels' quantize steps run on kernels.wasm).
 """
 
 from __future__ import annotations
@@ -114,17 +116,17 @@ def int8_layer(k: int, n: int, seed: int) -> onnx.ModelProto:
     return m
 
 
-def quantize_only(k: int) -> onnx.ModelProto:
-    """The DynamicQuantizeLinear of ``int8_layer`` alone (its three outputs)."""
+def quantize_then_float(k: int) -> onnx.ModelProto:
+    """DynamicQuantizeLinear then DequantizeLinear: how a float kernel's input is made from an integer layer's."""
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["y"]),
+    ]
     graph = helper.make_graph(
-        [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"])],
-        "quantize",
+        nodes,
+        "convert",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["m", k])],
-        [
-            helper.make_tensor_value_info("xq", onnx.TensorProto.UINT8, ["m", k]),
-            helper.make_tensor_value_info("xs", onnx.TensorProto.FLOAT, []),
-            helper.make_tensor_value_info("xz", onnx.TensorProto.UINT8, []),
-        ],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["m", k])],
     )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -146,21 +148,27 @@ def int8_main() -> None:
         art = compile_model(path, path.with_suffix(".sparsec"), opts).artifact
         w = numpy_helper.to_array(model.graph.initializer[0])  # W[K, N]
         stored = 4 * int(np.count_nonzero(w.T.reshape(n, k // 4, 4).any(axis=2)))  # values in 1x4 blocks
-        quantize_path = OUT / f"cal_{k}_quantize.onnx"
-        onnx.save(quantize_only(k), str(quantize_path))
         for m in MS:
+            # both sides quantize the activation: ORT inside its int8 layer, sparsec in its quantize step
             int8_us, sparse_us = time_pair(path, art, m, k)
             float_us, _ = time_pair(dense_path, art, m, k)
-            quantize_us, _ = time_pair(quantize_path, art, m, k)
-            # the DynamicQuantizeLinear runs in a model whether the layer is dense or sparse: both sides less it
-            ratios.setdefault(m, []).append(float_us / max(int8_us - quantize_us, 1.0))
-            points_by_m.setdefault(m, []).append((m, stored, max(sparse_us - quantize_us, 1.0)))
+            ratios.setdefault(m, []).append(float_us / int8_us)
+            points_by_m.setdefault(m, []).append((m, stored, sparse_us))
             print(
-                f"{k}x{n} int8:1x4 M={m:3d}: onnxruntime-web float32 {float_us:8.1f} us, int8 {int8_us:8.1f} us, "
-                f"DynamicQuantizeLinear {quantize_us:8.1f} us; sparsec {sparse_us:8.1f} us",
+                f"{k}x{n} int8:1x4 M={m:3d}: onnxruntime-web float32 {float_us:8.1f} us, int8 {int8_us:8.1f} us; "
+                f"sparsec {sparse_us:8.1f} us",
                 flush=True,
             )
+    # an integer layer on a float kernel: its activation quantized by onnxruntime-web's DynamicQuantizeLinear (the
+    # int8 kernels' quantize steps run on kernels.wasm instead), then made float32 by its DequantizeLinear
+    k = SHAPES[1][0]
+    convert_path = OUT / f"cal_{k}_convert.onnx"
+    onnx.save(quantize_then_float(k), str(convert_path))
+    art = OUT / f"cal_{k}x{SHAPES[1][1]}_int8.sparsec"
+    per_value = [time_pair(convert_path, art, m, k)[0] * 1000.0 / (m * k) for m in MS[1:]]
+    print(f"DynamicQuantizeLinear + DequantizeLinear per value at M = {MS[1:]}: {per_value} ns", flush=True)
     doc = json.loads(DATA.read_text())
+    doc["int8_convert_ns"] = {"simd128": round(float(np.median(per_value)), 2)}
     # no intercept from M = 16, as the float rows' fits ended (measured by the same harness, they carry the sparse
     # step's own overhead in their slope): an int8 intercept charged it to int8 alone (0.32 ms at M = 128), and auto
     # kept MiniLM's layers on float kernels that ran slower in the same session (1.10x / 1.23x of onnxruntime-web

@@ -74,18 +74,18 @@ def candidates(target: Target, cost: CostModel) -> list[str]:
     return [p for p in presets if p != "dense" and target.supports(p) and cost.knows(p)]
 
 
-def integer_us(layer: Layer, rows: int, int8_kernel: bool) -> float:
+def integer_us(layer: Layer, rows: int, int8_kernel: bool, convert_ns: float = INT8_CONVERT_NS) -> float:
     """What an integer layer compiled sparse adds around its kernel (passes/cost_model.integer_io_us); 0 for others.
     An int8 kernel on an int8 activation also pays its shift to uint8 (two passes over it)."""
     if layer.qdq is not None and int8_kernel:  # a QDQ MatMul on an int8 kernel: only the shift of an int8 q,
         # shared by the layers reading it (Q/K/V)
         q = layer.qdq
-        return q.shift_passes * rows * layer.k * INT8_CONVERT_NS / 1000.0 / q.sharing if q.signed else 0.0
+        return q.shift_passes * rows * layer.k * convert_ns / 1000.0 / q.sharing if q.signed else 0.0
     if not layer.integer:
         return 0.0
     taps = layer.geom.kh * layer.geom.kw if layer.geom is not None else 1
-    shift = 2 * rows * layer.k * INT8_CONVERT_NS / 1000.0 if int8_kernel and signed_activation(layer) else 0.0
-    return integer_io_us(layer.op, rows, layer.k, layer.n, int8_kernel, taps) + shift
+    shift = 2 * rows * layer.k * convert_ns / 1000.0 if int8_kernel and signed_activation(layer) else 0.0
+    return integer_io_us(layer.op, rows, layer.k, layer.n, int8_kernel, taps, convert_ns) + shift
 
 
 def signed_activation(layer: Layer) -> bool:
@@ -124,7 +124,7 @@ def dense_time_us(layer: Layer, cost: CostModel, rows: int) -> float:
     if layer.geom is not None:
         dense_us /= ORT_CONV_FASTER[layer.geom.pointwise]
     if floats_dense(layer, cost):  # ORT's float32 kernel, with the same conversions around it as a float kernel's
-        return dense_us + integer_us(layer, rows, int8_kernel=False)
+        return dense_us + integer_us(layer, rows, int8_kernel=False, convert_ns=cost.convert_ns)
     if layer.op in INT8_MATMULS or layer.op == "QLinearConv":
         return dense_us / cost.int8_speed(rows, signed_activation(layer))
     return dense_us
@@ -144,7 +144,8 @@ def predicted_speedup(layer: Layer, cost: CostModel, rows: int) -> Callable[[str
 
     def speedup(fmt: str) -> float:
         f = get_format(fmt)
-        extra = extra_us + integer_us(layer, rows, f.family == "int8")  # float kernels: X made float32 first
+        # float kernels: X made float32 first
+        extra = extra_us + integer_us(layer, rows, f.family == "int8", cost.convert_ns)
         return dense_us / (cost.predict_us(fmt, layer.k, layer.n, p.stored(f, layer.w), rows) + extra)
 
     return speedup

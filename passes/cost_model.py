@@ -86,6 +86,7 @@ class CostModel:
     int8_faster: float = ORT_INT8_FASTER[False]  # ORT's int8 MatMul against its float32 one on this CPU
     s8s8_faster: float = ORT_INT8_FASTER[False]  # the same with a signed int8 activation
     int8_measured: tuple[tuple[int, float], ...] = ()  # (M, int8_faster) measured with the table, by bucket
+    convert_ns: float = INT8_CONVERT_NS  # an integer layer's activation made float32 for a float kernel, per value
 
     def buckets(self, fmt: str) -> dict[int, list[float]]:
         key = fmt if fmt in self.table else family(fmt)
@@ -148,7 +149,9 @@ def int8_convert_us(rows: int, k: int) -> float:
     return rows * k * INT8_CONVERT_NS / 1000.0
 
 
-def integer_io_us(op: str, rows: int, k: int, n: int, int8_kernel: bool, taps: int = 1) -> float:
+def integer_io_us(
+    op: str, rows: int, k: int, n: int, int8_kernel: bool, taps: int = 1, convert_ns: float = INT8_CONVERT_NS
+) -> float:
     """Predicted microseconds a sparse integer layer adds around its kernel, at ``INT8_CONVERT_NS`` per value: a
     float kernel's float32 input (``rows`` x ``k``; a conv's ``k`` counts each input ``taps`` = kh * kw times), and a
     QLinear layer's requantization of its ``rows`` x ``n`` outputs (Mul and QuantizeLinear; the Mul runs inside an
@@ -158,7 +161,7 @@ def integer_io_us(op: str, rows: int, k: int, n: int, int8_kernel: bool, taps: i
     values = 0 if int8_kernel else rows * k // max(taps, 1)
     if op.startswith("QLinear"):
         values += rows * n * (1 if int8_kernel else 2)
-    return values * INT8_CONVERT_NS / 1000.0
+    return values * convert_ns / 1000.0
 
 
 def reorder_us(elements: int) -> float:
@@ -192,6 +195,14 @@ def cost_model(target: str, isa: str, int8_dot: bool = False) -> CostModel:
     # a table measured against the target's own ORT build says, per M, how much faster its int8 MatMul is (wasm:
     # onnxruntime-web, benchmarks/wasm_calibrate.py --int8); signed activations are ranked as unsigned there
     measured = tuple(sorted((int(m), float(f)) for m, f in data.get("ort_int8_faster", {}).get(chosen, {}).items()))
+    convert = float(data.get("int8_convert_ns", {}).get(chosen, INT8_CONVERT_NS))  # wasm: onnxruntime-web's, measured
     return CostModel(
-        target, chosen, tables[chosen], str(source), int8_faster=int8, s8s8_faster=s8s8, int8_measured=measured
+        target,
+        chosen,
+        tables[chosen],
+        str(source),
+        int8_faster=int8,
+        s8s8_faster=s8s8,
+        int8_measured=measured,
+        convert_ns=convert,
     )
