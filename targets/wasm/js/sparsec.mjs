@@ -192,8 +192,8 @@ class SparsecModel {
     for (const name of step.outputs) env.set(name, result[name]);
   }
 
-  // DynamicQuantizeLinear on kernels.wasm (targets/simd/templates/quantize.py: ORT's bytes), then the int8 kernels' scales
-  // x_scale * w_scale, each product rounded to float32 as ORT's Mul.
+  // DynamicQuantizeLinear on kernels.wasm (targets/simd/templates/quantize.py: ORT's bytes), then the int8
+  // kernels' scales x_scale * w_scale, each product rounded to float32 as ORT's Mul.
   runQuantize(step, env) {
     const x = env.get(step.x);
     if (x.type !== 'float32') throw new Error(`sparsec: ${step.name}: input '${step.x}' is ${x.type}, expected float32`);
