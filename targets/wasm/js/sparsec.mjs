@@ -196,7 +196,9 @@ class SparsecModel {
   // kernels' scales x_scale * w_scale, each product rounded to float32 as ORT's Mul.
   runQuantize(step, env) {
     const x = env.get(step.x);
-    if (x.type !== 'float32') throw new Error(`sparsec: ${step.name}: input '${step.x}' is ${x.type}, expected float32`);
+    if (x.type !== 'float32') {
+      throw new Error(`sparsec: ${step.name}: input '${step.x}' is ${x.type}, expected float32`);
+    }
     const dims = Array.from(x.dims, Number);
     const n = x.data.length;
     const y = new Uint8Array(n);
@@ -226,7 +228,8 @@ class SparsecModel {
     env.set(scaleName, { type: 'float32', data: scale, dims: [] });
     env.set(zeroName, { type: 'uint8', data: zero, dims: [] });
     for (const s of step.scales) {
-      env.set(s.output, { type: 'float32', data: Float32Array.from(s.values, (v) => Math.fround(scale[0] * v)), dims: s.dims });
+      const data = Float32Array.from(s.values, (v) => Math.fround(scale[0] * v));
+      env.set(s.output, { type: 'float32', data, dims: s.dims });
     }
   }
 
