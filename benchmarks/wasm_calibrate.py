@@ -13,8 +13,9 @@ them (DynamicQuantizeLinear, MatMulInteger, Cast, scale Mul) with int8 weights 9
 shapes and 384x384, same M. sparsec's int8:1x4 (its quantize step included, as onnxruntime-web's int8 layer
 includes its quantization) gives the ``int8:1x4`` row and onnxruntime-web's float32 MatMul over its int8 layer gives
 ``ort_int8_faster`` (per M, the median over the shapes; the cost model divides the dense table by it for an int8
-layer left dense); and ``int8_convert_ns``, what an integer layer on a float kernel pays per activation value instead (onnxruntime-web's
-DynamicQuantizeLinear and DequantizeLinear, where the int8 kernels' quantize steps run on kernels.wasm).
+layer left dense); and ``int8_convert_ns``, what an integer layer on a float kernel pays per activation value
+instead (onnxruntime-web's DynamicQuantizeLinear and DequantizeLinear, where the int8 kernels' quantize steps run on
+kernels.wasm).
 """
 
 from __future__ import annotations
