@@ -87,36 +87,6 @@ def fit(points: list[tuple[int, int, float]], with_c: bool) -> list[float]:
     return [round(max(float(a), 1e-6), 6), 0.0, round(float(c), 3)]
 
 
-def int8_layer(k: int, n: int, seed: int) -> onnx.ModelProto:
-    """y[m, N] = float(MatMulInteger(q(x), W)) * (x_scale * 0.01), an int8 W[K, N] 90% sparse in 1x4 blocks (1
-    output x 4 inputs); y is the last Mul's output (no node after the layer, as in wasm_node's float layers)."""
-    from .arm_insns import int8_weight
-
-    w = int8_weight(np.random.default_rng(seed), n, k, "block:1x4").T
-    nodes = [
-        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
-        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["acc"], name="layer"),
-        helper.make_node("Cast", ["acc"], ["accf"], to=onnx.TensorProto.FLOAT),
-        helper.make_node("Mul", ["xs", "ws"], ["s"]),
-        helper.make_node("Mul", ["accf", "s"], ["y"]),
-    ]
-    inits = [
-        numpy_helper.from_array(np.ascontiguousarray(w).astype(np.int8), "w"),
-        numpy_helper.from_array(np.array(0, np.int8), "wz"),
-        numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "int8_layer",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["m", k])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["m", n])],
-        inits,
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    return m
-
-
 def quantize_then_float(k: int) -> onnx.ModelProto:
     """DynamicQuantizeLinear then DequantizeLinear: how a float kernel's input is made from an integer layer's."""
     nodes = [
@@ -136,19 +106,22 @@ def quantize_then_float(k: int) -> onnx.ModelProto:
 
 def int8_main() -> None:
     """Measure the int8 layers and merge them into the existing table."""
+    from .arm_insns import int8_layer_model, int8_weight
+
     OUT.mkdir(parents=True, exist_ok=True)
     points_by_m: dict[int, list[tuple[int, int, float]]] = {}
     ratios: dict[int, list[float]] = {}
     for i, (k, n) in enumerate(INT8_SHAPES):
-        model = int8_layer(k, n, seed=i)
+        # y = float(MatMulInteger(q(x), W)) * (x_scale * 0.01), W 90% sparse in 1x4 blocks (1 output x 4 inputs)
+        model = int8_layer_model(int8_weight(np.random.default_rng(i), n, k, "block:1x4"))
         path = OUT / f"cal_{k}x{n}_int8.onnx"
         onnx.save(model, str(path))
         dense_path = OUT / f"cal_{k}x{n}_float.onnx"
         onnx.save(layer(k, n, "unstructured:0.0", seed=i), str(dense_path))
         opts = CompileOptions(target="wasm", format="int8:1x4", verify=False)
         art = compile_model(path, path.with_suffix(".sparsec"), opts).artifact
-        w = numpy_helper.to_array(model.graph.initializer[0])  # W[K, N]
-        stored = 4 * int(np.count_nonzero(w.T.reshape(n, k // 4, 4).any(axis=2)))  # values in 1x4 blocks
+        int8 = get_format("int8:1x4")
+        stored = int8.nnz_stored(int8.pack(numpy_helper.to_array(model.graph.initializer[0]).T.astype(np.float32)))
         for m in MS:
             # both sides quantize the activation: ORT inside its int8 layer, sparsec in its quantize step
             int8_us, sparse_us = time_pair(path, art, m, k)

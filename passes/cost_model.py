@@ -144,11 +144,6 @@ ORT_CONV_FASTER = {True: 1.4, False: 2.0}  # key: pointwise
 REORDER_NS = 0.12  # ORT's NCHW <-> NCHWc conversion per element (passes/layout.py)
 
 
-def int8_convert_us(rows: int, k: int) -> float:
-    """Predicted microseconds of making a MatMulInteger kernel's float32 input from ``rows`` x ``k`` integers."""
-    return rows * k * INT8_CONVERT_NS / 1000.0
-
-
 def integer_io_us(
     op: str, rows: int, k: int, n: int, int8_kernel: bool, taps: int = 1, convert_ns: float = INT8_CONVERT_NS
 ) -> float:

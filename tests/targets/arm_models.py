@@ -63,7 +63,8 @@ def dynamic_int8_layer(
     w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = None, relu: bool = False
 ) -> onnx.ModelProto:
     """One layer as quantize_dynamic writes it: ``y = float(MatMulInteger(q(x), W)) * (x_scale * w_scale)``, then
-    ``+ bias`` and Relu when given; ``w`` an int8-valued W[K, N], ``w_scale`` one value or one per output."""
+    ``+ bias`` and Relu when given; ``w`` an int8-valued W[K, N], ``w_scale`` one value or one per output. ``y`` is
+    the last node's output (no node after the layer: on wasm an Identity would be a segment of its own)."""
     k, n = w.shape
     inits = {"w": w.astype(np.int8), "wz": np.array(0, np.int8), "ws": np.asarray(w_scale, np.float32)}
     nodes = [
@@ -81,5 +82,5 @@ def dynamic_int8_layer(
     if relu:
         nodes.append(helper.make_node("Relu", [last], ["yr"]))
         last = "yr"
-    nodes.append(helper.make_node("Identity", [last], ["y"]))
+    nodes[-1].output[0] = "y"
     return model(nodes, inits, {"x": ["batch", k]}, {"y": ["batch", n]})
